@@ -1,0 +1,92 @@
+"""The store: the only module that imports duckdb.
+
+Connections are short-lived: a command opens the file, migrates, does its work and closes, so
+the CLI, the watchdog and the HTTP server can take turns on one file. DuckDB allows one writing
+process at a time; when another holds the lock we retry with backoff until `lock_timeout`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay
+from tenacity import wait_exponential_jitter as backoff
+
+from reconcile.errors import DatabaseError, DatabaseLockedError
+
+Connection = duckdb.DuckDBPyConnection
+QueryError = duckdb.Error  # what a failed query raises; callers translate it
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _open(path: Path) -> Connection:
+    # Nothing may be downloaded at run time: only the statically linked extensions are used.
+    conn = duckdb.connect(str(path), config={"autoinstall_known_extensions": False})
+    conn.execute("SET TimeZone = 'UTC'")  # timestamps are stored and shown in UTC
+    return conn
+
+
+def open_connection(path: Path, lock_timeout: float) -> Connection:
+    """Open `path` for writing, waiting for another process's lock up to `lock_timeout` s."""
+    if path.parent and not path.parent.exists():
+        raise DatabaseError(
+            f"cannot create database {path}: folder {path.parent} does not exist; "
+            f"create it or point --db / RECON_DB elsewhere"
+        )
+    retrying = Retrying(
+        retry=retry_if_exception(_is_lock_conflict),
+        wait=backoff(initial=0.05, max=1.0),
+        stop=stop_after_delay(max(lock_timeout, 0.0)),
+        reraise=False,
+    )
+    try:
+        return retrying(_open, path)
+    except RetryError:
+        raise DatabaseLockedError(
+            f"database {path} is locked by another recon process (waited {lock_timeout:g}s); "
+            f"wait for it to finish or raise lock_timeout (RECON_LOCK_TIMEOUT)"
+        ) from None
+    except duckdb.Error as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc}") from None
+
+
+@contextmanager
+def connect(path: Path, lock_timeout: float = 30.0) -> Iterator[Connection]:
+    """A migrated connection to the store, closed on exit."""
+    from reconcile.migrations import migrate
+
+    new_file = not path.exists()
+    conn = open_connection(path, lock_timeout)
+    try:
+        if new_file:
+            os.chmod(path, 0o600)  # transaction logs are private to their owner
+        migrate(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """All or nothing: commit on success, roll back on any exception."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def fetch_dicts(conn: Connection, sql: str, params: list[object] | None = None) -> list[dict]:
+    """Run a query and return its rows as dicts keyed by column name."""
+    cursor = conn.execute(sql, params or [])
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,226 @@
+"""Detection and masking of card numbers (PANs) and other sensitive values.
+
+Masking happens before anything is stored, so these functions run inside DuckDB queries as
+UDFs. To keep that cheap, SQL first applies `PAN_PREFILTER_SQL`, a fast RE2 pattern that
+flags every string the Python masker *could* change (a superset); only flagged strings reach
+Python. The two must stay in step: `tests/test_redact.py` checks the superset property.
+
+What counts as a PAN: 12 to 19 decimal digits (any Unicode decimal digit, so full-width digits
+count) passing the Luhn check, either contiguous or in groups separated by non-alphanumeric
+characters (spaces, hyphens, dots, slashes...). Format characters such as zero-width spaces are
+ignored. When written in groups, every group but the last has 4 to 6 digits, as on every card
+brand's printed form; that rule keeps timestamps ("2026-11-24 10:30:00"), dotted addresses and
+ids such as "T20261113-0040" from being mistaken for cards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+from collections.abc import Iterable
+
+PAN_MIN_DIGITS = 12
+PAN_MAX_DIGITS = 19
+MAX_GAP = 8  # non-alphanumeric characters allowed between two digits of one number
+
+# A run of digits joined by short non-word gaps. Python's \w is Unicode-aware, so \d matches
+# full-width digits and [^\w] matches zero-width and other format characters.
+_RUN = re.compile(r"\d(?:[^\w]{0,%d}\d)*" % MAX_GAP)
+_DIGITS = re.compile(r"\d+")
+
+# RE2 superset of what `mask_pans` may change: an ASCII chain of >= 12 digits with short gaps,
+# or any non-ASCII character (non-ASCII digits are rare, so those rows simply go to Python).
+PAN_PREFILTER_SQL = r"[0-9](?:[^A-Za-z0-9_]{0,%d}[0-9]){%d,}|[^\x00-\x7F]" % (
+    MAX_GAP,
+    PAN_MIN_DIGITS - 1,
+)
+
+MASK_CHAR = "*"
+WHOLE_MASK = "[masked]"
+
+# Column names (compared after lower-casing and dropping non-alphanumerics) whose values are
+# never stored at all: card verification codes, PIN blocks and magnetic-stripe track data.
+NEVER_STORED_COLUMNS = frozenset(
+    {
+        "cvv",
+        "cvv2",
+        "cvc",
+        "cvc2",
+        "cid",
+        "csc",
+        "cav2",
+        "securitycode",
+        "cardsecuritycode",
+        "cardverificationvalue",
+        "verificationcode",
+        "pin",
+        "pinblock",
+        "track",
+        "track1",
+        "track2",
+        "trackdata",
+        "magstripe",
+        "magneticstripe",
+    }
+)
+
+# Column names that hold card numbers: masked to the last four digits even when the value fails
+# the Luhn check (a mistyped card number is still a card number).
+CARD_COLUMNS = frozenset(
+    {"pan", "cardnumber", "cardno", "cardnum", "ccnumber", "ccnum", "creditcard", "primaryaccountnumber"}
+)
+
+
+def column_key(name: str) -> str:
+    """Normalise a column name for the lists above: `Card-Number ` -> `cardnumber`."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def is_never_stored(name: str) -> bool:
+    return column_key(name) in NEVER_STORED_COLUMNS
+
+
+def is_card_column(name: str) -> bool:
+    return column_key(name) in CARD_COLUMNS
+
+
+def luhn_valid(digits: str) -> bool:
+    """Luhn checksum over a string of ASCII digits."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _ascii_digits(text: str) -> str:
+    return "".join(str(unicodedata.decimal(char)) for char in text if char.isdecimal())
+
+
+def _strip_format_chars(text: str) -> str:
+    return "".join(char for char in text if unicodedata.category(char) != "Cf")
+
+
+def _groups(run: str, offset: int) -> list[tuple[int, int, str, str]]:
+    """Split a digit run into groups: (start, end, ascii digits, separator before the group).
+
+    A gap made only of format characters (zero-width space and friends) joins its neighbours
+    into one group, as if the invisible characters were not there.
+    """
+    groups: list[tuple[int, int, str, str]] = []
+    previous_end = 0
+    for match in _DIGITS.finditer(run):
+        gap = _strip_format_chars(run[previous_end : match.start()])
+        digits = _ascii_digits(match.group())
+        if groups and gap == "":
+            start, _, joined, separator = groups[-1]
+            groups[-1] = (start, offset + match.end(), joined + digits, separator)
+        else:
+            groups.append((offset + match.start(), offset + match.end(), digits, gap))
+        previous_end = match.end()
+    return groups
+
+
+def _is_pan_window(window: list[tuple[int, int, str, str]]) -> bool:
+    digits = "".join(group[2] for group in window)
+    if not PAN_MIN_DIGITS <= len(digits) <= PAN_MAX_DIGITS or not luhn_valid(digits):
+        return False
+    # Written in groups, a card number starts with groups of 4 to 6 digits (4-4-4-4, 4-6-5,
+    # 6-13 ...). Dates, times, addresses and ids such as T20261113-0040 do not.
+    return all(4 <= len(group[2]) <= 6 for group in window[:-1])
+
+
+def find_pans(text: str) -> list[tuple[int, int, str]]:
+    """Every PAN in `text` as (start, end, ascii digits); spans do not overlap."""
+    found: list[tuple[int, int, str]] = []
+    for run in _RUN.finditer(text):
+        groups = _groups(run.group(), run.start())
+        index = 0
+        while index < len(groups):
+            best = None
+            # Longest window first: a 19-digit card must not be read as a 16-digit one.
+            for end in range(len(groups), index, -1):
+                window = groups[index:end]
+                if _is_pan_window(window):
+                    best = end
+                    break
+            if best is None:
+                index += 1
+                continue
+            window = groups[index:best]
+            found.append((window[0][0], window[-1][1], "".join(g[2] for g in window)))
+            index = best
+    return found
+
+
+def mask_digits(digits: str) -> str:
+    """`4111111111111111` -> `************1111`."""
+    return MASK_CHAR * (len(digits) - 4) + digits[-4:]
+
+
+def mask_pans(text: str | None) -> str | None:
+    """Replace every PAN in `text` by its masked form, leaving everything around it intact."""
+    if not text:
+        return text
+    pans = find_pans(text)
+    if not pans:
+        return text
+    pieces = []
+    previous = 0
+    for start, end, digits in pans:
+        pieces.append(text[previous:start])
+        pieces.append(mask_digits(digits))
+        previous = end
+    pieces.append(text[previous:])
+    return "".join(pieces)
+
+
+def mask_key(text: str | None, key: bytes | None) -> str | None:
+    """Mask a PAN inside an identifier (txn_id, run_id) and keep the identifier distinct.
+
+    Masking alone would turn two different ids into the same `************1111`; the short
+    fingerprint suffix keeps them apart without revealing the number.
+    """
+    masked = mask_pans(text)
+    if masked == text or text is None or masked is None:
+        return masked
+    digest = (
+        hmac.new(key, text.encode(), hashlib.sha256) if key else hashlib.sha256(text.encode())
+    ).hexdigest()
+    return f"{masked}#{digest[:8]}"
+
+
+def mask_card_value(text: str | None) -> str | None:
+    """A value from a card column: keep only the last four of its digits, Luhn or not."""
+    if text is None:
+        return None
+    digits = _ascii_digits(text)
+    if len(digits) < 8:
+        return mask_pans(text)
+    return mask_digits(digits)
+
+
+def pan_fingerprint(text: str | None, key: bytes | None) -> str | None:
+    """HMAC-SHA-256 of the first card number in `text`, to correlate one card across runs.
+
+    The key lives in settings, never in the database, so the fingerprint cannot be reversed by
+    someone who only has the database.
+    """
+    if not text or not key:
+        return None
+    pans = find_pans(text)
+    digits = pans[0][2] if pans else _ascii_digits(text)
+    if len(digits) < PAN_MIN_DIGITS:
+        return None
+    return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()
+
+
+def contains_pan(values: Iterable[str | None]) -> bool:
+    """True when any of the values holds an unmasked PAN (used by tests and checks)."""
+    return any(value and find_pans(value) for value in values)

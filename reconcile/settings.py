@@ -1,0 +1,241 @@
+"""Settings: the only reader of environment variables and recon.toml.
+
+Precedence, highest first: command-line flags, `RECON_*` environment variables, recon.toml
+(path from `--config` / `RECON_CONFIG`, else `./recon.toml` when present), defaults.
+Settings are read once at the edge (the CLI) and passed down as plain values.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from reconcile.errors import ConfigError
+
+DEFAULT_SUCCESS_VALUES = ["PROCESSED", "SUCCESS", "SUCCEEDED", "OK", "COMPLETED"]
+DEFAULT_FAILURE_VALUES = ["FAILED", "ERROR", "REJECTED"]
+SUPPORTED_ENCODINGS = {"utf-8", "utf-16", "latin-1"}
+_ENCODING_ALIASES = {
+    "utf8": "utf-8",
+    "utf-8-sig": "utf-8",
+    "utf16": "utf-16",
+    "latin1": "latin-1",
+    "iso-8859-1": "latin-1",
+    "iso8859-1": "latin-1",
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+_toml_path: ContextVar[Path | None] = ContextVar("recon_toml_path", default=None)
+
+
+def parse_duration(value: Any) -> float:
+    """`90s`, `15m`, `2h`, `1d` or a plain number of seconds -> seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError("expected a duration such as 30s, 15m, 2h or 1d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_now(value: Any) -> datetime:
+    """An ISO 8601 instant; a value without an offset is taken as UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                "expected an ISO 8601 time such as 2026-11-24T09:00:00+00:00"
+            ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+class SourceConfig(BaseModel):
+    """One upstream process under `[sources.NAME]`: how to read its files and what they mean."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    success_values: list[str] = Field(default_factory=lambda: list(DEFAULT_SUCCESS_VALUES))
+    failure_values: list[str] = Field(default_factory=lambda: list(DEFAULT_FAILURE_VALUES))
+    timezone: str = "UTC"
+    cutoff: time = time(0, 0)
+    sensitive_columns: list[str] = Field(default_factory=list)
+    card_columns: list[str] = Field(default_factory=list)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        name = _ENCODING_ALIASES.get(value.strip().lower(), value.strip().lower())
+        if name not in SUPPORTED_ENCODINGS:
+            raise ValueError(
+                f"expected one of {', '.join(sorted(SUPPORTED_ENCODINGS))} "
+                f"(convert other encodings to UTF-8 first, e.g. with iconv)"
+            )
+        return name
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone name such as Europe/London") from None
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str | None) -> str | None:
+        if value is not None and len(value) != 1:
+            raise ValueError("expected a single character such as ',' or ';'")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _canonical_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        from reconcile.ingest import CANONICAL_COLUMNS  # the canonical names live with ingest
+
+        unknown = sorted(set(value) - CANONICAL_COLUMNS)
+        if unknown:
+            raise ValueError(
+                f"unknown canonical column(s) {', '.join(unknown)}; map canonical names to your "
+                f"file's names, e.g. txn_id = \"TransactionID\" "
+                f"(canonical: {', '.join(sorted(CANONICAL_COLUMNS))})"
+            )
+        return value
+
+
+class NotifyTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: SecretStr
+    tags: list[str] = Field(default_factory=list)
+
+
+class NotifyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    targets: dict[str, NotifyTarget] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """Everything a command may need, validated once."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECON_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    db: Path = Path("recon.duckdb")
+    now: datetime | None = None
+    lock_timeout: float = 30.0
+    pan_key: SecretStr | None = None
+    audit_key: SecretStr | None = None
+    base_url: str | None = None
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+
+    @field_validator("now", mode="before")
+    @classmethod
+    def _parse_now(cls, value: Any) -> datetime | None:
+        if value in (None, ""):
+            return None
+        return parse_now(value)
+
+    @field_validator("lock_timeout", mode="before")
+    @classmethod
+    def _parse_timeout(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _toml_path.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def current_time(self) -> datetime:
+        """`--now` / `RECON_NOW` when given (tests, replays), else the clock; always aware UTC."""
+        return self.now or datetime.now(UTC)
+
+    def source(self, name: str) -> SourceConfig:
+        """The configuration of a source; one not in recon.toml reads canonical files."""
+        return self.sources.get(name) or SourceConfig()
+
+    def pan_key_bytes(self) -> bytes | None:
+        return self.pan_key.get_secret_value().encode() if self.pan_key else None
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The recon.toml to read: `--config`, else `RECON_CONFIG`, else `./recon.toml` if present."""
+    chosen = explicit or os.environ.get("RECON_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(
+                f"config file {path} does not exist; pass an existing recon.toml with --config "
+                f"or RECON_CONFIG, or leave both unset"
+            )
+        return path
+    default = Path("recon.toml")
+    return default if default.is_file() else None
+
+
+def _describe(error: dict[str, Any], toml_file: Path | None) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting '{key}': check its spelling against README.md (Settings)"
+    where = f"recon.toml key '{key}'" if toml_file else f"setting '{key}'"
+    env_name = "RECON_" + "__".join(str(part) for part in error["loc"]).upper()
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"invalid {where} (env {env_name}): {message}"
+
+
+def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read and validate all settings; raise ConfigError naming each bad key and its form."""
+    toml_file = config_path(config)
+    if toml_file is not None:
+        try:
+            tomllib.loads(toml_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{toml_file} is not valid TOML: {exc}") from None
+    given = {key: value for key, value in overrides.items() if value is not None}
+    token = _toml_path.set(toml_file)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(error, toml_file) for error in exc.errors())
+        origin = f" (config file {toml_file})" if toml_file else ""
+        raise ConfigError(f"invalid settings{origin}:\n  {problems}") from None
+    finally:
+        _toml_path.reset(token)

@@ -1,0 +1,87 @@
+"""Shared fixtures: a real DuckDB file per test and the real `recon` CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Recon:
+    """Runs `recon` as a real process against a database in a temporary folder."""
+
+    workdir: Path
+    db: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str | Path, input: str | None = None, env: dict[str, str] | None = None,
+                 timeout: float = 300) -> Result:
+        completed = subprocess.run(
+            [sys.executable, "-m", "reconcile", *map(str, args)],
+            cwd=self.workdir, env={**self.env, **(env or {})}, input=input,
+            capture_output=True, text=True, timeout=timeout,
+        )
+        return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    def ingest(self, *files: str | Path, source: str = "src", kind: str = "processed",
+               extra: tuple[str, ...] = ()) -> tuple[Result, list[dict[str, Any]]]:
+        """`recon --json ingest`; returns the result and its per-file objects."""
+        result = self("--json", "ingest", "--source", source, "--kind", kind, *extra, *files)
+        files_json = result.json()["files"] if result.stdout.strip() else []
+        return result, files_json
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Read the database directly, as an auditor would."""
+        with duckdb.connect(str(self.db), read_only=True) as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+    def write_config(self, text: str) -> Path:
+        path = self.workdir / "recon.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+
+@pytest.fixture
+def recon(tmp_path: Path) -> Recon:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
+    db = tmp_path / "recon.duckdb"
+    env.update({"RECON_DB": str(db), "RECON_NOW": "2026-11-24T09:00:00+00:00", "RECON_LOCK_TIMEOUT": "5s"})
+    return Recon(workdir=tmp_path, db=db, env=env)
+
+
+@pytest.fixture
+def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
+    """Write a test input file (text as UTF-8, or raw bytes) and return its path."""
+
+    def write(name: str, content: str | bytes) -> Path:
+        path = tmp_path / "in" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_bytes(content.encode("utf-8"))
+        return path
+
+    return write

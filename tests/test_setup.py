@@ -1,0 +1,143 @@
+"""Settings, the store and the CLI surface: what a newcomer meets first."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reconcile.cli import cli
+
+from .conftest import Recon
+
+
+def test_init_creates_a_private_database_and_is_idempotent(recon: Recon) -> None:
+    first = recon("--json", "init")
+    assert first.code == 0, first.stderr
+    assert first.json()["migrations"] == ["001_ingest"]
+    assert recon.db.stat().st_mode & 0o777 == 0o600
+    again = recon("--json", "init")
+    assert again.code == 0 and again.json() == first.json()
+    names = recon.query("SELECT name FROM schema_migrations")
+    assert names == [("001_ingest",)]
+
+
+def test_every_command_migrates_on_open(recon: Recon) -> None:
+    result = recon("--json", "runs")
+    assert result.code == 0, result.stderr
+    assert result.json() == {"runs": []}
+    assert recon.query("SELECT count(*) FROM schema_migrations") == [(1,)]
+
+
+def test_invalid_setting_names_the_key_and_expected_form(recon: Recon) -> None:
+    recon.write_config('[sources.pay]\ntimezone = "Europe/Lodnon"\n')
+    result = recon("runs")
+    assert result.code == 1
+    assert "sources.pay.timezone" in result.stderr
+    assert "IANA time zone" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_env_setting_names_the_key(recon: Recon) -> None:
+    result = recon("runs", env={"RECON_LOCK_TIMEOUT": "soon"})
+    assert result.code == 1
+    assert "lock_timeout" in result.stderr and "30s" in result.stderr
+
+
+def test_unknown_toml_key_is_reported_not_ignored(recon: Recon) -> None:
+    recon.write_config('[sorces.pay]\ntimezone = "UTC"\n')
+    result = recon("runs")
+    assert result.code == 1 and "sorces" in result.stderr
+
+
+def test_broken_toml_says_where(recon: Recon) -> None:
+    recon.write_config("[sources.pay\n")
+    result = recon("runs")
+    assert result.code == 1 and "recon.toml is not valid TOML" in result.stderr and "line 1" in result.stderr
+
+
+def test_cli_flag_beats_env_which_beats_toml(recon: Recon) -> None:
+    toml_db = recon.workdir / "toml.duckdb"
+    env_db = recon.workdir / "env.duckdb"
+    flag_db = recon.workdir / "flag.duckdb"
+    recon.write_config(f'db = "{toml_db}"\n')
+    env_without_db = {k: v for k, v in recon.env.items() if k != "RECON_DB"}
+    subprocess.run([sys.executable, "-m", "reconcile", "init"], cwd=recon.workdir, env=env_without_db,
+                   check=True, capture_output=True)
+    assert toml_db.exists()
+    subprocess.run([sys.executable, "-m", "reconcile", "init"], cwd=recon.workdir,
+                   env={**env_without_db, "RECON_DB": str(env_db)}, check=True, capture_output=True)
+    assert env_db.exists()
+    subprocess.run([sys.executable, "-m", "reconcile", "--db", str(flag_db), "init"], cwd=recon.workdir,
+                   env={**env_without_db, "RECON_DB": str(env_db)}, check=True, capture_output=True)
+    assert flag_db.exists()
+
+
+def test_missing_config_file_is_an_error(recon: Recon) -> None:
+    result = recon("--config", "nope.toml", "runs")
+    assert result.code == 1 and "nope.toml does not exist" in result.stderr
+
+
+def test_locked_database_waits_then_names_the_file(recon: Recon) -> None:
+    assert recon("init").code == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+         "time.sleep(30)", str(recon.db)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        result = recon("runs", env={"RECON_LOCK_TIMEOUT": "1s"})
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert result.code == 1
+    assert str(recon.db) in result.stderr and "locked" in result.stderr
+    assert "lock_timeout" in result.stderr
+    assert waited >= 1.0  # it retried for the whole timeout before giving up
+
+
+def test_lock_released_within_timeout_lets_the_command_finish(recon: Recon) -> None:
+    assert recon("init").code == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+         "time.sleep(1.5); c.close()", str(recon.db)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        result = recon("--json", "runs", env={"RECON_LOCK_TIMEOUT": "20s"})
+    finally:
+        holder.communicate()
+    assert result.code == 0, result.stderr
+
+
+def _commands(group=cli, prefix=()):  # type: ignore[no-untyped-def]
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path,command", list(_commands()), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+def test_every_command_has_help_with_an_example(path: tuple[str, ...], command) -> None:  # type: ignore[no-untyped-def]
+    assert command.help and "Example" in command.help, f"recon {' '.join(path)} needs help with an example"
+
+
+def test_usage_error_exits_2(recon: Recon) -> None:
+    result = recon("ingest")
+    assert result.code == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_ingest_without_source_lists_the_configured_ones(recon: Recon, write_file) -> None:  # type: ignore[no-untyped-def]
+    path = write_file("a.csv", "txn_id,amount,status,run_id\n1,1.00,OK,R\n")
+    recon.write_config("[sources.alpha]\n[sources.beta]\n")
+    result = recon("ingest", path)
+    assert result.code == 2 and "alpha, beta" in result.stderr
