@@ -15,8 +15,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The sample story (sample_data/README.md), from nothing: a fresh database, every file ingested,
+# then what an operations person reads first. The PAN key here is for the demo only.
+demo: export RECON_DB = $(DEMO_DB)
+demo: export RECON_CONFIG = sample_data/recon.toml
+demo: export RECON_PAN_KEY = demo-only-not-a-secret
 demo: setup
-	@RECON=$(BIN)/recon DB=$(DEMO_DB) sh jobs/demo.sh
+	@rm -f $(DEMO_DB) $(DEMO_DB).wal
+	@$(BIN)/recon init
+	@echo "== ingest: expected manifests, control totals, run logs =="
+	@$(BIN)/recon ingest --source payments-loader --kind expected sample_data/payments-loader/expected/*.csv 2>&1 | tail -n 1
+	@$(BIN)/recon ingest --source payments-loader --kind totals sample_data/payments-loader/control_totals.csv
+	@$(BIN)/recon ingest --source payments-loader sample_data/payments-loader/runs/* || [ $$? -eq 3 ]
+	@echo
+	@echo "== per run: rows loaded, failed, quarantined (recon runs) =="
+	@$(BIN)/recon runs
+	@echo
+	@echo "== quarantined rows: fix at the source, then re-ingest (recon quarantine) =="
+	@$(BIN)/recon quarantine
+	@echo
+	@echo "== failed transactions of the last day (recon failures) =="
+	@$(BIN)/recon failures --date last
+	@echo
+	@echo "Database: $(DEMO_DB). Try: .venv/bin/recon --db $(DEMO_DB) failures --date 2026-11-04"
 
 test: setup
 	$(BIN)/pytest -q
