@@ -35,7 +35,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
 class App:
     """Global options, and the settings they resolve to (loaded on first use)."""
 
-    db: str | None
+    db_path: str | None
     config: str | None
     now: str | None
     json: bool
@@ -44,7 +44,7 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.config, db=self.db, now=self.now)
+            self._settings = load_settings(self.config, db=self.db_path, now=self.now)
         return self._settings
 
     @contextmanager
@@ -81,8 +81,13 @@ def _cell(value: Any) -> Any:
 
 
 def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    click.echo(tabulate([[_cell(row.get(c)) for c in columns] for row in rows], headers=list(columns),
-                        disable_numparse=True))
+    click.echo(
+        tabulate(
+            [[_cell(row.get(c)) for c in columns] for row in rows],
+            headers=list(columns),
+            disable_numparse=True,
+        )
+    )
 
 
 def current_user() -> str:
@@ -99,18 +104,25 @@ def parse_day(value: str | None, param: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}", param_hint=param) from None
+        raise click.BadParameter(
+            f"expected a date as YYYY-MM-DD, got {value!r}", param_hint=param
+        ) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--db", metavar="PATH", help="DuckDB file (env RECON_DB; default ./recon.duckdb).")
-@click.option("--config", metavar="PATH",
-              help="recon.toml to read (env RECON_CONFIG; default ./recon.toml if present).")
+@click.option(
+    "--config",
+    metavar="PATH",
+    help="recon.toml to read (env RECON_CONFIG; default ./recon.toml if present).",
+)
 @click.option("--now", metavar="ISO8601", help="Pretend it is this time (env RECON_NOW).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 @click.version_option(__version__, prog_name="recon")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, config: str | None, now: str | None, as_json: bool) -> None:
+def cli(
+    ctx: click.Context, db: str | None, config: str | None, now: str | None, as_json: bool
+) -> None:
     """reconcile: transaction logs into DuckDB, validated and masked; failures listed.
 
     \b
@@ -119,7 +131,7 @@ def cli(ctx: click.Context, db: str | None, config: str | None, now: str | None,
       recon ingest --source payments-loader sample_data/payments-loader/runs/*
       recon runs
     """
-    ctx.obj = App(db=db, config=config, now=now, json=as_json)
+    ctx.obj = App(db_path=db, config=config, now=now, json=as_json)
 
 
 pass_app = click.make_pass_decorator(App)
@@ -145,13 +157,26 @@ def init(app: App) -> None:
 
 @cli.command("ingest")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--source", "-s", metavar="NAME", help="Source the files came from ([sources.NAME] in recon.toml).")
-@click.option("--run-id", metavar="RUN", help="Run the rows belong to, where the file has no run_id column.")
-@click.option("--kind", type=click.Choice(ingest.KINDS), default="processed", show_default=True,
-              help="processed run log, expected manifest, or control totals.")
+@click.option(
+    "--source",
+    "-s",
+    metavar="NAME",
+    help="Source the files came from ([sources.NAME] in recon.toml).",
+)
+@click.option(
+    "--run-id", metavar="RUN", help="Run the rows belong to, where the file has no run_id column."
+)
+@click.option(
+    "--kind",
+    type=click.Choice(ingest.KINDS),
+    default="processed",
+    show_default=True,
+    help="processed run log, expected manifest, or control totals.",
+)
 @pass_app
-def ingest_command(app: App, files: tuple[Path, ...], source: str | None, run_id: str | None,
-                   kind: str) -> None:
+def ingest_command(
+    app: App, files: tuple[Path, ...], source: str | None, run_id: str | None, kind: str
+) -> None:
     """Load run logs (CSV, JSON Lines, Parquet) into the store, validated and masked.
 
     Each file loads whole or not at all; a file already loaded for the source is skipped.
@@ -173,12 +198,21 @@ def ingest_command(app: App, files: tuple[Path, ...], source: str | None, run_id
         for path in files:
             try:
                 result = ingest.ingest_file(
-                    conn, path, source=source_name, config=config, kind=kind, run_id=run_id,
-                    now=settings.current_time(), user=current_user(), pan_key=settings.pan_key_bytes(),
+                    conn,
+                    path,
+                    source=source_name,
+                    config=config,
+                    kind=kind,
+                    run_id=run_id,
+                    now=settings.current_time(),
+                    user=current_user(),
+                    pan_key=settings.pan_key_bytes(),
                 )
             except InputFileError as exc:
                 failed = True
-                results.append({"path": str(path), "source": source_name, "kind": kind, "error": str(exc)})
+                results.append(
+                    {"path": str(path), "source": source_name, "kind": kind, "error": str(exc)}
+                )
                 info(f"error: {exc}")
                 continue
             quarantined |= result.rows_quarantined > 0 and not result.already_ingested
@@ -205,12 +239,16 @@ def _pick_source(settings: Settings, given: str | None) -> str:
 
 def _describe_ingest(result: ingest.FileResult) -> str:
     if result.already_ingested:
-        return (f"skipped {result.path}: already ingested for {result.source} "
-                f"(same SHA-256 {result.sha256[:12]}…); nothing changed")
+        return (
+            f"skipped {result.path}: already ingested for {result.source} "
+            f"(same SHA-256 {result.sha256[:12]}…); nothing changed"
+        )
     runs_text = ", ".join(result.run_ids[:5]) + (" …" if len(result.run_ids) > 5 else "")
-    return (f"loaded {result.path} ({result.kind}, {result.format}): {result.rows_read} rows read, "
-            f"{result.rows_loaded} loaded, {result.rows_quarantined} quarantined"
-            + (f"; runs {runs_text}" if runs_text else ""))
+    return (
+        f"loaded {result.path} ({result.kind}, {result.format}): {result.rows_read} rows read, "
+        f"{result.rows_loaded} loaded, {result.rows_quarantined} quarantined"
+        + (f"; runs {runs_text}" if runs_text else "")
+    )
 
 
 @cli.command("runs")
@@ -226,21 +264,36 @@ def runs_command(app: App, source: str | None, since: str | None, until: str | N
       recon runs --source payments-loader --since 2026-11-01
     """
     with app.connect() as conn:
-        rows = runs.list_runs(conn, source, parse_day(since, "--since"), parse_day(until, "--until"))
+        rows = runs.list_runs(
+            conn, source, parse_day(since, "--since"), parse_day(until, "--until")
+        )
     if app.json:
         emit_json({"runs": rows})
         return
     if not rows:
         info("no runs yet: load a run log with `recon ingest --source NAME FILE`")
         return
-    emit_table(rows, ["source", "run_id", "business_date", "rows_loaded", "rows_failed",
-                      "rows_quarantined", "first_processed_at", "ingested_by"])
+    emit_table(
+        rows,
+        [
+            "source",
+            "run_id",
+            "business_date",
+            "rows_loaded",
+            "rows_failed",
+            "rows_quarantined",
+            "first_processed_at",
+            "ingested_by",
+        ],
+    )
 
 
 @cli.command("quarantine")
 @click.option("--source", "-s", metavar="NAME", help="Only this source.")
 @click.option("--run-id", metavar="RUN", help="Only rows of this run.")
-@click.option("--limit", type=int, default=50, show_default=True, help="At most this many rows (0: all).")
+@click.option(
+    "--limit", type=int, default=50, show_default=True, help="At most this many rows (0: all)."
+)
 @pass_app
 def quarantine_command(app: App, source: str | None, run_id: str | None, limit: int) -> None:
     """Rows that could not be loaded: file, line, column, reason and the masked raw row.
@@ -263,15 +316,23 @@ def quarantine_command(app: App, source: str | None, run_id: str | None, limit: 
 
 
 @cli.command("failures")
-@click.option("--date", "day", metavar="DATE|last", help="Business date (default: the latest loaded).")
+@click.option(
+    "--date", "day", metavar="DATE|last", help="Business date (default: the latest loaded)."
+)
 @click.option("--since", metavar="DATE", help="First business date of a range.")
 @click.option("--until", metavar="DATE", help="Last business date of a range.")
 @click.option("--source", "-s", metavar="NAME", help="Only this source.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
-              show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "jsonl"]),
+    default="table",
+    show_default=True,
+)
 @pass_app
-def failures_command(app: App, day: str | None, since: str | None, until: str | None,
-                     source: str | None, fmt: str) -> None:
+def failures_command(
+    app: App, day: str | None, since: str | None, until: str | None, source: str | None, fmt: str
+) -> None:
     """The failed-record list for a day or range: what the daily email carried, masked.
 
     A failure that a retry in the same run fixed is not listed.
@@ -284,25 +345,34 @@ def failures_command(app: App, day: str | None, since: str | None, until: str | 
     if day and (since or until):
         raise click.UsageError("give either --date or --since/--until, not both")
     with app.connect() as conn:
-        if day in (None, "last") and not (since or until):
+        if since or until:
+            first = parse_day(since, "--since") or date.min
+            last = parse_day(until, "--until") or date.max
+        elif day and day != "last":
+            first = last = parse_day(day, "--date") or date.min
+        else:
             latest = failures.latest_business_date(conn, source)
             if latest is None:
                 info("no transactions loaded yet: nothing to list")
                 return
             first = last = latest
-        elif day:
-            first = last = parse_day(day, "--date")
-        else:
-            first = parse_day(since, "--since") or date.min
-            last = parse_day(until, "--until") or date.max
-        assert first is not None and last is not None
         rows = failures.list_failures(conn, first, last, source)
-    columns = ["business_date", "run_id", "txn_id", "amount", "currency", "error_code", "error_message"]
+    columns = [
+        "business_date",
+        "run_id",
+        "txn_id",
+        "amount",
+        "currency",
+        "error_code",
+        "error_message",
+    ]
     if app.json or fmt == "jsonl":
         for row in rows:
             emit_json(row)
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(rows)
     else:
@@ -341,8 +411,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # the last line of defence: a message, not a traceback
         if os.environ.get("RECON_DEBUG"):
             traceback.print_exc()
-        info(f"internal error: {type(exc).__name__}: {_safe(str(exc))[:500]}\n"
-             "  this is a bug in recon; set RECON_DEBUG=1 to see the traceback and report it")
+        info(
+            f"internal error: {type(exc).__name__}: {_safe(str(exc))[:500]}\n"
+            "  this is a bug in recon; set RECON_DEBUG=1 to see the traceback and report it"
+        )
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_OK)
-

@@ -20,8 +20,9 @@ def latest_business_date(conn: Connection, source: str | None = None) -> date | 
     return row[0] if row else None
 
 
-def list_failures(conn: Connection, since: date, until: date,
-                  source: str | None = None) -> list[dict[str, Any]]:
+def list_failures(
+    conn: Connection, since: date, until: date, source: str | None = None
+) -> list[dict[str, Any]]:
     """Failed transactions with business_date in [since, until], masked as stored."""
     return fetch_dicts(
         conn,

@@ -14,6 +14,7 @@ work is SQL in DuckDB, in three steps:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,9 @@ CANONICAL_COLUMNS = frozenset(
     name for required, optional in KIND_COLUMNS.values() for name in required + optional
 )
 # Canonical columns parsed into typed values; everything else is stored as (masked) text.
-TYPED_COLUMNS = frozenset({"amount", "processed_at", "business_date", "expected_count", "expected_amount"})
+TYPED_COLUMNS = frozenset(
+    {"amount", "processed_at", "business_date", "expected_count", "expected_amount"}
+)
 
 KEY_COLUMNS = frozenset({"txn_id", "run_id"})
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -136,10 +139,14 @@ def _check_readable(path: Path, fmt: str) -> None:
         with path.open("rb") as handle:
             head = handle.read(8192)
     except OSError as exc:
-        raise InputFileError(display, f"cannot be read ({exc.strerror})", "check its permissions") from None
+        raise InputFileError(
+            display, f"cannot be read ({exc.strerror})", "check its permissions"
+        ) from None
     if not head:
         raise InputFileError(
-            display, "the file is empty (0 bytes)", "check that the export finished, then re-send it"
+            display,
+            "the file is empty (0 bytes)",
+            "check that the export finished, then re-send it",
         )
     if fmt == "parquet":
         return
@@ -225,7 +232,9 @@ def _view_columns(conn: Connection) -> list[str]:
     return [row[0] for row in conn.execute("DESCRIBE recon_raw").fetchall()]
 
 
-def _explain_read_error(path: Path, fmt: str, exc: Exception, config: SourceConfig) -> InputFileError:
+def _explain_read_error(
+    path: Path, fmt: str, exc: Exception, config: SourceConfig
+) -> InputFileError:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     text = redact.mask_pans(text) or text
     lowered = text.lower()
@@ -240,7 +249,7 @@ def _explain_read_error(path: Path, fmt: str, exc: Exception, config: SourceConf
         return InputFileError(
             display,
             f"the file is not valid {config.encoding.upper()} text",
-            "declare its encoding under [sources.NAME] in recon.toml, e.g. encoding = \"latin-1\"",
+            'declare its encoding under [sources.NAME] in recon.toml, e.g. encoding = "latin-1"',
         )
     return InputFileError(
         display,
@@ -249,7 +258,9 @@ def _explain_read_error(path: Path, fmt: str, exc: Exception, config: SourceConf
     )
 
 
-def _map_columns(plan: _Plan, kind: str, config: SourceConfig, run_id: str | None, source: str) -> None:
+def _map_columns(
+    plan: _Plan, kind: str, config: SourceConfig, run_id: str | None, source: str
+) -> None:
     """Find each canonical column in the file (case-insensitive), or explain what is missing."""
     by_name = {_normalise(name): name for name in plan.columns}
     required, optional = KIND_COLUMNS[kind]
@@ -260,15 +271,19 @@ def _map_columns(plan: _Plan, kind: str, config: SourceConfig, run_id: str | Non
         if actual is not None:
             plan.mapping[canonical] = actual
         elif canonical in required and not (canonical == "run_id" and run_id):
-            missing.append(canonical if wanted == canonical else f"{canonical} (mapped to '{wanted}')")
+            missing.append(
+                canonical if wanted == canonical else f"{canonical} (mapped to '{wanted}')"
+            )
     if missing:
         found = ", ".join(plan.columns[:20]) or "none"
         header_note = (
-            " (no header row was detected)" if plan.format == "csv" and plan.header_lines == 0 else ""
+            " (no header row was detected)"
+            if plan.format == "csv" and plan.header_lines == 0
+            else ""
         )
         hint = (
             f"add the column, or map it in recon.toml: [sources.{source}.columns] "
-            f"{missing[0].split(' ')[0]} = \"<your column name>\""
+            f'{missing[0].split(" ")[0]} = "<your column name>"'
         )
         if "run_id" in missing:
             hint += "; or give the run with --run-id"
@@ -301,8 +316,20 @@ def _cutoff_shift(cutoff: time) -> int:
 
 
 _OUTPUTS = {
-    "processed": ["run_id", "txn_id", "amount", "currency", "status", "outcome", "processed_at",
-                  "business_date", "error_code", "error_message", "card_hmac", "attributes"],
+    "processed": [
+        "run_id",
+        "txn_id",
+        "amount",
+        "currency",
+        "status",
+        "outcome",
+        "processed_at",
+        "business_date",
+        "error_code",
+        "error_message",
+        "card_hmac",
+        "attributes",
+    ],
     "expected": ["run_id", "txn_id", "amount", "currency", "business_date", "attributes"],
     "totals": ["run_id", "expected_count", "expected_amount"],
 }
@@ -349,7 +376,9 @@ class _Stage:
         if canonical in KEY_COLUMNS and self.masked(actual).startswith("CASE WHEN __pan"):
             # A key that holds a card number is masked but must stay distinct from other keys.
             column = _ident(actual)
-            return f"nullif(trim(CASE WHEN __pan THEN recon_mask_key({column}) ELSE {column} END), '')"
+            return (
+                f"nullif(trim(CASE WHEN __pan THEN recon_mask_key({column}) ELSE {column} END), '')"
+            )
         return f"nullif(trim({self.masked(actual)}), '')"
 
     def problem(self, condition: str, column: str | None, reason: str) -> None:
@@ -382,12 +411,21 @@ class _Stage:
         }
         self.problem("__v_txn_id IS NULL", "txn_id", "empty txn_id")
         self.problem("NOT __v_amount_given", "amount", "empty amount")
-        self.problem("__v_amount IS NULL", "amount",
-                     "amount is not a number (write digits with a '.' decimal point)")
-        self.problem("__v_currency IS NOT NULL AND NOT regexp_full_match(__v_currency, '[A-Z]{3}')",
-                     "currency", "currency is not a 3-letter ISO 4217 code")
-        self.problem("__v_business_date_given AND __v_business_date IS NULL", "business_date",
-                     "business_date is not a valid date (YYYY-MM-DD)")
+        self.problem(
+            "__v_amount IS NULL",
+            "amount",
+            "amount is not a number (write digits with a '.' decimal point)",
+        )
+        self.problem(
+            "__v_currency IS NOT NULL AND NOT regexp_full_match(__v_currency, '[A-Z]{3}')",
+            "currency",
+            "currency is not a 3-letter ISO 4217 code",
+        )
+        self.problem(
+            "__v_business_date_given AND __v_business_date IS NULL",
+            "business_date",
+            "business_date is not a valid date (YYYY-MM-DD)",
+        )
 
     def processed(self, key: bytes | None) -> None:
         config = self.config
@@ -412,14 +450,20 @@ class _Stage:
             "card_hmac": f"recon_pan_hmac({_ident(card)})" if card and key else "NULL::VARCHAR",
         }
         self.problem("__v_status IS NULL", "status", "empty status")
-        self.problems.append((
-            "__v_outcome IS NULL", "status",
-            "'unknown status ''' || left(__v_status, 40) || '''; known values: "
-            + known.replace("'", "''")
-            + " (add it to success_values or failure_values in recon.toml)'",
-        ))
-        self.problem("__v_processed_at_given AND __v_processed_at IS NULL", "processed_at",
-                     "processed_at is not a valid ISO 8601 timestamp (impossible date or time?)")
+        self.problems.append(
+            (
+                "__v_outcome IS NULL",
+                "status",
+                "'unknown status ''' || left(__v_status, 40) || '''; known values: "
+                + known.replace("'", "''")
+                + " (add it to success_values or failure_values in recon.toml)'",
+            )
+        )
+        self.problem(
+            "__v_processed_at_given AND __v_processed_at IS NULL",
+            "processed_at",
+            "processed_at is not a valid ISO 8601 timestamp (impossible date or time?)",
+        )
 
     def totals(self) -> None:
         self.values |= {
@@ -427,10 +471,16 @@ class _Stage:
             "expected_amount": _amount_sql(self.raw("expected_amount")),
             "expected_amount_given": f"{self.raw('expected_amount')} IS NOT NULL",
         }
-        self.problem("__v_expected_count IS NULL OR __v_expected_count < 0", "expected_count",
-                     "expected_count is not a whole number >= 0")
-        self.problem("__v_expected_amount_given AND __v_expected_amount IS NULL", "expected_amount",
-                     "expected_amount is not a number")
+        self.problem(
+            "__v_expected_count IS NULL OR __v_expected_count < 0",
+            "expected_count",
+            "expected_count is not a whole number >= 0",
+        )
+        self.problem(
+            "__v_expected_amount_given AND __v_expected_amount IS NULL",
+            "expected_amount",
+            "expected_amount is not a number",
+        )
 
     def sql(self, kind: str, key: bytes | None) -> str:
         self.common(kind)
@@ -479,11 +529,15 @@ class _Stage:
             + ", ".join(f"{expr} AS __v_{name}" for name, expr in self.values.items())
             + f", {raw_row} AS __raw_row FROM ({flagged})"
         )
-        problem = "CASE " + " ".join(
-            f"WHEN {cond} THEN {{'column': {_literal(col) if col else 'NULL::VARCHAR'}, "
-            f"'reason': {reason}}}"
-            for cond, col, reason in self.problems
-        ) + " END"
+        problem = (
+            "CASE "
+            + " ".join(
+                f"WHEN {cond} THEN {{'column': {_literal(col) if col else 'NULL::VARCHAR'}, "
+                f"'reason': {reason}}}"
+                for cond, col, reason in self.problems
+            )
+            + " END"
+        )
         return (
             "SELECT __rec, __nl, "
             + ", ".join(f"{expr} AS {name}" for name, expr in final.items())
@@ -549,7 +603,7 @@ def _rejects_exist(conn: Connection) -> bool:
 
 _REJECT_REASONS = {
     "INVALID ENCODING": "not valid UTF-8 text; if the whole file uses another encoding, "
-    "declare it in recon.toml: [sources.NAME] encoding = \"latin-1\"",
+    'declare it in recon.toml: [sources.NAME] encoding = "latin-1"',
     "TOO MANY COLUMNS": "more fields than the header has columns (unquoted delimiter?)",
     "MISSING COLUMNS": "fewer fields than the header has columns",
     "UNQUOTED VALUE": "a quote inside an unquoted field; quote the field and double inner quotes",
@@ -558,11 +612,9 @@ _REJECT_REASONS = {
 }
 
 
-
-
 _REJECT_REASONS = {
     "INVALID ENCODING": "not valid UTF-8 text; if the whole file uses another encoding, "
-    "declare it in recon.toml: [sources.NAME] encoding = \"latin-1\"",
+    'declare it in recon.toml: [sources.NAME] encoding = "latin-1"',
     "TOO MANY COLUMNS": "more fields than the header has columns (an unquoted delimiter?)",
     "MISSING COLUMNS": "fewer fields than the header has columns",
     "UNQUOTED VALUE": "a quote inside an unquoted field; quote the field and double inner quotes",
@@ -570,8 +622,16 @@ _REJECT_REASONS = {
 }
 
 
-def _store(conn: Connection, plan: _Plan, kind: str, source: str, file_id: int,
-           now: datetime, user: str, rejects: bool) -> tuple[int, int, int, list[str]]:
+def _store(
+    conn: Connection,
+    plan: _Plan,
+    kind: str,
+    source: str,
+    file_id: int,
+    now: datetime,
+    user: str,
+    rejects: bool,
+) -> tuple[int, int, int, list[str]]:
     """Move staged rows to their tables; return (read, loaded, quarantined, run_ids)."""
     good = "FROM recon_lined WHERE __problem_reason IS NULL ORDER BY __rec"
     if kind == "processed":
@@ -599,7 +659,9 @@ def _store(conn: Connection, plan: _Plan, kind: str, source: str, file_id: int,
     )
     rejected = 0
     if rejects:
-        reasons = " ".join(f"WHEN {_literal(k)} THEN {_literal(v)}" for k, v in _REJECT_REASONS.items())
+        reasons = " ".join(
+            f"WHEN {_literal(k)} THEN {_literal(v)}" for k, v in _REJECT_REASONS.items()
+        )
         conn.execute(
             "INSERT INTO quarantine SELECT ?, ?, ?, ?, NULL, __line, column_name, "
             f"CASE error_type::VARCHAR {reasons} ELSE 'unreadable line: ' || error_type::VARCHAR END, "
@@ -669,10 +731,8 @@ def _register_functions(conn: Connection, key: bytes | None) -> None:
         "recon_pan_hmac": lambda value: redact.pan_fingerprint(value, key),
     }
     for name, function in functions.items():
-        try:
+        with contextlib.suppress(QueryError):
             conn.remove_function(name)
-        except QueryError:
-            pass
         conn.create_function(name, function, ["VARCHAR"], "VARCHAR", side_effects=False)
 
 
@@ -714,8 +774,19 @@ def ingest_file(
         [source, digest],
     ).fetchone()
     if prior:
-        return FileResult(str(path), digest, source, prior[1], prior[2], list(prior[3]),
-                          prior[4], prior[5], prior[6], True, prior[0])
+        return FileResult(
+            str(path),
+            digest,
+            source,
+            prior[1],
+            prior[2],
+            list(prior[3]),
+            prior[4],
+            prior[5],
+            prior[6],
+            True,
+            prior[0],
+        )
 
     _register_functions(conn, pan_key)
     warnings: list[str] = []
@@ -744,8 +815,21 @@ def ingest_file(
             )
             conn.execute(
                 "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [file_id, source, kind, str(path), digest, path.stat().st_size, fmt, rows_read,
-                 loaded, quarantined, run_ids, now, user],
+                [
+                    file_id,
+                    source,
+                    kind,
+                    str(path),
+                    digest,
+                    path.stat().st_size,
+                    fmt,
+                    rows_read,
+                    loaded,
+                    quarantined,
+                    run_ids,
+                    now,
+                    user,
+                ],
             )
             if kind == "processed":
                 _refresh_runs(conn, source, run_ids)
@@ -760,8 +844,20 @@ def ingest_file(
         _drop_temporaries(conn)
     if rows_read == 0:
         warnings.append("the file has a header but no rows")
-    return FileResult(str(path), digest, source, kind, fmt, run_ids, rows_read, loaded,
-                      quarantined, False, file_id, warnings)
+    return FileResult(
+        str(path),
+        digest,
+        source,
+        kind,
+        fmt,
+        run_ids,
+        rows_read,
+        loaded,
+        quarantined,
+        False,
+        file_id,
+        warnings,
+    )
 
 
 def _has_card_column(plan: _Plan, config: SourceConfig) -> bool:

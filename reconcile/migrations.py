@@ -122,13 +122,14 @@ def migrate(conn: Connection) -> list[str]:
             continue
         with transaction(conn):
             conn.execute(sql)
-            conn.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?)", [name, datetime.now(UTC)]
-            )
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", [name, datetime.now(UTC)])
         applied.append(name)
     return applied
 
 
 def applied(conn: Connection) -> list[str]:
     """Names of the schema steps recorded in this database, in order."""
-    return [row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()]
+    return [
+        row[0]
+        for row in conn.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
+    ]

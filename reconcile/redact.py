@@ -27,15 +27,12 @@ MAX_GAP = 8  # non-alphanumeric characters allowed between two digits of one num
 
 # A run of digits joined by short non-word gaps. Python's \w is Unicode-aware, so \d matches
 # full-width digits and [^\w] matches zero-width and other format characters.
-_RUN = re.compile(r"\d(?:[^\w]{0,%d}\d)*" % MAX_GAP)
+_RUN = re.compile(rf"\d(?:[^\w]{{0,{MAX_GAP}}}\d)*")
 _DIGITS = re.compile(r"\d+")
 
 # RE2 superset of what `mask_pans` may change: an ASCII chain of >= 12 digits with short gaps,
 # or any non-ASCII character (non-ASCII digits are rare, so those rows simply go to Python).
-PAN_PREFILTER_SQL = r"[0-9](?:[^A-Za-z0-9_]{0,%d}[0-9]){%d,}|[^\x00-\x7F]" % (
-    MAX_GAP,
-    PAN_MIN_DIGITS - 1,
-)
+PAN_PREFILTER_SQL = rf"[0-9](?:[^A-Za-z0-9_]{{0,{MAX_GAP}}}[0-9]){{{PAN_MIN_DIGITS - 1},}}|[^\x00-\x7F]"
 
 MASK_CHAR = "*"
 WHOLE_MASK = "[masked]"
@@ -69,7 +66,16 @@ NEVER_STORED_COLUMNS = frozenset(
 # Column names that hold card numbers: masked to the last four digits even when the value fails
 # the Luhn check (a mistyped card number is still a card number).
 CARD_COLUMNS = frozenset(
-    {"pan", "cardnumber", "cardno", "cardnum", "ccnumber", "ccnum", "creditcard", "primaryaccountnumber"}
+    {
+        "pan",
+        "cardnumber",
+        "cardno",
+        "cardnum",
+        "ccnumber",
+        "ccnum",
+        "creditcard",
+        "primaryaccountnumber",
+    }
 )
 
 

@@ -8,8 +8,12 @@ from typing import Any
 from reconcile.db import Connection, fetch_dicts
 
 
-def list_runs(conn: Connection, source: str | None = None, since: date | None = None,
-              until: date | None = None) -> list[dict[str, Any]]:
+def list_runs(
+    conn: Connection,
+    source: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> list[dict[str, Any]]:
     """One row per run: loaded, succeeded, failed and quarantined rows, and when and by whom."""
     return fetch_dicts(
         conn,
@@ -30,8 +34,9 @@ def list_runs(conn: Connection, source: str | None = None, since: date | None = 
     )
 
 
-def list_quarantine(conn: Connection, source: str | None = None, run_id: str | None = None,
-                    limit: int | None = None) -> list[dict[str, Any]]:
+def list_quarantine(
+    conn: Connection, source: str | None = None, run_id: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
     """Quarantined rows with file, line, column and reason, newest file first."""
     return fetch_dicts(
         conn,

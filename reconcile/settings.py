@@ -121,7 +121,7 @@ class SourceConfig(BaseModel):
         if unknown:
             raise ValueError(
                 f"unknown canonical column(s) {', '.join(unknown)}; map canonical names to your "
-                f"file's names, e.g. txn_id = \"TransactionID\" "
+                f'file\'s names, e.g. txn_id = "TransactionID" '
                 f"(canonical: {', '.join(sorted(CANONICAL_COLUMNS))})"
             )
         return value
@@ -211,7 +211,7 @@ def config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
     return default if default.is_file() else None
 
 
-def _describe(error: dict[str, Any], toml_file: Path | None) -> str:
+def _describe(error: Any, toml_file: Path | None) -> str:
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"unknown setting '{key}': check its spelling against README.md (Settings)"

@@ -50,8 +50,17 @@ RUN_START = dt.time(1, 30, 0)
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 LOG_COLUMNS = [
-    "txn_id", "run_id", "amount", "currency", "status", "processed_at",
-    "business_date", "error_code", "error_message", "app_version", "merchant_id",
+    "txn_id",
+    "run_id",
+    "amount",
+    "currency",
+    "status",
+    "processed_at",
+    "business_date",
+    "error_code",
+    "error_message",
+    "app_version",
+    "merchant_id",
 ]
 CARD_COLUMNS = ["card_number", "cvv"]
 MANIFEST_COLUMNS = ["txn_id", "amount", "currency", "business_date", "run_id"]
@@ -92,8 +101,12 @@ UNEXPECTED = {dt.date(2026, 10, 28): 1, dt.date(2026, 11, 2): 1, dt.date(2026, 1
 # transactions processed successfully twice in the same run
 DUPLICATED = {dt.date(2026, 10, 27): 1, dt.date(2026, 11, 3): 1, dt.date(2026, 11, 11): 1}
 # FAILED (E310 timeout) first, PROCESSED later in the same run
-RETRIED = {dt.date(2026, 10, 26): 1, dt.date(2026, 10, 29): 1, dt.date(2026, 11, 5): 1,
-           dt.date(2026, 11, 12): 1}
+RETRIED = {
+    dt.date(2026, 10, 26): 1,
+    dt.date(2026, 10, 29): 1,
+    dt.date(2026, 11, 5): 1,
+    dt.date(2026, 11, 12): 1,
+}
 # FAILED in this run, PROCESSED at the start of the next run's log
 REPROCESS_FROM = [dt.date(2026, 10, 27), dt.date(2026, 10, 30), dt.date(2026, 11, 5)]
 # (manifest amount, logged amount) in cents
@@ -188,6 +201,7 @@ def pick_code(rng: random.Random, weights, currency: str) -> str:
 # generation
 # ---------------------------------------------------------------------------
 
+
 def build(rng: random.Random):
     days = run_days()
     assert len(days) == 15
@@ -205,12 +219,14 @@ def build(rng: random.Random):
         # --- the manifest --------------------------------------------------
         manifest = []
         for i in range(1, n + 1):
-            manifest.append({
-                "txn_id": f"T{day:%Y%m%d}-{i:04d}",
-                "cents": random_cents(rng),
-                "currency": random_currency(rng),
-                "merchant_id": random_merchant(rng),
-            })
+            manifest.append(
+                {
+                    "txn_id": f"T{day:%Y%m%d}-{i:04d}",
+                    "cents": random_cents(rng),
+                    "currency": random_currency(rng),
+                    "merchant_id": random_merchant(rng),
+                }
+            )
 
         # --- choose which manifest rows carry a story event ------------------
         free = list(range(n))
@@ -247,11 +263,17 @@ def build(rng: random.Random):
         # --- the log, in processing order ------------------------------------
         def row(txn_id, cents, currency, merchant, status="PROCESSED", code=""):
             return {
-                "txn_id": txn_id, "run_id": rid, "amount": money(cents),
-                "currency": currency, "status": status, "processed_at": "",
+                "txn_id": txn_id,
+                "run_id": rid,
+                "amount": money(cents),
+                "currency": currency,
+                "status": status,
+                "processed_at": "",
                 "business_date": day.isoformat(),
-                "error_code": code, "error_message": ERRORS[code] if code else "",
-                "app_version": version, "merchant_id": merchant,
+                "error_code": code,
+                "error_message": ERRORS[code] if code else "",
+                "app_version": version,
+                "merchant_id": merchant,
             }
 
         log = []
@@ -265,11 +287,13 @@ def build(rng: random.Random):
                 continue
             cents = log_cents.get(i, m["cents"])
             if i in fail_code:
-                log.append(row(m["txn_id"], cents, m["currency"], m["merchant_id"],
-                               "FAILED", fail_code[i]))
+                log.append(
+                    row(m["txn_id"], cents, m["currency"], m["merchant_id"], "FAILED", fail_code[i])
+                )
             elif i in retry_idx:
-                log.append(row(m["txn_id"], cents, m["currency"], m["merchant_id"],
-                               "FAILED", "E310"))
+                log.append(
+                    row(m["txn_id"], cents, m["currency"], m["merchant_id"], "FAILED", "E310")
+                )
             else:
                 log.append(row(m["txn_id"], cents, m["currency"], m["merchant_id"]))
 
@@ -279,19 +303,22 @@ def build(rng: random.Random):
 
         for i in retry_idx:  # the successful retry, a little later in the run
             m = manifest[i]
-            insert_after(m["txn_id"], row(m["txn_id"], m["cents"], m["currency"],
-                                          m["merchant_id"]), 12, 40)
+            insert_after(
+                m["txn_id"], row(m["txn_id"], m["cents"], m["currency"], m["merchant_id"]), 12, 40
+            )
         for i in dup_idx:  # posted twice
             m = manifest[i]
-            insert_after(m["txn_id"], row(m["txn_id"], m["cents"], m["currency"],
-                                          m["merchant_id"]), 1, 6)
+            insert_after(
+                m["txn_id"], row(m["txn_id"], m["cents"], m["currency"], m["merchant_id"]), 1, 6
+            )
         unexpected_ids = []
         for k in range(UNEXPECTED.get(day, 0)):
             txn_id = f"T{day:%Y%m%d}-{9001 + k:04d}"
             unexpected_ids.append(txn_id)
             pos = rng.randrange(len(carry) + 1, len(log))
-            log.insert(pos, row(txn_id, random_cents(rng), random_currency(rng),
-                                random_merchant(rng)))
+            log.insert(
+                pos, row(txn_id, random_cents(rng), random_currency(rng), random_merchant(rng))
+            )
 
         bad_rows = 0
         if day == QUARANTINE_DAY:
@@ -332,17 +359,24 @@ def build(rng: random.Random):
                         r["error_message"] = f"{ERRORS[r['error_code']]} for card {shown}"
 
         # --- the truth ----------------------------------------------------------
-        manifest_ids = {m["txn_id"] for m in manifest}
+        {m["txn_id"] for m in manifest}
         statuses: dict[str, list[str]] = {}
         for r in log:
             if r["status"] in ("PROCESSED", "FAILED") and r["txn_id"] and r["amount"] != "12,5O":
                 statuses.setdefault(r["txn_id"], []).append(r["status"])
-        success_rows = [r for r in log if r["status"] == "PROCESSED" and r["txn_id"]
-                        and r["amount"] != "12,5O"]
+        success_rows = [
+            r for r in log if r["status"] == "PROCESSED" and r["txn_id"] and r["amount"] != "12,5O"
+        ]
         failed_log_rows = [r for r in log if r["status"] == "FAILED"]
 
-        cat = {"missing": [], "duplicated": [], "failed": [], "amount_mismatch": [],
-               "matched": [], "retried_then_matched": []}
+        cat = {
+            "missing": [],
+            "duplicated": [],
+            "failed": [],
+            "amount_mismatch": [],
+            "matched": [],
+            "retried_then_matched": [],
+        }
         for i, m in enumerate(manifest):
             st = statuses.get(m["txn_id"], [])
             ok = st.count("PROCESSED")
@@ -372,21 +406,41 @@ def build(rng: random.Random):
                     msg = r["error_message"]
                     if day == CARD_DAY:
                         msg = msg.replace(r["card_number"], masked_pan(card_of[k]))
-                        for style in (card_of[k], group_pan(card_of[k], " "),
-                                      group_pan(card_of[k], "-")):
+                        for style in (
+                            card_of[k],
+                            group_pan(card_of[k], " "),
+                            group_pan(card_of[k], "-"),
+                        ):
                             msg = msg.replace(style, masked_pan(card_of[k]))
-                    report.append({"txn_id": r["txn_id"], "run_id": rid,
-                                   "amount": r["amount"], "currency": r["currency"],
-                                   "error_code": r["error_code"], "error_message": msg})
+                    report.append(
+                        {
+                            "txn_id": r["txn_id"],
+                            "run_id": rid,
+                            "amount": r["amount"],
+                            "currency": r["currency"],
+                            "error_code": r["error_code"],
+                            "error_message": msg,
+                        }
+                    )
             assert len(report) == len(cat["failed"])
 
-        runs.append({
-            "day": day, "run_id": rid, "version": version, "manifest": manifest,
-            "log": log, "bad_rows": bad_rows, "cat": cat, "report": report,
-            "unexpected": unexpected_ids, "reprocessed_here": reprocessed_here,
-            "failed_rows": len(failed_log_rows), "success_rows": success_rows,
-            "pans": sorted(set(card_of.values())),
-        })
+        runs.append(
+            {
+                "day": day,
+                "run_id": rid,
+                "version": version,
+                "manifest": manifest,
+                "log": log,
+                "bad_rows": bad_rows,
+                "cat": cat,
+                "report": report,
+                "unexpected": unexpected_ids,
+                "reprocessed_here": reprocessed_here,
+                "failed_rows": len(failed_log_rows),
+                "success_rows": success_rows,
+                "pans": sorted(set(card_of.values())),
+            }
+        )
 
         carry = [manifest[i] for i in reprocess_idx]
         for c in carry:
@@ -398,6 +452,7 @@ def build(rng: random.Random):
 # ---------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------
+
 
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -439,12 +494,24 @@ def write_all(out: Path, runs) -> dict:
     totals = []
     for run in runs:
         day, rid = run["day"], run["run_id"]
-        manifest_rows = [{"txn_id": m["txn_id"], "amount": money(m["cents"]),
-                          "currency": m["currency"], "business_date": day.isoformat(),
-                          "run_id": rid} for m in run["manifest"]]
+        manifest_rows = [
+            {
+                "txn_id": m["txn_id"],
+                "amount": money(m["cents"]),
+                "currency": m["currency"],
+                "business_date": day.isoformat(),
+                "run_id": rid,
+            }
+            for m in run["manifest"]
+        ]
         write_csv(src / "expected" / f"{rid}.csv", MANIFEST_COLUMNS, manifest_rows)
-        totals.append({"run_id": rid, "expected_count": len(run["manifest"]),
-                       "expected_amount": money(sum(m["cents"] for m in run["manifest"]))})
+        totals.append(
+            {
+                "run_id": rid,
+                "expected_count": len(run["manifest"]),
+                "expected_amount": money(sum(m["cents"] for m in run["manifest"])),
+            }
+        )
         if day == JSONL_DAY:
             write_jsonl(src / "runs" / f"{rid}.jsonl", LOG_COLUMNS, run["log"])
         elif day == CARD_DAY:
@@ -452,8 +519,11 @@ def write_all(out: Path, runs) -> dict:
         else:
             write_csv(src / "runs" / f"{rid}.csv", LOG_COLUMNS, run["log"])
         if run["report"] is not None:
-            write_csv(src / "reports" / f"failed-transactions-{day.isoformat()}.csv",
-                      REPORT_COLUMNS, run["report"])
+            write_csv(
+                src / "reports" / f"failed-transactions-{day.isoformat()}.csv",
+                REPORT_COLUMNS,
+                run["report"],
+            )
     write_csv(src / "control_totals.csv", TOTALS_COLUMNS, totals)
     write_text(out / "recon.toml", RECON_TOML)
 
@@ -466,7 +536,7 @@ def expected_json(runs, totals) -> dict:
     per_run = {}
     reprocessed = []
     prev = None
-    for run, tot in zip(runs, totals):
+    for run, tot in zip(runs, totals, strict=False):
         day, rid, cat = run["day"], run["run_id"], run["cat"]
         ext = "jsonl" if day == JSONL_DAY else "csv"
         per_run[rid] = {
@@ -475,16 +545,20 @@ def expected_json(runs, totals) -> dict:
             "app_version": run["version"],
             "manifest_file": f"{SOURCE}/expected/{rid}.csv",
             "log_file": f"{SOURCE}/runs/{rid}.{ext}",
-            "report_file": (f"{SOURCE}/reports/failed-transactions-{day.isoformat()}.csv"
-                            if run["report"] is not None else None),
+            "report_file": (
+                f"{SOURCE}/reports/failed-transactions-{day.isoformat()}.csv"
+                if run["report"] is not None
+                else None
+            ),
             "expected_count": tot["expected_count"],
             "expected_amount": tot["expected_amount"],
             "log_rows": len(run["log"]),
             "bad_rows": run["bad_rows"],
             "failed_rows": run["failed_rows"],
             "success_rows": len(run["success_rows"]),
-            "success_amount": money(sum(int(Decimal(r["amount"]) * 100)
-                                        for r in run["success_rows"])),
+            "success_amount": money(
+                sum(int(Decimal(r["amount"]) * 100) for r in run["success_rows"])
+            ),
             "matched": len(cat["matched"]),
             "missing": cat["missing"],
             "unexpected": run["unexpected"],
@@ -541,31 +615,41 @@ def summary(expected: dict) -> str:
             f"{r['bad_rows']} | {r['failed_rows']} | {r['matched']} | {len(r['failed'])} | "
             f"{len(r['missing'])} | {len(r['duplicated'])} | {len(r['unexpected'])} | "
             f"{len(r['amount_mismatch'])} | {len(r['retried_then_matched'])} | "
-            f"{len(r['reprocessed_next_day'])} | {'yes' if r['report_file'] else 'NO'} |")
+            f"{len(r['reprocessed_next_day'])} | {'yes' if r['report_file'] else 'NO'} |"
+        )
         d = dt.date.fromisoformat(r["business_date"])
-        wk = weeks.setdefault(d.isocalendar()[1], {"exp": 0, "rows": 0, "failed_rows": 0,
-                                                   "failed": 0, "amount": Decimal(0)})
+        wk = weeks.setdefault(
+            d.isocalendar()[1],
+            {"exp": 0, "rows": 0, "failed_rows": 0, "failed": 0, "amount": Decimal(0)},
+        )
         wk["exp"] += r["expected_count"]
         wk["rows"] += r["log_rows"] - r["bad_rows"]
         wk["failed_rows"] += r["failed_rows"]
         wk["failed"] += len(r["failed"])
         wk["amount"] += Decimal(r["expected_amount"])
     lines.append("")
-    lines.append("| week | expected txns | expected amount | valid log rows | FAILED rows | "
-                 "FAILED rows / valid rows | failed txns | failed txns / expected |")
+    lines.append(
+        "| week | expected txns | expected amount | valid log rows | FAILED rows | "
+        "FAILED rows / valid rows | failed txns | failed txns / expected |"
+    )
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for n, (wk_no, wk) in enumerate(sorted(weeks.items()), start=1):
+    for n, (_wk_no, wk) in enumerate(sorted(weeks.items()), start=1):
         lines.append(
             f"| {n} | {wk['exp']} | {wk['amount']:.2f} | {wk['rows']} | {wk['failed_rows']} | "
             f"{100 * wk['failed_rows'] / wk['rows']:.1f}% | {wk['failed']} | "
-            f"{100 * wk['failed'] / wk['exp']:.1f}% |")
+            f"{100 * wk['failed'] / wk['exp']:.1f}% |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                        help="output directory (default: the folder containing this script)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent,
+        help="output directory (default: the folder containing this script)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not print the summary")
     args = parser.parse_args(argv)
     runs = build(random.Random(SEED))

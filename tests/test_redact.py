@@ -65,7 +65,7 @@ def written_pans(draw: st.DrawFn) -> tuple[str, str]:
         return digits, "".join(chars)
     # Grouped as printed on cards: leading groups of 4 to 6 digits, the rest in the last group.
     groups, rest = [], digits
-    while len(rest) > 6 and draw(st.booleans()) or len(rest) > 13:
+    while (len(rest) > 6 and draw(st.booleans())) or len(rest) > 13:
         size = draw(st.integers(4, 6))
         groups.append(rest[:size])
         rest = rest[size:]
@@ -131,7 +131,10 @@ def test_sql_prefilter_flags_everything_python_would_mask(text: str) -> None:
 @pytest.mark.parametrize("brand", sorted(BRAND_PANS))
 def test_every_brand_is_masked_to_last_four(brand: str) -> None:
     pan = BRAND_PANS[brand]
-    assert redact.mask_pans(f"card {pan} declined") == f"card {'*' * (len(pan) - 4)}{pan[-4:]} declined"
+    assert (
+        redact.mask_pans(f"card {pan} declined")
+        == f"card {'*' * (len(pan) - 4)}{pan[-4:]} declined"
+    )
 
 
 @pytest.mark.parametrize(
