@@ -47,15 +47,18 @@ TYPED_COLUMNS = frozenset(
     {"amount", "processed_at", "business_date", "expected_count", "expected_amount"}
 )
 
+WITHHELD = "[line withheld: it may hold a card verification code or track data]"
+# A quoted JSON key that must never be stored, to withhold unparsable JSON lines that have one.
+NEVER_STORED_KEY_SQL = '"(' + "|".join(sorted(redact.NEVER_STORED_COLUMNS)) + ')"'
 KEY_COLUMNS = frozenset({"txn_id", "run_id"})
 MAX_LINE_BYTES = 16 * 1024 * 1024
 _BINARY_MAGIC = {
-    b"PK\x03\x04": "a ZIP archive or Excel workbook (XLSX); save it as CSV first",
-    b"%PDF": "a PDF document; ask the source for its CSV, JSON Lines or Parquet log",
+    b"PK\x03\x04": "a ZIP archive or an Excel workbook (XLSX); save the sheet as CSV",
+    b"%PDF": "a PDF document",
     b"\x89PNG": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
     b"GIF8": "a GIF image",
-    b"\xd0\xcf\x11\xe0": "a legacy Excel/Office file (XLS); save it as CSV first",
+    b"\xd0\xcf\x11\xe0": "a legacy Excel/Office file (XLS); save the sheet as CSV",
 }
 
 
@@ -90,6 +93,12 @@ class _Plan:
     mapping: dict[str, str]  # canonical name -> file column
     header_lines: int = 0
     has_rejects: bool = False
+
+    @property
+    def withhold_raw_lines(self) -> bool:
+        """Unparsed lines cannot have single fields dropped: withhold them when the file has a
+        column that must never be stored (CVV, track data)."""
+        return any(redact.is_never_stored(name) for name in self.columns)
 
 
 def sha256_file(path: Path) -> str:
@@ -128,7 +137,7 @@ def detect_format(path: Path, config: SourceConfig) -> str:
     return "csv"
 
 
-def _check_readable(path: Path, fmt: str) -> None:
+def _check_readable(path: Path, fmt: str, encoding: str = "utf-8") -> None:
     """Refuse files that are not there, empty, or clearly not a text log."""
     display = str(path)
     if not path.exists():
@@ -150,11 +159,23 @@ def _check_readable(path: Path, fmt: str) -> None:
         )
     if fmt == "parquet":
         return
+    if not head.strip() and path.stat().st_size == len(head):
+        raise InputFileError(
+            display,
+            "the file has no records (only blank lines)",
+            "check that the export finished, then re-send it",
+        )
     for magic, what in _BINARY_MAGIC.items():
         if head.startswith(magic):
-            raise InputFileError(display, f"this is not a text log: it looks like {what}")
-    if head.startswith(b"\x1f\x8b"):
-        return  # gzip: DuckDB decompresses CSV and text transparently
+            raise InputFileError(
+                display,
+                f"this is not a text log: it looks like {what}",
+                "give the CSV, JSON Lines or Parquet file the source produced",
+            )
+    if head.startswith(b"\x1f\x8b") or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return  # gzip is decompressed by DuckDB; UTF-16 (by its BOM) is read as such
+    if encoding == "utf-16":
+        return
     control = sum(1 for byte in head if byte < 32 and byte not in (9, 10, 12, 13))
     if control > len(head) * 0.1:
         raise InputFileError(
@@ -168,13 +189,16 @@ def _check_readable(path: Path, fmt: str) -> None:
 
 
 def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> _Plan:
+    with path.open("rb") as handle:
+        utf16_bom = handle.read(2) in (b"\xff\xfe", b"\xfe\xff")
+    encoding = "utf-16" if utf16_bom else config.encoding
     options = [
         "all_varchar = true",
         "store_rejects = true",
         "rejects_table = 'recon_rejects'",
         "rejects_scan = 'recon_rejects_scan'",
         f"max_line_size = {MAX_LINE_BYTES}",
-        f"encoding = {_literal(config.encoding)}",
+        f"encoding = {_literal(encoding)}",
     ]
     if config.delimiter:
         options.append(f"delim = {_literal(config.delimiter)}")
@@ -191,7 +215,8 @@ def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> _Plan:
 def _read_jsonl(conn: Connection, path: Path) -> _Plan:
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW recon_lines AS "
-        "SELECT __rec, __text, json_valid(__text) AND json_type(__text) = 'OBJECT' AS __ok FROM ("
+        "SELECT __rec, __text, "
+        "CASE WHEN json_valid(__text) THEN json_type(__text) = 'OBJECT' ELSE false END AS __ok FROM ("
         "  SELECT unnest(generate_series(1, len(lines))) AS __rec,"
         "         rtrim(ltrim(unnest(lines), chr(65279)), chr(13)) AS __text"
         f"  FROM (SELECT string_split(content, chr(10)) AS lines FROM read_text({_literal(str(path))}))"
@@ -204,11 +229,15 @@ def _read_jsonl(conn: Connection, path: Path) -> _Plan:
             "WHERE __ok) GROUP BY key ORDER BY min(__rec), key"
         ).fetchall()
     ]
-    extracted = ", ".join(
-        f"CASE WHEN __ok THEN json_extract_string(__text, {_literal('$.' + json.dumps(key))}) END "
-        f"AS {_ident(key)}"
-        for key in keys
-    )
+    if not keys:
+        counted = conn.execute("SELECT count(*) FROM recon_lines").fetchone()
+        problem = (
+            "no line holds a JSON object; is this really a JSON Lines file?"
+            if counted and counted[0]
+            else "the file has no records (only blank lines)"
+        )
+        raise InputFileError(str(path), problem, "give the JSON Lines log the source produced")
+    extracted = ", ".join(f"{_json_value(key)} AS {_ident(key)}" for key in keys)
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW recon_raw AS SELECT __rec, "
         "CASE WHEN NOT __ok THEN __text END AS __broken"
@@ -216,6 +245,21 @@ def _read_jsonl(conn: Connection, path: Path) -> _Plan:
         + " FROM recon_lines"
     )
     return _Plan(path, "jsonl", keys, {})
+
+
+def _json_value(key: str) -> str:
+    """A JSON field as text; numbers go through DECIMAL, not a double, so amounts stay exact."""
+    path = _literal("$." + json.dumps(key))
+    exact = (
+        f"rtrim(rtrim(json_transform(__text, {_literal(json.dumps({key: 'DECIMAL(38,10)'}))})."
+        f"{_ident(key)}::VARCHAR, '0'), '.')"
+    )
+    return (
+        f"CASE WHEN NOT __ok THEN NULL "
+        f"WHEN json_type(__text, {path}) = 'DOUBLE' THEN coalesce({exact}, "
+        f"json_extract_string(__text, {path})) "
+        f"ELSE json_extract_string(__text, {path}) END"
+    )
 
 
 def _read_parquet(conn: Connection, path: Path) -> _Plan:
@@ -244,6 +288,13 @@ def _explain_read_error(
             display,
             f"not a readable Parquet file ({text}); it may be truncated or corrupt",
             "copy or export the file again and re-run the ingest",
+        )
+    if "sniff" in lowered:
+        return InputFileError(
+            display,
+            "the CSV layout (delimiter, quoting, line endings) could not be detected",
+            "check that every line ends the same way (all LF or all CRLF) and that the first "
+            "line is a header; set delimiter under [sources.NAME] in recon.toml if it is unusual",
         )
     if "utf-8" in lowered or "unicode" in lowered:
         return InputFileError(
@@ -400,6 +451,8 @@ class _Stage:
             "txn_id": self.text("txn_id"),
             "amount": _amount_sql(self.raw("amount")),
             "amount_given": f"{self.raw('amount')} IS NOT NULL",
+            "amount_too_precise": f"coalesce(regexp_matches({self.raw('amount')}, "
+            f"'\\.[0-9]{{4}}0*[1-9]'), false)",
             "currency": f"upper({self.text('currency')})",
             "business_date": f"try_cast({self.raw('business_date')} AS DATE)",
             "business_date_given": f"{self.raw('business_date')} IS NOT NULL",
@@ -415,6 +468,11 @@ class _Stage:
             "__v_amount IS NULL",
             "amount",
             "amount is not a number (write digits with a '.' decimal point)",
+        )
+        self.problem(
+            "__v_amount_too_precise",
+            "amount",
+            "amount has more than 4 decimal places; amounts are stored exactly, never rounded",
         )
         self.problem(
             "__v_currency IS NOT NULL AND NOT regexp_full_match(__v_currency, '[A-Z]{3}')",
@@ -522,7 +580,11 @@ class _Stage:
         )
         raw_row = f"json_object({raw_values})::VARCHAR" if self.kept else "'{}'"
         if self.plan.format == "jsonl":
-            raw_row = f"coalesce(__broken, {raw_row})"
+            broken = (
+                f"CASE WHEN regexp_matches(regexp_replace(lower(__broken), '[^a-z0-9\"]', '', 'g'), "
+                f"{_literal(NEVER_STORED_KEY_SQL)}) THEN {_literal(WITHHELD)} ELSE __broken END"
+            )
+            raw_row = f"coalesce({broken}, {raw_row})"
         typed = (
             "SELECT __rec, __nl, __nul, "
             + ("__broken, " if self.plan.format == "jsonl" else "")
@@ -560,9 +622,15 @@ def _line_numbers(conn: Connection, plan: _Plan) -> bool:
     """
     header = plan.header_lines if plan.format == "csv" else 0
     rejects = plan.format == "csv" and _rejects_exist(conn)
+    if rejects:
+        # DuckDB records one reject per error; a line with three extra fields has three.
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE recon_reject_lines AS SELECT * FROM recon_rejects "
+            "QUALIFY row_number() OVER (PARTITION BY line ORDER BY byte_position) = 1"
+        )
     reject_events = (
         f"SELECT line - (row_number() OVER (ORDER BY line) - 1) - {header} AS at_rec, "
-        "1 AS records, 0 AS breaks FROM recon_rejects UNION ALL "
+        "1 AS records, 0 AS breaks FROM recon_reject_lines UNION ALL "
         if rejects
         else ""
     )
@@ -589,7 +657,7 @@ def _line_numbers(conn: Connection, plan: _Plan) -> bool:
         conn.execute(
             "CREATE OR REPLACE TEMP VIEW recon_rejects_lined AS "
             "SELECT r.*, r.line + coalesce(s.breaks_before, 0) AS __line "
-            f"FROM recon_rejects r ASOF LEFT JOIN recon_shifts s ON r.line - {header} >= s.at_rec"
+            f"FROM recon_reject_lines r ASOF LEFT JOIN recon_shifts s ON r.line - {header} >= s.at_rec"
         )
     return rejects
 
@@ -599,17 +667,6 @@ def _rejects_exist(conn: Connection) -> bool:
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'recon_rejects' AND temporary"
     ).fetchone()
     return bool(row and row[0])
-
-
-_REJECT_REASONS = {
-    "INVALID ENCODING": "not valid UTF-8 text; if the whole file uses another encoding, "
-    'declare it in recon.toml: [sources.NAME] encoding = "latin-1"',
-    "TOO MANY COLUMNS": "more fields than the header has columns (unquoted delimiter?)",
-    "MISSING COLUMNS": "fewer fields than the header has columns",
-    "UNQUOTED VALUE": "a quote inside an unquoted field; quote the field and double inner quotes",
-    "LINE SIZE OVER MAXIMUM": f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MB",
-    "CAST": "value could not be read",
-}
 
 
 _REJECT_REASONS = {
@@ -658,6 +715,7 @@ def _store(
         quarantine_params,
     )
     rejected = 0
+    raw_line = _literal(WITHHELD) if plan.withhold_raw_lines else "recon_mask(csv_line)"
     if rejects:
         reasons = " ".join(
             f"WHEN {_literal(k)} THEN {_literal(v)}" for k, v in _REJECT_REASONS.items()
@@ -665,10 +723,10 @@ def _store(
         conn.execute(
             "INSERT INTO quarantine SELECT ?, ?, ?, ?, NULL, __line, column_name, "
             f"CASE error_type::VARCHAR {reasons} ELSE 'unreadable line: ' || error_type::VARCHAR END, "
-            "json_object('line', recon_mask(csv_line))::VARCHAR, ? FROM recon_rejects_lined ORDER BY line",
+            f"json_object('line', {raw_line})::VARCHAR, ? FROM recon_rejects_lined ORDER BY line",
             quarantine_params,
         )
-        count = conn.execute("SELECT count(*) FROM recon_rejects").fetchone()
+        count = conn.execute("SELECT count(*) FROM recon_reject_lines").fetchone()
         rejected = int(count[0]) if count else 0
     row = conn.execute(
         "SELECT count(*) FILTER (__problem_reason IS NULL), "
@@ -744,6 +802,7 @@ def _drop_temporaries(conn: Connection) -> None:
         "DROP VIEW IF EXISTS recon_lines",
         "DROP TABLE IF EXISTS recon_staged",
         "DROP TABLE IF EXISTS recon_shifts",
+        "DROP TABLE IF EXISTS recon_reject_lines",
         "DROP TABLE IF EXISTS recon_rejects",
         "DROP TABLE IF EXISTS recon_rejects_scan",
     ):
@@ -766,7 +825,7 @@ def ingest_file(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     fmt = detect_format(path, config) if path.is_file() else "csv"
-    _check_readable(path, fmt)
+    _check_readable(path, fmt, config.encoding)
     digest = sha256_file(path)
     prior = conn.execute(
         "SELECT file_id, kind, format, run_ids, rows_read, rows_loaded, rows_quarantined "

@@ -32,7 +32,9 @@ _DIGITS = re.compile(r"\d+")
 
 # RE2 superset of what `mask_pans` may change: an ASCII chain of >= 12 digits with short gaps,
 # or any non-ASCII character (non-ASCII digits are rare, so those rows simply go to Python).
-PAN_PREFILTER_SQL = rf"[0-9](?:[^A-Za-z0-9_]{{0,{MAX_GAP}}}[0-9]){{{PAN_MIN_DIGITS - 1},}}|[^\x00-\x7F]"
+PAN_PREFILTER_SQL = (
+    rf"[0-9](?:[^A-Za-z0-9_]{{0,{MAX_GAP}}}[0-9]){{{PAN_MIN_DIGITS - 1},}}|[^\x00-\x7F]"
+)
 
 MASK_CHAR = "*"
 WHOLE_MASK = "[masked]"
