@@ -36,17 +36,31 @@ class Recon:
     db: Path
     env: dict[str, str]
 
-    def __call__(self, *args: str | Path, input: str | None = None, env: dict[str, str] | None = None,
-                 timeout: float = 300) -> Result:
+    def __call__(
+        self,
+        *args: str | Path,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+    ) -> Result:
         completed = subprocess.run(
             [sys.executable, "-m", "reconcile", *map(str, args)],
-            cwd=self.workdir, env={**self.env, **(env or {})}, input=input,
-            capture_output=True, text=True, timeout=timeout,
+            cwd=self.workdir,
+            env={**self.env, **(env or {})},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         return Result(completed.returncode, completed.stdout, completed.stderr)
 
-    def ingest(self, *files: str | Path, source: str = "src", kind: str = "processed",
-               extra: tuple[str, ...] = ()) -> tuple[Result, list[dict[str, Any]]]:
+    def ingest(
+        self,
+        *files: str | Path,
+        source: str = "src",
+        kind: str = "processed",
+        extra: tuple[str, ...] = (),
+    ) -> tuple[Result, list[dict[str, Any]]]:
         """`recon --json ingest`; returns the result and its per-file objects."""
         result = self("--json", "ingest", "--source", source, "--kind", kind, *extra, *files)
         files_json = result.json()["files"] if result.stdout.strip() else []
@@ -67,7 +81,9 @@ class Recon:
 def recon(tmp_path: Path) -> Recon:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
     db = tmp_path / "recon.duckdb"
-    env.update({"RECON_DB": str(db), "RECON_NOW": "2026-11-24T09:00:00+00:00", "RECON_LOCK_TIMEOUT": "5s"})
+    env.update(
+        {"RECON_DB": str(db), "RECON_NOW": "2026-11-24T09:00:00+00:00", "RECON_LOCK_TIMEOUT": "5s"}
+    )
     return Recon(workdir=tmp_path, db=db, env=env)
 
 

@@ -46,9 +46,11 @@ def test_declared_latin1_encoding_reads_accents(recon: Recon, write_file) -> Non
     recon.write_config('[sources.legacy]\nencoding = "latin-1"\n')
     path = write_file(
         "legacy.csv",
-        "txn_id,amount,status,run_id,error_message\nT1,1.00,FAILED,R,Crédit refusé\n".encode("latin-1"),
+        "txn_id,amount,status,run_id,error_message\nT1,1.00,FAILED,R,Crédit refusé\n".encode(
+            "latin-1"
+        ),
     )
-    result, files = recon.ingest(path, source="legacy")
+    result, _ = recon.ingest(path, source="legacy")
     assert result.code == 0, result.stderr
     assert recon.query("SELECT error_message FROM transactions") == [("Crédit refusé",)]
 
@@ -110,4 +112,8 @@ def test_run_id_option_fills_files_without_a_run_column(recon: Recon, write_file
     result, files = recon.ingest(path, extra=("--run-id", "R-7"))
     assert result.code == 0 and files[0]["run_ids"] == ["R-7"]
     run = recon("--json", "runs").json()["runs"][0]
-    assert (run["run_id"], run["rows_loaded"], run["ingested_by"]) == ("R-7", 1, recon.query("SELECT ingested_by FROM ingested_files")[0][0])
+    assert (run["run_id"], run["rows_loaded"], run["ingested_by"]) == (
+        "R-7",
+        1,
+        recon.query("SELECT ingested_by FROM ingested_files")[0][0],
+    )

@@ -22,8 +22,9 @@ SOURCE = "payments-loader"
 
 
 def test_generator_reproduces_the_committed_files_exactly(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(SAMPLE / "generate.py"), "--out", str(tmp_path), "--quiet"],
-                   check=True)
+    subprocess.run(
+        [sys.executable, str(SAMPLE / "generate.py"), "--out", str(tmp_path), "--quiet"], check=True
+    )
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert generated, "the generator wrote nothing"
     for relative in generated:
@@ -37,13 +38,19 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Recon:
 
     workdir = tmp_path_factory.mktemp("sample")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
-    env |= {"RECON_DB": str(workdir / "recon.duckdb"), "RECON_CONFIG": str(SAMPLE / "recon.toml"),
-            "RECON_NOW": "2026-11-16T08:00:00+00:00", "RECON_PAN_KEY": "test-only-key"}
+    env |= {
+        "RECON_DB": str(workdir / "recon.duckdb"),
+        "RECON_CONFIG": str(SAMPLE / "recon.toml"),
+        "RECON_NOW": "2026-11-16T08:00:00+00:00",
+        "RECON_PAN_KEY": "test-only-key",
+    }
     recon = Recon(workdir=workdir, db=workdir / "recon.duckdb", env=env)
     base = SAMPLE / SOURCE
-    for kind, files in [("expected", sorted((base / "expected").iterdir())),
-                        ("totals", [base / "control_totals.csv"]),
-                        ("processed", sorted((base / "runs").iterdir()))]:
+    for kind, files in [
+        ("expected", sorted((base / "expected").iterdir())),
+        ("totals", [base / "control_totals.csv"]),
+        ("processed", sorted((base / "runs").iterdir())),
+    ]:
         result = recon("--json", "ingest", "--source", SOURCE, "--kind", kind, *files)
         assert result.code in (0, 3), result.stderr
     return recon
@@ -75,10 +82,15 @@ def test_success_amounts_are_exact(sample_db: Recon) -> None:
 
 
 def test_manifests_and_control_totals_agree(sample_db: Recon) -> None:
-    manifests = dict(sample_db.query(
-        "SELECT run_id, count(*) FROM expected_transactions GROUP BY run_id"))
-    totals = {r: (c, a) for r, c, a in sample_db.query(
-        "SELECT run_id, expected_count, expected_amount FROM control_totals")}
+    manifests = dict(
+        sample_db.query("SELECT run_id, count(*) FROM expected_transactions GROUP BY run_id")
+    )
+    totals = {
+        r: (c, a)
+        for r, c, a in sample_db.query(
+            "SELECT run_id, expected_count, expected_amount FROM control_totals"
+        )
+    }
     for run_id, truth in EXPECTED["runs"].items():
         assert manifests[run_id] == truth["expected_count"]
         assert totals[run_id] == (truth["expected_count"], Decimal(truth["expected_amount"]))
@@ -89,7 +101,11 @@ def test_bad_rows_are_quarantined_with_line_column_and_reason(sample_db: Recon) 
     rows = result.json()["quarantine"]
     assert len(rows) == sum(truth["bad_rows"] for truth in EXPECTED["runs"].values())
     assert {row["column"] for row in rows} == {"txn_id", "amount", "status"}
-    log = (SAMPLE / EXPECTED["runs"][EXPECTED["quarantine_run_id"]]["log_file"]).read_text().splitlines()
+    log = (
+        (SAMPLE / EXPECTED["runs"][EXPECTED["quarantine_run_id"]]["log_file"])
+        .read_text()
+        .splitlines()
+    )
     for row in rows:
         line_text = log[row["line"] - 1]
         raw = json.loads(row["raw"])
@@ -99,7 +115,8 @@ def test_bad_rows_are_quarantined_with_line_column_and_reason(sample_db: Recon) 
 def test_no_full_card_number_anywhere_in_the_database(sample_db: Recon) -> None:
     tables = sample_db.query(
         "SELECT table_name, column_name FROM information_schema.columns "
-        "WHERE data_type IN ('VARCHAR', 'JSON') OR data_type LIKE '%[]'")
+        "WHERE data_type IN ('VARCHAR', 'JSON') OR data_type LIKE '%[]'"
+    )
     assert tables
     for table, column in tables:
         values = sample_db.query(f'SELECT DISTINCT "{column}"::VARCHAR FROM "{table}"')
@@ -113,7 +130,8 @@ def test_no_full_card_number_anywhere_in_the_database(sample_db: Recon) -> None:
 def test_cvv_is_never_stored(sample_db: Recon) -> None:
     card_run = EXPECTED["card_run_id"]
     attributes = sample_db.query(
-        "SELECT attributes FROM transactions WHERE run_id = ? LIMIT 5", [card_run])
+        "SELECT attributes FROM transactions WHERE run_id = ? LIMIT 5", [card_run]
+    )
     for (value,) in attributes:
         keys = set(json.loads(value))
         assert "cvv" not in keys and "card_number" in keys
@@ -124,7 +142,8 @@ def test_card_fingerprint_correlates_the_same_card(sample_db: Recon) -> None:
     rows = sample_db.query(
         "SELECT json_extract_string(attributes, '$.card_number') AS masked, "
         "count(DISTINCT card_hmac) FROM transactions WHERE run_id = ? GROUP BY masked",
-        [EXPECTED["card_run_id"]])
+        [EXPECTED["card_run_id"]],
+    )
     assert rows and all(count == 1 for _, count in rows)
 
 

@@ -55,7 +55,11 @@ def test_unknown_toml_key_is_reported_not_ignored(recon: Recon) -> None:
 def test_broken_toml_says_where(recon: Recon) -> None:
     recon.write_config("[sources.pay\n")
     result = recon("runs")
-    assert result.code == 1 and "recon.toml is not valid TOML" in result.stderr and "line 1" in result.stderr
+    assert (
+        result.code == 1
+        and "recon.toml is not valid TOML" in result.stderr
+        and "line 1" in result.stderr
+    )
 
 
 def test_cli_flag_beats_env_which_beats_toml(recon: Recon) -> None:
@@ -64,14 +68,29 @@ def test_cli_flag_beats_env_which_beats_toml(recon: Recon) -> None:
     flag_db = recon.workdir / "flag.duckdb"
     recon.write_config(f'db = "{toml_db}"\n')
     env_without_db = {k: v for k, v in recon.env.items() if k != "RECON_DB"}
-    subprocess.run([sys.executable, "-m", "reconcile", "init"], cwd=recon.workdir, env=env_without_db,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "reconcile", "init"],
+        cwd=recon.workdir,
+        env=env_without_db,
+        check=True,
+        capture_output=True,
+    )
     assert toml_db.exists()
-    subprocess.run([sys.executable, "-m", "reconcile", "init"], cwd=recon.workdir,
-                   env={**env_without_db, "RECON_DB": str(env_db)}, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "reconcile", "init"],
+        cwd=recon.workdir,
+        env={**env_without_db, "RECON_DB": str(env_db)},
+        check=True,
+        capture_output=True,
+    )
     assert env_db.exists()
-    subprocess.run([sys.executable, "-m", "reconcile", "--db", str(flag_db), "init"], cwd=recon.workdir,
-                   env={**env_without_db, "RECON_DB": str(env_db)}, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "reconcile", "--db", str(flag_db), "init"],
+        cwd=recon.workdir,
+        env={**env_without_db, "RECON_DB": str(env_db)},
+        check=True,
+        capture_output=True,
+    )
     assert flag_db.exists()
 
 
@@ -83,10 +102,15 @@ def test_missing_config_file_is_an_error(recon: Recon) -> None:
 def test_locked_database_waits_then_names_the_file(recon: Recon) -> None:
     assert recon("init").code == 0
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
-         "time.sleep(30)", str(recon.db)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+            "time.sleep(30)",
+            str(recon.db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
@@ -105,10 +129,15 @@ def test_locked_database_waits_then_names_the_file(recon: Recon) -> None:
 def test_lock_released_within_timeout_lets_the_command_finish(recon: Recon) -> None:
     assert recon("init").code == 0
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
-         "time.sleep(1.5); c.close()", str(recon.db)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+            "time.sleep(1.5); c.close()",
+            str(recon.db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
@@ -125,9 +154,13 @@ def _commands(group=cli, prefix=()):  # type: ignore[no-untyped-def]
             yield from _commands(command, (*prefix, name))
 
 
-@pytest.mark.parametrize("path,command", list(_commands()), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+@pytest.mark.parametrize(
+    "path,command", list(_commands()), ids=lambda v: " ".join(v) if isinstance(v, tuple) else ""
+)
 def test_every_command_has_help_with_an_example(path: tuple[str, ...], command) -> None:  # type: ignore[no-untyped-def]
-    assert command.help and "Example" in command.help, f"recon {' '.join(path)} needs help with an example"
+    assert command.help and "Example" in command.help, (
+        f"recon {' '.join(path)} needs help with an example"
+    )
 
 
 def test_usage_error_exits_2(recon: Recon) -> None:

@@ -124,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     generate(csv_path, args.rows)
     size_mb = csv_path.stat().st_size / 1e6
-    print(f"generated {args.rows:,} rows ({size_mb:.1f} MB) in {time.perf_counter() - started:.1f}s: "
-          f"{csv_path}", file=sys.stderr)
+    print(
+        f"generated {args.rows:,} rows ({size_mb:.1f} MB) in {time.perf_counter() - started:.1f}s: "
+        f"{csv_path}",
+        file=sys.stderr,
+    )
 
     baseline_runs: list[Run] = []
     ours_runs: list[Run] = []
@@ -141,18 +144,34 @@ def main(argv: list[str] | None = None) -> int:
 
         ours_db = fresh_db(tmp, "ours")
         run = measure(
-            [sys.executable, "-m", "reconcile", "--db", str(ours_db), "--json", "ingest",
-             "--source", "bench", str(csv_path)],
-            env, tmp,
+            [
+                sys.executable,
+                "-m",
+                "reconcile",
+                "--db",
+                str(ours_db),
+                "--json",
+                "ingest",
+                "--source",
+                "bench",
+                str(csv_path),
+            ],
+            env,
+            tmp,
         )
         if run.code not in (0, 3):
-            print(f"recon ingest failed (exit {run.code}):\n{run.stdout}\n{run.stderr}",
-                  file=sys.stderr)
+            print(
+                f"recon ingest failed (exit {run.code}):\n{run.stdout}\n{run.stderr}",
+                file=sys.stderr,
+            )
             return 1
         ours_runs.append(run)
         ours_json = json.loads(run.stdout)["files"][0]
-        print(f"  run {attempt}: baseline {baseline_runs[-1].seconds:.2f}s, "
-              f"ours {run.seconds:.2f}s ({run.max_rss_mb:.0f} MB)", file=sys.stderr)
+        print(
+            f"  run {attempt}: baseline {baseline_runs[-1].seconds:.2f}s, "
+            f"ours {run.seconds:.2f}s ({run.max_rss_mb:.0f} MB)",
+            file=sys.stderr,
+        )
 
     with duckdb.connect(str(ours_db), read_only=True) as conn:
         stored, masked, leaked = conn.execute(
@@ -182,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         return f"| {label:<34} | {value:>22} | {target:<12} |"
 
     rule = f"|{'-' * 36}|{'-' * 24}|{'-' * 14}|"
-    print(f"\ningest benchmark: {args.rows:,} rows, {size_mb:.1f} MB CSV, median of {args.repeats}, "
-          f"duckdb {duckdb.__version__}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(
+        f"\ningest benchmark: {args.rows:,} rows, {size_mb:.1f} MB CSV, median of {args.repeats}, "
+        f"duckdb {duckdb.__version__}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+    )
     print(row("measure", "value", "target"))
     print(rule)
     print(row("baseline median (read_csv CTAS)", f"{base:.2f} s"))
