@@ -30,10 +30,13 @@ MAX_GAP = 8  # non-alphanumeric characters allowed between two digits of one num
 _RUN = re.compile(rf"\d(?:[^\w]{{0,{MAX_GAP}}}\d)*")
 _DIGITS = re.compile(r"\d+")
 
-# RE2 superset of what `mask_pans` may change: an ASCII chain of >= 12 digits with short gaps,
-# or any non-ASCII character (non-ASCII digits are rare, so those rows simply go to Python).
+# RE2 superset of what `mask_pans` may change, mirroring its rule in ASCII: starting at a group
+# boundary, 12+ contiguous digits, or leading groups of 4-6 digits joined by short non-word gaps.
+# Any non-ASCII character also sends the value to Python (full-width digits, zero-width spaces).
+_GAP = rf"[^A-Za-z0-9_]{{1,{MAX_GAP}}}"
 PAN_PREFILTER_SQL = (
-    rf"[0-9](?:[^A-Za-z0-9_]{{0,{MAX_GAP}}}[0-9]){{{PAN_MIN_DIGITS - 1},}}|[^\x00-\x7F]"
+    rf"(?:^|[^0-9])(?:[0-9]{{{PAN_MIN_DIGITS},}}|[0-9]{{4,6}}{_GAP}[0-9]{{6,}}"
+    rf"|[0-9]{{4,6}}(?:{_GAP}[0-9]{{4,6}})+{_GAP}[0-9]+)|[^\x00-\x7F]"
 )
 
 MASK_CHAR = "*"
