@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, time
 from pathlib import Path
@@ -94,6 +95,7 @@ class _Plan:
     mapping: dict[str, str]  # canonical name -> file column
     header_lines: int = 0
     has_rejects: bool = False
+    raw_sql: str = "recon_raw"  # the relation step 2 reads: a temporary view, or a reader
 
     @property
     def withhold_raw_lines(self) -> bool:
@@ -203,15 +205,21 @@ def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> _Plan:
     ]
     if config.delimiter:
         options.append(f"delim = {_literal(config.delimiter)}")
-    conn.execute(
-        # No row number here: a window over the reader would serialise it. The staged table keeps
-        # file order, so its rowid numbers the records (see _line_numbers).
-        "CREATE OR REPLACE TEMP VIEW recon_raw AS "
-        f"SELECT * FROM read_csv({_literal(str(path))}, {', '.join(options)})"
-    )
-    columns = [name for name in _view_columns(conn) if name != "__rec"]
+    # No row number here: a window over the reader would serialise it. The staged table keeps
+    # file order, so its rowid numbers the records (see _line_numbers). No view either: every
+    # bind of read_csv sniffs the file again, so it is bound twice only (here and when staged).
+    reader = f"(SELECT * FROM read_csv({_literal(str(path))}, {', '.join(options)}))"
+    columns = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     has_header = not all(name == f"column{i}" for i, name in enumerate(columns))
-    return _Plan(path, "csv", columns, {}, header_lines=1 if has_header else 0, has_rejects=True)
+    return _Plan(
+        path,
+        "csv",
+        columns,
+        {},
+        header_lines=1 if has_header else 0,
+        has_rejects=True,
+        raw_sql=reader,
+    )
 
 
 def _read_jsonl(conn: Connection, path: Path) -> _Plan:
@@ -578,7 +586,7 @@ class _Stage:
             f"SELECT * EXCLUDE (__cat), "
             f"regexp_matches(__cat, {_PREFILTER}) AS __pan, "
             f"contains(__cat, chr(0)) AS __nul, {newlines} AS __nl "
-            f"FROM (SELECT *, {concat} AS __cat FROM recon_raw)"
+            f"FROM (SELECT *, {concat} AS __cat FROM {self.plan.raw_sql})"
         )
         # The raw row is built only for quarantined rows. Whole-masked and card columns are
         # masked in it as well; the rest of it goes through recon_mask.
@@ -827,6 +835,45 @@ def _drop_temporaries(conn: Connection) -> None:
         conn.execute(statement)
 
 
+class _AlreadyIngested(Exception):
+    """Raised inside the transaction to roll it back when the bytes were loaded before."""
+
+    def __init__(self, result: FileResult) -> None:
+        self.result = result
+
+
+def _read(conn: Connection, path: Path, fmt: str, config: SourceConfig) -> _Plan:
+    if fmt == "csv":
+        return _read_csv(conn, path, config)
+    if fmt == "jsonl":
+        return _read_jsonl(conn, path)
+    return _read_parquet(conn, path)
+
+
+def _prior(conn: Connection, path: Path, source: str, digest: str) -> FileResult | None:
+    row = conn.execute(
+        "SELECT file_id, kind, format, run_ids, rows_read, rows_loaded, rows_quarantined "
+        "FROM ingested_files WHERE source = ? AND sha256 = ?",
+        [source, digest],
+    ).fetchone()
+    if row is None:
+        return None
+    file_id, kind, fmt, run_ids, read, loaded, quarantined = row
+    return FileResult(
+        str(path),
+        digest,
+        source,
+        kind,
+        fmt,
+        list(run_ids),
+        read,
+        loaded,
+        quarantined,
+        True,
+        file_id,
+    )
+
+
 def ingest_file(
     conn: Connection,
     path: Path,
@@ -844,81 +891,65 @@ def ingest_file(
         raise ValueError(f"kind must be one of {KINDS}")
     fmt = detect_format(path, config) if path.is_file() else "csv"
     _check_readable(path, fmt, config.encoding)
-    digest = sha256_file(path)
-    prior = conn.execute(
-        "SELECT file_id, kind, format, run_ids, rows_read, rows_loaded, rows_quarantined "
-        "FROM ingested_files WHERE source = ? AND sha256 = ?",
-        [source, digest],
-    ).fetchone()
-    if prior:
-        return FileResult(
-            str(path),
-            digest,
-            source,
-            prior[1],
-            prior[2],
-            list(prior[3]),
-            prior[4],
-            prior[5],
-            prior[6],
-            True,
-            prior[0],
-        )
-
     _register_functions(conn, pan_key)
     warnings: list[str] = []
-    try:
-        with transaction(conn):
-            try:
-                if fmt == "csv":
-                    plan = _read_csv(conn, path, config)
-                elif fmt == "jsonl":
-                    plan = _read_jsonl(conn, path)
-                else:
-                    plan = _read_parquet(conn, path)
-                _map_columns(plan, kind, config, run_id, source)
-                conn.execute(
-                    "CREATE OR REPLACE TEMP TABLE recon_staged AS "
-                    + _Stage(plan, config, run_id).sql(kind, pan_key)
-                )
-            except QueryError as exc:
-                raise _explain_read_error(path, fmt, exc, config) from None
-            rejects = _line_numbers(conn, plan)
-            file_row = conn.execute("SELECT nextval('file_id_seq')").fetchone()
-            assert file_row is not None
-            file_id = int(file_row[0])
-            rows_read, loaded, quarantined, run_ids = _store(
-                conn, plan, kind, source, file_id, now, user, rejects
-            )
-            conn.execute(
-                "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    file_id,
-                    source,
-                    kind,
-                    str(path),
-                    digest,
-                    path.stat().st_size,
-                    fmt,
-                    rows_read,
-                    loaded,
-                    quarantined,
-                    run_ids,
-                    now,
-                    user,
-                ],
-            )
-            if kind == "processed":
-                _refresh_runs(conn, source, run_ids)
-                if not pan_key and _has_card_column(plan, config):
-                    warnings.append(
-                        "card numbers were masked, but RECON_PAN_KEY is not set, so the same "
-                        "card cannot be matched across runs; set RECON_PAN_KEY to a long random "
-                        "secret kept outside the database, e.g. "
-                        "python -c 'import secrets; print(secrets.token_hex(32))'"
+    # Hash the file while DuckDB sniffs it (both release the GIL); the digest then decides
+    # whether these bytes were already loaded, before any real work.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = pool.submit(sha256_file, path)
+        try:
+            with transaction(conn):
+                try:
+                    plan = _read(conn, path, fmt, config)
+                    digest = hashing.result()
+                    prior = _prior(conn, path, source, digest)
+                    if prior:
+                        raise _AlreadyIngested(prior)
+                    _map_columns(plan, kind, config, run_id, source)
+                    conn.execute(
+                        "CREATE OR REPLACE TEMP TABLE recon_staged AS "
+                        + _Stage(plan, config, run_id).sql(kind, pan_key)
                     )
-    finally:
-        _drop_temporaries(conn)
+                except QueryError as exc:
+                    raise _explain_read_error(path, fmt, exc, config) from None
+                rejects = _line_numbers(conn, plan)
+                file_row = conn.execute("SELECT nextval('file_id_seq')").fetchone()
+                assert file_row is not None
+                file_id = int(file_row[0])
+                rows_read, loaded, quarantined, run_ids = _store(
+                    conn, plan, kind, source, file_id, now, user, rejects
+                )
+                conn.execute(
+                    "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        file_id,
+                        source,
+                        kind,
+                        str(path),
+                        digest,
+                        path.stat().st_size,
+                        fmt,
+                        rows_read,
+                        loaded,
+                        quarantined,
+                        run_ids,
+                        now,
+                        user,
+                    ],
+                )
+                if kind == "processed":
+                    _refresh_runs(conn, source, run_ids)
+        except _AlreadyIngested as skipped:
+            return skipped.result
+        finally:
+            hashing.cancel()
+            _drop_temporaries(conn)
+    if kind == "processed" and not pan_key and _has_card_column(plan, config):
+        warnings.append(
+            "card numbers were masked, but RECON_PAN_KEY is not set, so the same card cannot "
+            "be matched across runs; set RECON_PAN_KEY to a long random secret kept outside "
+            "the database, e.g. python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
     if rows_read == 0:
         warnings.append("the file has a header but no rows")
     return FileResult(
