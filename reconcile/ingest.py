@@ -412,6 +412,7 @@ class _Stage:
         self.card_columns = {_normalise(name) for name in config.card_columns}
         self.kept = [name for name in plan.columns if not redact.is_never_stored(name)]
         self.values: dict[str, str] = {}
+        self.derived: dict[str, str] = {}  # computed from `values`, one layer further out
         # (condition, column, reason as SQL): the first that holds is the row's problem.
         self.problems: list[tuple[str, str | None, str]] = []
 
@@ -431,7 +432,7 @@ class _Stage:
 
     def raw(self, canonical: str) -> str:
         actual = self.plan.mapping.get(canonical)
-        return f"nullif(trim({_ident(actual)}), '')" if actual else "NULL::VARCHAR"
+        return f"nullif({_ident(actual)}, '')" if actual else "NULL::VARCHAR"
 
     def text(self, canonical: str) -> str:
         actual = self.plan.mapping.get(canonical)
@@ -441,10 +442,25 @@ class _Stage:
             # A key that holds a card number is masked but must stay distinct from other keys.
             column = _ident(actual)
             return (
-                f"nullif(trim(CASE WHEN __pan AND regexp_matches({column}, {_PREFILTER}) "
-                f"THEN recon_mask_key({column}) ELSE {column} END), '')"
+                f"nullif(CASE WHEN __pan AND regexp_matches({column}, {_PREFILTER}) "
+                f"THEN recon_mask_key({column}) ELSE {column} END, '')"
             )
-        return f"nullif(trim({self.masked(actual)}), '')"
+        return f"nullif({self.masked(actual)}, '')"
+
+    def _trimmed(self) -> str:
+        """` REPLACE (...)` trimming the canonical columns; cheap where there is nothing to trim."""
+        columns = [_ident(actual) for actual in self.plan.mapping.values()]
+        if not columns:
+            return ""
+        return (
+            " REPLACE ("
+            + ", ".join(
+                f"CASE WHEN starts_with({c}, ' ') OR ends_with({c}, ' ') THEN trim({c}) ELSE {c} END"
+                f" AS {c}"
+                for c in columns
+            )
+            + ")"
+        )
 
     def problem(self, condition: str, column: str | None, reason: str) -> None:
         self.problems.append((condition, column, _literal(reason)))
@@ -465,8 +481,9 @@ class _Stage:
             "txn_id": self.text("txn_id"),
             "amount": _amount_sql(self.raw("amount")),
             "amount_given": f"{self.raw('amount')} IS NOT NULL",
-            "amount_too_precise": f"coalesce(regexp_matches({self.raw('amount')}, "
-            f"'\\.[0-9]{{4}}0*[1-9]'), false)",
+            "amount_too_precise": f"coalesce(length({self.raw('amount')}) - "
+            f"strpos({self.raw('amount')}, '.') > 4 AND strpos({self.raw('amount')}, '.') > 0 "
+            f"AND regexp_matches({self.raw('amount')}, '\\.[0-9]{{4}}0*[1-9]'), false)",
             "currency": f"upper({self.text('currency')})",
             "business_date": f"try_cast({self.raw('business_date')} AS DATE)",
             "business_date_given": f"{self.raw('business_date')} IS NOT NULL",
@@ -506,20 +523,31 @@ class _Stage:
         known = ", ".join(v.strip().upper() for v in config.success_values + config.failure_values)
         zone = _literal(config.timezone)
         ts = self.raw("processed_at")
+        # Ends in Z or +hh[:mm]: cheap character tests before the regular expression.
+        offset = (
+            f"(right({ts}, 1) IN ('Z', 'z') OR (contains(right({ts}, 6), '+') "
+            f"OR contains(right({ts}, 6), '-')) "
+            f"AND regexp_matches({ts}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}}([.,][0-9]+)?)?[+-][0-9]{{2}}(:?[0-9]{{2}})?$'))"
+        )
         status = f"upper({self.text('status')})"
         card = next((name for name in self.kept if self.is_card(name)), None)
         self.values |= {
             "status": self.text("status"),
-            "outcome": f"CASE WHEN {status} IN ({success}) THEN 'success' "
-            f"WHEN {status} IN ({failure}) THEN 'failure' END",
+            "status_key": status,
             # An explicit offset is honoured; a naive time is in the source's zone.
-            "processed_at": f"CASE WHEN regexp_matches({ts}, '([zZ]|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$') "
-            f"THEN try_cast({ts} AS TIMESTAMPTZ) "
-            f"ELSE timezone({zone}, try_cast({ts} AS TIMESTAMP)) END",
+            # try_cast to TIMESTAMP drops an offset, so it is used only where there is none.
+            "processed_offset": f"CASE WHEN {offset} THEN try_cast({ts} AS TIMESTAMPTZ) END",
+            "processed_local": f"CASE WHEN NOT {offset} THEN try_cast({ts} AS TIMESTAMP) END",
             "processed_at_given": f"{ts} IS NOT NULL",
             "error_code": self.text("error_code"),
             "error_message": self.text("error_message"),
             "card_hmac": f"recon_pan_hmac({_ident(card)})" if card and key else "NULL::VARCHAR",
+        }
+        self.derived |= {
+            # list_contains, not IN: DuckDB plans a long IN list as a join.
+            "outcome": f"CASE WHEN list_contains([{success}], __v_status_key) THEN 'success' "
+            f"WHEN list_contains([{failure}], __v_status_key) THEN 'failure' END",
+            "processed_at": f"coalesce(__v_processed_offset, timezone({zone}, __v_processed_local))",
         }
         self.problem("__v_status IS NULL", "status", "empty status")
         self.problems.append(
@@ -566,9 +594,13 @@ class _Stage:
         if kind == "processed":
             # The business day: from the file, else processed_at in the source's zone, turning
             # over at its cut-off time.
+            local = (
+                f"coalesce(__v_processed_local, "
+                f"timezone({_literal(self.config.timezone)}, __v_processed_offset))"
+            )
             final["business_date"] = (
-                f"coalesce(__v_business_date, CAST(timezone({_literal(self.config.timezone)}, "
-                f"__v_processed_at) + INTERVAL {_cutoff_shift(self.config.cutoff)} SECOND AS DATE))"
+                f"coalesce(__v_business_date, "
+                f"CAST({local} + INTERVAL {_cutoff_shift(self.config.cutoff)} SECOND AS DATE))"
             )
         text_columns = [n for n in self.kept if self.mapped_to.get(n) not in TYPED_COLUMNS]
         concat = (
@@ -586,7 +618,7 @@ class _Stage:
             f"SELECT * EXCLUDE (__cat), "
             f"regexp_matches(__cat, {_PREFILTER}) AS __pan, "
             f"contains(__cat, chr(0)) AS __nul, {newlines} AS __nl "
-            f"FROM (SELECT *, {concat} AS __cat FROM {self.plan.raw_sql})"
+            f"FROM (SELECT *{self._trimmed()}, {concat} AS __cat FROM {self.plan.raw_sql})"
         )
         # The raw row is built only for quarantined rows. Whole-masked and card columns are
         # masked in it as well; the rest of it goes through recon_mask.
@@ -607,6 +639,12 @@ class _Stage:
             + ", ".join(f"{expr} AS __v_{name}" for name, expr in self.values.items())
             + f" FROM ({flagged})"
         )
+        if self.derived:
+            typed = (
+                "SELECT *, "
+                + ", ".join(f"{expr} AS __v_{name}" for name, expr in self.derived.items())
+                + f" FROM ({typed})"
+            )
         problem = (
             "CASE "
             + " ".join(

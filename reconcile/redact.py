@@ -126,9 +126,13 @@ def _groups(run: str, offset: int) -> list[tuple[int, int, str, str]]:
     """
     groups: list[tuple[int, int, str, str]] = []
     previous_end = 0
+    plain = run.isascii()  # the common case: no format characters, digits already ASCII
     for match in _DIGITS.finditer(run):
-        gap = _strip_format_chars(run[previous_end : match.start()])
-        digits = _ascii_digits(match.group())
+        gap = run[previous_end : match.start()]
+        digits = match.group()
+        if not plain:
+            gap = _strip_format_chars(gap)
+            digits = _ascii_digits(digits)
         if groups and gap == "":
             start, _, joined, separator = groups[-1]
             groups[-1] = (start, offset + match.end(), joined + digits, separator)

@@ -117,3 +117,22 @@ def test_run_id_option_fills_files_without_a_run_column(recon: Recon, write_file
         1,
         recon.query("SELECT ingested_by FROM ingested_files")[0][0],
     )
+
+
+def test_date_only_processed_at_is_local_midnight_not_utc(recon: Recon, write_file) -> None:  # type: ignore[no-untyped-def]
+    recon.write_config('[sources.ny]\ntimezone = "America/New_York"\n')
+    path = write_file(
+        "d.csv",
+        "txn_id,amount,status,run_id,processed_at\n"
+        "T1,1.00,OK,R,2026-07-01\n"
+        "T2,1.00,OK,R,2026-07-01T23:30:00.5+02:00\n",
+    )
+    result, _ = recon.ingest(path, source="ny")
+    assert result.code == 0, result.stderr
+    rows = recon.query(
+        "SELECT txn_id, processed_at, business_date FROM transactions ORDER BY txn_id"
+    )
+    assert rows == [
+        ("T1", datetime(2026, 7, 1, 4, 0, tzinfo=UTC), date(2026, 7, 1)),
+        ("T2", datetime(2026, 7, 1, 21, 30, 0, 500000, tzinfo=UTC), date(2026, 7, 1)),
+    ]
