@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -99,27 +102,36 @@ def test_missing_config_file_is_an_error(recon: Recon) -> None:
     assert result.code == 1 and "nope.toml does not exist" in result.stderr
 
 
-def test_locked_database_waits_then_names_the_file(recon: Recon) -> None:
-    assert recon("init").code == 0
+@contextmanager
+def lock_held(db: Path, seconds: float) -> Iterator[None]:
+    """Another process holds the database's write lock for `seconds`, then lets go."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
-            "time.sleep(30)",
-            str(recon.db),
+            "time.sleep(float(sys.argv[2])); c.close()",
+            str(db),
+            str(seconds),
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        if seconds > 5:
+            holder.kill()
+        holder.communicate()
+
+
+def test_locked_database_waits_then_names_the_file(recon: Recon) -> None:
+    assert recon("init").code == 0
+    with lock_held(recon.db, 30):
         started = time.monotonic()
         result = recon("runs", env={"RECON_LOCK_TIMEOUT": "1s"})
         waited = time.monotonic() - started
-    finally:
-        holder.kill()
-        holder.communicate()
     assert result.code == 1
     assert str(recon.db) in result.stderr and "locked" in result.stderr
     assert "lock_timeout" in result.stderr
@@ -128,22 +140,8 @@ def test_locked_database_waits_then_names_the_file(recon: Recon) -> None:
 
 def test_lock_released_within_timeout_lets_the_command_finish(recon: Recon) -> None:
     assert recon("init").code == 0
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
-            "time.sleep(1.5); c.close()",
-            str(recon.db),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held(recon.db, 1.5):
         result = recon("--json", "runs", env={"RECON_LOCK_TIMEOUT": "20s"})
-    finally:
-        holder.communicate()
     assert result.code == 0, result.stderr
 
 
