@@ -53,9 +53,18 @@ class App:
             yield conn
 
 
+CENT = Decimal("0.01")
+
+
+def format_amount(value: Decimal) -> str:
+    """Amounts as finance reads them: 12.90, never 12.9000, and never rounded (12.3456 stays)."""
+    cents = value.quantize(CENT)
+    return str(cents) if cents == value else str(value.normalize())
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return format_amount(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     raise TypeError(f"cannot serialise {type(value).__name__}")
@@ -74,7 +83,7 @@ def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     if isinstance(value, Decimal):
-        return f"{value:.2f}"
+        return format_amount(value)
     if isinstance(value, str) and len(value) > 60:
         return value[:57] + "..."
     return value
@@ -374,7 +383,10 @@ def failures_command(
             sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
         )
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(
+            {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+            for row in rows
+        )
     else:
         span = str(first) if first == last else f"{first} to {last}"
         info(f"{len(rows)} failed transaction(s), business date {span}")

@@ -161,3 +161,20 @@ def test_reingesting_the_whole_story_changes_nothing(sample_db: Recon) -> None:
     assert result.code == 0
     assert all(entry["already_ingested"] for entry in result.json()["files"])
     assert sample_db.query("SELECT count(*) FROM transactions") == before
+
+
+def test_failed_list_csv_has_exact_two_decimal_amounts(sample_db: Recon) -> None:
+    result = sample_db(
+        "failures", "--since", "2026-11-09", "--until", "2026-11-13", "--format", "csv"
+    )
+    assert result.code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "business_date,run_id,txn_id,amount,currency,error_code,error_message"
+    amounts = [line.split(",")[3] for line in lines[1:]]
+    assert amounts and all(re.fullmatch(r"-?\d+\.\d\d", amount) for amount in amounts)
+    failed_in_week_3 = sum(
+        len(truth["failed"])
+        for truth in EXPECTED["runs"].values()
+        if truth["business_date"] >= "2026-11-09"
+    )
+    assert len(lines) - 1 == failed_in_week_3
