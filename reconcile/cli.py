@@ -24,7 +24,7 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-from reconcile import __version__, db, failures, ingest, migrations, redact, runs
+from reconcile import __version__, db, expected, failures, ingest, migrations, redact, runs
 from reconcile.errors import ConfigError, InputFileError, ReconError
 from reconcile.settings import Settings, load_settings
 
@@ -258,6 +258,48 @@ def _describe_ingest(result: ingest.FileResult) -> str:
         f"{result.rows_loaded} loaded, {result.rows_quarantined} quarantined"
         + (f"; runs {runs_text}" if runs_text else "")
     )
+
+
+@cli.command("expect")
+@click.option("--source", "-s", metavar="NAME", required=True, help="Source the run belongs to.")
+@click.option("--run-id", metavar="RUN", required=True, help="The run these totals are for.")
+@click.option("--count", type=click.IntRange(min=0), required=True, help="Expected transactions.")
+@click.option("--amount", metavar="X", help="Expected amount total, e.g. 43895.06.")
+@pass_app
+def expect_command(app: App, source: str, run_id: str, count: int, amount: str | None) -> None:
+    """Record the control totals a run should match (recording again replaces them).
+
+    \b
+    Example:
+      recon expect --source payments-loader --run-id PL-20261116 --count 204 --amount 48211.90
+    """
+    total = None
+    if amount is not None:
+        try:
+            total = Decimal(amount.replace(",", ""))
+        except ArithmeticError:
+            raise click.BadParameter(
+                f"expected a decimal amount such as 1234.50, got {amount!r}", param_hint="--amount"
+            ) from None
+        if not total.is_finite():
+            raise click.BadParameter("expected a finite amount", param_hint="--amount")
+    with app.connect() as conn:
+        expected.record_control_totals(
+            conn,
+            source=source,
+            run_id=run_id,
+            count=count,
+            amount=total,
+            now=app.settings.current_time(),
+            user=current_user(),
+        )
+    if app.json:
+        emit_json(
+            {"source": source, "run_id": run_id, "expected_count": count, "expected_amount": total}
+        )
+    else:
+        shown = f", amount {format_amount(total)}" if total is not None else ""
+        info(f"recorded control totals for {source} run {run_id}: {count} transactions{shown}")
 
 
 @cli.command("runs")

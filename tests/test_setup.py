@@ -172,3 +172,19 @@ def test_ingest_without_source_lists_the_configured_ones(recon: Recon, write_fil
     recon.write_config("[sources.alpha]\n[sources.beta]\n")
     result = recon("ingest", path)
     assert result.code == 2 and "alpha, beta" in result.stderr
+
+
+def test_expect_records_control_totals_and_replaces_them(recon: Recon) -> None:
+    first = recon(
+        "expect", "--source", "pay", "--run-id", "R1", "--count", "204", "--amount", "48,211.90"
+    )
+    assert first.code == 0, first.stderr
+    again = recon("--json", "expect", "--source", "pay", "--run-id", "R1", "--count", "205")
+    assert again.code == 0 and again.json()["expected_count"] == 205
+    rows = recon.query(
+        "SELECT source, run_id, expected_count, expected_amount, recorded_at FROM control_totals"
+    )
+    assert len(rows) == 1 and rows[0][:4] == ("pay", "R1", 205, None)
+    assert rows[0][4].isoformat() == "2026-11-24T09:00:00+00:00"  # RECON_NOW, not the clock
+    bad = recon("expect", "--source", "pay", "--run-id", "R1", "--count", "1", "--amount", "lots")
+    assert bad.code == 2 and "--amount" in bad.stderr
