@@ -90,3 +90,13 @@ def fetch_dicts(conn: Connection, sql: str, params: list[object] | None = None) 
     cursor = conn.execute(sql, params or [])
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def sql_literal(value: str) -> str:
+    """A string as a SQL literal, for the places DuckDB takes no parameter (reader options)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    """A column name as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Iterable
 
 PAN_MIN_DIGITS = 12
 PAN_MAX_DIGITS = 19
@@ -234,8 +233,3 @@ def pan_fingerprint(text: str | None, key: bytes | None) -> str | None:
     if len(digits) < PAN_MIN_DIGITS:
         return None
     return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()
-
-
-def contains_pan(values: Iterable[str | None]) -> bool:
-    """True when any of the values holds an unmasked PAN (used by tests and checks)."""
-    return any(value and find_pans(value) for value in values)

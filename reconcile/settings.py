@@ -115,7 +115,7 @@ class SourceConfig(BaseModel):
     @field_validator("columns")
     @classmethod
     def _canonical_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        from reconcile.ingest import CANONICAL_COLUMNS  # the canonical names live with ingest
+        from reconcile.canonical import CANONICAL_COLUMNS
 
         unknown = sorted(set(value) - CANONICAL_COLUMNS)
         if unknown:

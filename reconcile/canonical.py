@@ -1,0 +1,28 @@
+"""The canonical file columns per kind (PRODUCT.md "Canonical files"): what ingest expects
+when a source needs no column mapping."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Kind = Literal["processed", "expected", "totals"]
+KINDS: tuple[str, ...] = ("processed", "expected", "totals")
+
+# Canonical columns per kind: (required, optional). See PRODUCT.md "Canonical files".
+KIND_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "processed": (
+        ("txn_id", "amount", "status", "run_id"),
+        ("currency", "processed_at", "business_date", "error_code", "error_message"),
+    ),
+    "expected": (("txn_id", "amount"), ("currency", "business_date", "run_id")),
+    "totals": (("run_id", "expected_count"), ("expected_amount",)),
+}
+CANONICAL_COLUMNS = frozenset(
+    name for required, optional in KIND_COLUMNS.values() for name in required + optional
+)
+# Canonical columns parsed into typed values; everything else is stored as (masked) text.
+TYPED_COLUMNS = frozenset(
+    {"amount", "processed_at", "business_date", "expected_count", "expected_amount"}
+)
+
+KEY_COLUMNS = frozenset({"txn_id", "run_id"})

@@ -1,0 +1,294 @@
+"""Step 1 of an ingest: find out what a file is and expose it to SQL, every column as text.
+
+Nothing is materialised here, so raw values (card numbers included) never land in a table:
+CSV is read by DuckDB's sniffer and reader (rejected lines kept aside with their line numbers),
+JSON Lines through `read_text` (so a broken line is a row, not a failure), Parquet with its row
+numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconcile import redact
+from reconcile.canonical import KIND_COLUMNS
+from reconcile.db import Connection, sql_ident, sql_literal
+from reconcile.errors import InputFileError
+from reconcile.settings import SourceConfig
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+_BINARY_MAGIC = {
+    b"PK\x03\x04": "a ZIP archive or an Excel workbook (XLSX); save the sheet as CSV",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\xd0\xcf\x11\xe0": "a legacy Excel/Office file (XLS); save the sheet as CSV",
+}
+
+
+@dataclass
+class Plan:
+    """What the stage step needs to know about one file."""
+
+    path: Path
+    format: str
+    columns: list[str]  # the file's columns, in order
+    mapping: dict[str, str]  # canonical name -> file column
+    header_lines: int = 0
+    has_rejects: bool = False
+    raw_sql: str = "recon_raw"  # the relation step 2 reads: a temporary view, or a reader
+
+    @property
+    def withhold_raw_lines(self) -> bool:
+        """Unparsed lines cannot have single fields dropped: withhold them when the file has a
+        column that must never be stored (CVV, track data)."""
+        return any(redact.is_never_stored(name) for name in self.columns)
+
+
+def normalise_name(name: str) -> str:
+    """How column names are compared: trimmed, without a BOM, case-insensitive."""
+    return name.strip().lstrip("\ufeff").strip().lower()
+
+
+def detect_format(path: Path, config: SourceConfig) -> str:
+    """csv, jsonl or parquet: configured, else by magic bytes, else by extension."""
+    if config.format != "auto":
+        return config.format
+    with path.open("rb") as handle:
+        head = handle.read(8192)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        return "parquet"
+    if {".jsonl", ".ndjson", ".json"} & set(suffixes):
+        return "jsonl"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"{"):
+        return "jsonl"
+    return "csv"
+
+
+def check_readable(path: Path, fmt: str, encoding: str = "utf-8") -> None:
+    """Refuse files that are not there, empty, or clearly not a text log."""
+    display = str(path)
+    if not path.exists():
+        raise InputFileError(display, "no such file", "check the path and try again")
+    if not path.is_file():
+        raise InputFileError(display, "not a regular file", "give the path of a log file")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8192)
+    except OSError as exc:
+        raise InputFileError(
+            display, f"cannot be read ({exc.strerror})", "check its permissions"
+        ) from None
+    if not head:
+        raise InputFileError(
+            display,
+            "the file is empty (0 bytes)",
+            "check that the export finished, then re-send it",
+        )
+    if fmt == "parquet":
+        return
+    if not head.strip() and path.stat().st_size == len(head):
+        raise InputFileError(
+            display,
+            "the file has no records (only blank lines)",
+            "check that the export finished, then re-send it",
+        )
+    for magic, what in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise InputFileError(
+                display,
+                f"this is not a text log: it looks like {what}",
+                "give the CSV, JSON Lines or Parquet file the source produced",
+            )
+    if head.startswith(b"\x1f\x8b") or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return  # gzip is decompressed by DuckDB; UTF-16 (by its BOM) is read as such
+    if encoding == "utf-16":
+        return
+    control = sum(1 for byte in head if byte < 32 and byte not in (9, 10, 12, 13))
+    if control > len(head) * 0.1:
+        raise InputFileError(
+            display,
+            "this is not a text log: more than 10% of its first bytes are binary control codes",
+            "give the CSV, JSON Lines or Parquet file the source produced",
+        )
+
+
+def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> Plan:
+    with path.open("rb") as handle:
+        utf16_bom = handle.read(2) in (b"\xff\xfe", b"\xfe\xff")
+    encoding = "utf-16" if utf16_bom else config.encoding
+    options = [
+        "all_varchar = true",
+        "store_rejects = true",
+        "rejects_table = 'recon_rejects'",
+        "rejects_scan = 'recon_rejects_scan'",
+        f"max_line_size = {MAX_LINE_BYTES}",
+        f"encoding = {sql_literal(encoding)}",
+    ]
+    if config.delimiter:
+        options.append(f"delim = {sql_literal(config.delimiter)}")
+    # No row number here: a window over the reader would serialise it. The staged table keeps
+    # file order, so its rowid numbers the records (see _line_numbers). No view either: every
+    # bind of read_csv sniffs the file again, so it is bound twice only (here and when staged).
+    reader = f"(SELECT * FROM read_csv({sql_literal(str(path))}, {', '.join(options)}))"
+    columns = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+    has_header = not all(name == f"column{i}" for i, name in enumerate(columns))
+    return Plan(
+        path,
+        "csv",
+        columns,
+        {},
+        header_lines=1 if has_header else 0,
+        has_rejects=True,
+        raw_sql=reader,
+    )
+
+
+def _read_jsonl(conn: Connection, path: Path) -> Plan:
+    conn.execute(
+        "CREATE OR REPLACE TEMP VIEW recon_lines AS "
+        "SELECT __rec, __text, "
+        "CASE WHEN json_valid(__text) THEN json_type(__text) = 'OBJECT' ELSE false END AS __ok FROM ("
+        "  SELECT unnest(generate_series(1, len(lines))) AS __rec,"
+        "         rtrim(ltrim(unnest(lines), chr(65279)), chr(13)) AS __text"
+        f"  FROM (SELECT string_split(content, chr(10)) AS lines FROM read_text({sql_literal(str(path))}))"
+        ") WHERE trim(__text) <> ''"
+    )
+    keys = [
+        row[0]
+        for row in conn.execute(
+            "SELECT key FROM (SELECT unnest(json_keys(__text)) AS key, __rec FROM recon_lines "
+            "WHERE __ok) GROUP BY key ORDER BY min(__rec), key"
+        ).fetchall()
+    ]
+    if not keys:
+        counted = conn.execute("SELECT count(*) FROM recon_lines").fetchone()
+        problem = (
+            "no line holds a JSON object; is this really a JSON Lines file?"
+            if counted and counted[0]
+            else "the file has no records (only blank lines)"
+        )
+        raise InputFileError(str(path), problem, "give the JSON Lines log the source produced")
+    extracted = ", ".join(f"{_json_value(key)} AS {sql_ident(key)}" for key in keys)
+    conn.execute(
+        "CREATE OR REPLACE TEMP VIEW recon_raw AS SELECT __rec, "
+        "CASE WHEN NOT __ok THEN __text END AS __broken"
+        + (f", {extracted}" if extracted else "")
+        + " FROM recon_lines"
+    )
+    return Plan(path, "jsonl", keys, {})
+
+
+def _json_value(key: str) -> str:
+    """A JSON field as text; numbers go through DECIMAL, not a double, so amounts stay exact."""
+    path = sql_literal("$." + json.dumps(key))
+    exact = (
+        f"rtrim(rtrim(json_transform(__text, {sql_literal(json.dumps({key: 'DECIMAL(38,10)'}))})."
+        f"{sql_ident(key)}::VARCHAR, '0'), '.')"
+    )
+    return (
+        f"CASE WHEN NOT __ok THEN NULL "
+        f"WHEN json_type(__text, {path}) = 'DOUBLE' THEN coalesce({exact}, "
+        f"json_extract_string(__text, {path})) "
+        f"ELSE json_extract_string(__text, {path}) END"
+    )
+
+
+def _read_parquet(conn: Connection, path: Path) -> Plan:
+    conn.execute(
+        "CREATE OR REPLACE TEMP VIEW recon_raw AS SELECT file_row_number + 1 AS __rec, "
+        "COLUMNS(* EXCLUDE (file_row_number))::VARCHAR "
+        f"FROM read_parquet({sql_literal(str(path))}, file_row_number = true)"
+    )
+    columns = [name for name in _view_columns(conn) if name != "__rec"]
+    return Plan(path, "parquet", columns, {})
+
+
+def _view_columns(conn: Connection) -> list[str]:
+    return [row[0] for row in conn.execute("DESCRIBE recon_raw").fetchall()]
+
+
+def explain_read_error(
+    path: Path, fmt: str, exc: Exception, config: SourceConfig
+) -> InputFileError:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = redact.mask_pans(text) or text
+    lowered = text.lower()
+    display = str(path)
+    if fmt == "parquet":
+        return InputFileError(
+            display,
+            f"not a readable Parquet file ({text}); it may be truncated or corrupt",
+            "copy or export the file again and re-run the ingest",
+        )
+    if "sniff" in lowered:
+        return InputFileError(
+            display,
+            "the CSV layout (delimiter, quoting, line endings) could not be detected",
+            "check that every line ends the same way (all LF or all CRLF) and that the first "
+            "line is a header; set delimiter under [sources.NAME] in recon.toml if it is unusual",
+        )
+    if "utf-8" in lowered or "unicode" in lowered:
+        return InputFileError(
+            display,
+            f"the file is not valid {config.encoding.upper()} text",
+            'declare its encoding under [sources.NAME] in recon.toml, e.g. encoding = "latin-1"',
+        )
+    return InputFileError(
+        display,
+        f"cannot be parsed as {fmt.upper()} ({text})",
+        "check that it is a complete CSV, JSON Lines or Parquet export",
+    )
+
+
+def map_columns(
+    plan: Plan, kind: str, config: SourceConfig, run_id: str | None, source: str
+) -> None:
+    """Find each canonical column in the file (case-insensitive), or explain what is missing."""
+    by_name = {normalise_name(name): name for name in plan.columns}
+    required, optional = KIND_COLUMNS[kind]
+    missing = []
+    for canonical in required + optional:
+        wanted = config.columns.get(canonical, canonical)
+        actual = by_name.get(normalise_name(wanted))
+        if actual is not None:
+            plan.mapping[canonical] = actual
+        elif canonical in required and not (canonical == "run_id" and run_id):
+            missing.append(
+                canonical if wanted == canonical else f"{canonical} (mapped to '{wanted}')"
+            )
+    if missing:
+        found = ", ".join(plan.columns[:20]) or "none"
+        header_note = (
+            " (no header row was detected)"
+            if plan.format == "csv" and plan.header_lines == 0
+            else ""
+        )
+        hint = (
+            f"add the column, or map it in recon.toml: [sources.{source}.columns] "
+            f'{missing[0].split(" ")[0]} = "<your column name>"'
+        )
+        if "run_id" in missing:
+            hint += "; or give the run with --run-id"
+        raise InputFileError(
+            str(plan.path),
+            f"missing required column(s) for a {kind} file: {', '.join(missing)}; "
+            f"columns found: {found}{header_note}",
+            hint,
+        )
+
+
+def read(conn: Connection, path: Path, fmt: str, config: SourceConfig) -> Plan:
+    """Expose `path` to SQL and describe it (columns, header, where its rows come from)."""
+    if fmt == "csv":
+        return _read_csv(conn, path, config)
+    if fmt == "jsonl":
+        return _read_jsonl(conn, path)
+    return _read_parquet(conn, path)

@@ -1,0 +1,331 @@
+"""Step 2 of an ingest: one SELECT that types, masks and judges every row.
+
+Card numbers are masked here, before anything is stored; each row gets its first problem
+(column and reason) or none. The result is a temporary table that step 3 distributes.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+
+from reconcile import redact
+from reconcile.canonical import KEY_COLUMNS, TYPED_COLUMNS
+from reconcile.db import sql_ident, sql_literal
+from reconcile.readers import Plan, normalise_name
+from reconcile.settings import SourceConfig
+
+WITHHELD = "[line withheld: it may hold a card verification code or track data]"
+# A quoted JSON key that must never be stored, to withhold unparsable JSON lines that have one.
+NEVER_STORED_KEY_SQL = '"(' + "|".join(sorted(redact.NEVER_STORED_COLUMNS)) + ')"'
+PREFILTER = "'" + redact.PAN_PREFILTER_SQL.replace("'", "''") + "'"  # as a SQL literal
+
+
+def _amount_sql(expr: str) -> str:
+    """Text -> DECIMAL: plain decimals first (fast path), then "1,234.50" and "(12.00)"."""
+    return (
+        f"coalesce(try_cast({expr} AS DECIMAL(18, 4)), CASE "
+        f"WHEN regexp_full_match({expr}, '\\(([0-9.,]+)\\)') "
+        f"THEN -try_cast(replace(trim({expr}, '()'), ',', '') AS DECIMAL(18, 4)) "
+        f"WHEN regexp_full_match({expr}, '[+-]?[0-9]{{1,3}}(,[0-9]{{3}})+(\\.[0-9]+)?') "
+        f"THEN try_cast(replace({expr}, ',', '') AS DECIMAL(18, 4)) END)"
+    )
+
+
+def _cutoff_shift(cutoff: time) -> int:
+    """Seconds to add to local time so that the business day turns over at `cutoff`."""
+    seconds = cutoff.hour * 3600 + cutoff.minute * 60 + cutoff.second
+    return 0 if seconds == 0 else 86400 - seconds
+
+
+_OUTPUTS = {
+    "processed": [
+        "run_id",
+        "txn_id",
+        "amount",
+        "currency",
+        "status",
+        "outcome",
+        "processed_at",
+        "business_date",
+        "error_code",
+        "error_message",
+        "card_hmac",
+        "attributes",
+    ],
+    "expected": ["run_id", "txn_id", "amount", "currency", "business_date", "attributes"],
+    "totals": ["run_id", "expected_count", "expected_amount"],
+}
+
+
+class Stage:
+    """Builds the one SELECT that types, masks and judges every row of `recon_raw`.
+
+    Three nested layers: flags per raw row (`__pan`: may hold a card number), typed values
+    (`__v_*`, named apart from the file's own columns), then the first problem of each row.
+    """
+
+    def __init__(self, plan: Plan, config: SourceConfig, run_id: str | None) -> None:
+        self.plan = plan
+        self.config = config
+        self.run_id = run_id
+        self.mapped_to = {actual: canonical for canonical, actual in plan.mapping.items()}
+        self.sensitive = {normalise_name(name) for name in config.sensitive_columns}
+        self.card_columns = {normalise_name(name) for name in config.card_columns}
+        self.kept = [name for name in plan.columns if not redact.is_never_stored(name)]
+        self.values: dict[str, str] = {}
+        self.derived: dict[str, str] = {}  # computed from `values`, one layer further out
+        # (condition, column, reason as SQL): the first that holds is the row's problem.
+        self.problems: list[tuple[str, str | None, str]] = []
+
+    def is_card(self, name: str) -> bool:
+        return redact.is_card_column(name) or normalise_name(name) in self.card_columns
+
+    def masked(self, name: str) -> str:
+        column = sql_ident(name)
+        if normalise_name(name) in self.sensitive:
+            return f"CASE WHEN {column} IS NOT NULL THEN {sql_literal(redact.WHOLE_MASK)} END"
+        if self.is_card(name):
+            return f"recon_mask_card({column})"
+        return (
+            f"CASE WHEN __pan AND regexp_matches({column}, {PREFILTER}) "
+            f"THEN recon_mask({column}) ELSE {column} END"
+        )
+
+    def raw(self, canonical: str) -> str:
+        actual = self.plan.mapping.get(canonical)
+        return f"nullif({sql_ident(actual)}, '')" if actual else "NULL::VARCHAR"
+
+    def text(self, canonical: str) -> str:
+        actual = self.plan.mapping.get(canonical)
+        if actual is None:
+            return "NULL::VARCHAR"
+        if canonical in KEY_COLUMNS and self.masked(actual).startswith("CASE WHEN __pan"):
+            # A key that holds a card number is masked but must stay distinct from other keys.
+            column = sql_ident(actual)
+            return (
+                f"nullif(CASE WHEN __pan AND regexp_matches({column}, {PREFILTER}) "
+                f"THEN recon_mask_key({column}) ELSE {column} END, '')"
+            )
+        return f"nullif({self.masked(actual)}, '')"
+
+    def _trimmed(self) -> str:
+        """` REPLACE (...)` trimming the canonical columns; cheap where there is nothing to trim."""
+        columns = [sql_ident(actual) for actual in self.plan.mapping.values()]
+        if not columns:
+            return ""
+        return (
+            " REPLACE ("
+            + ", ".join(
+                f"CASE WHEN starts_with({c}, ' ') OR ends_with({c}, ' ') THEN trim({c}) ELSE {c} END"
+                f" AS {c}"
+                for c in columns
+            )
+            + ")"
+        )
+
+    def problem(self, condition: str, column: str | None, reason: str) -> None:
+        self.problems.append((condition, column, sql_literal(reason)))
+
+    def common(self, kind: str) -> None:
+        if self.plan.format == "jsonl":
+            self.problem("__broken IS NOT NULL", None, "not a valid JSON object")
+        self.problem("__nul", None, "contains a NUL byte (binary data inside a text field)")
+        given = sql_literal(self.run_id) if self.run_id else "NULL::VARCHAR"
+        self.values["run_id"] = f"coalesce({self.text('run_id')}, {given})"
+        if kind in ("processed", "totals"):
+            self.problem("__v_run_id IS NULL", "run_id", "empty run_id; fill it or give --run-id")
+
+    def transactions(self) -> None:
+        """Columns shared by processed logs and expected manifests."""
+        extras = [name for name in self.kept if name not in self.mapped_to]
+        self.values |= {
+            "txn_id": self.text("txn_id"),
+            "amount": _amount_sql(self.raw("amount")),
+            "amount_given": f"{self.raw('amount')} IS NOT NULL",
+            "amount_too_precise": f"coalesce(length({self.raw('amount')}) - "
+            f"strpos({self.raw('amount')}, '.') > 4 AND strpos({self.raw('amount')}, '.') > 0 "
+            f"AND regexp_matches({self.raw('amount')}, '\\.[0-9]{{4}}0*[1-9]'), false)",
+            "currency": f"upper({self.text('currency')})",
+            "business_date": f"try_cast({self.raw('business_date')} AS DATE)",
+            "business_date_given": f"{self.raw('business_date')} IS NOT NULL",
+            "attributes": (
+                "json_object("
+                + ", ".join(f"{sql_literal(n)}, {self.masked(n)}" for n in extras)
+                + ")"
+                if extras
+                else "NULL::JSON"
+            ),
+        }
+        self.problem("__v_txn_id IS NULL", "txn_id", "empty txn_id")
+        self.problem("NOT __v_amount_given", "amount", "empty amount")
+        self.problem(
+            "__v_amount IS NULL",
+            "amount",
+            "amount is not a number (write digits with a '.' decimal point)",
+        )
+        self.problem(
+            "__v_amount_too_precise",
+            "amount",
+            "amount has more than 4 decimal places; amounts are stored exactly, never rounded",
+        )
+        self.problem(
+            "__v_currency IS NOT NULL AND NOT regexp_full_match(__v_currency, '[A-Z]{3}')",
+            "currency",
+            "currency is not a 3-letter ISO 4217 code",
+        )
+        self.problem(
+            "__v_business_date_given AND __v_business_date IS NULL",
+            "business_date",
+            "business_date is not a valid date (YYYY-MM-DD)",
+        )
+
+    def processed(self, key: bytes | None) -> None:
+        config = self.config
+        success = ", ".join(sql_literal(v.strip().upper()) for v in config.success_values)
+        failure = ", ".join(sql_literal(v.strip().upper()) for v in config.failure_values)
+        known = ", ".join(v.strip().upper() for v in config.success_values + config.failure_values)
+        zone = sql_literal(config.timezone)
+        ts = self.raw("processed_at")
+        # Ends in Z or +hh[:mm]: cheap character tests before the regular expression.
+        offset = (
+            f"(right({ts}, 1) IN ('Z', 'z') OR (contains(right({ts}, 6), '+') "
+            f"OR contains(right({ts}, 6), '-')) "
+            f"AND regexp_matches({ts}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}}([.,][0-9]+)?)?[+-][0-9]{{2}}(:?[0-9]{{2}})?$'))"
+        )
+        status = f"upper({self.text('status')})"
+        card = next((name for name in self.kept if self.is_card(name)), None)
+        self.values |= {
+            "status": self.text("status"),
+            "status_key": status,
+            # An explicit offset is honoured; a naive time is in the source's zone.
+            # try_cast to TIMESTAMP drops an offset, so it is used only where there is none.
+            "processed_offset": f"CASE WHEN {offset} THEN try_cast({ts} AS TIMESTAMPTZ) END",
+            "processed_local": f"CASE WHEN NOT {offset} THEN try_cast({ts} AS TIMESTAMP) END",
+            "processed_at_given": f"{ts} IS NOT NULL",
+            "error_code": self.text("error_code"),
+            "error_message": self.text("error_message"),
+            "card_hmac": f"recon_pan_hmac({sql_ident(card)})" if card and key else "NULL::VARCHAR",
+        }
+        self.derived |= {
+            # list_contains, not IN: DuckDB plans a long IN list as a join.
+            "outcome": f"CASE WHEN list_contains([{success}], __v_status_key) THEN 'success' "
+            f"WHEN list_contains([{failure}], __v_status_key) THEN 'failure' END",
+            "processed_at": f"coalesce(__v_processed_offset, timezone({zone}, __v_processed_local))",
+        }
+        self.problem("__v_status IS NULL", "status", "empty status")
+        self.problems.append(
+            (
+                "__v_outcome IS NULL",
+                "status",
+                "'unknown status ''' || left(__v_status, 40) || '''; known values: "
+                + known.replace("'", "''")
+                + " (add it to success_values or failure_values in recon.toml)'",
+            )
+        )
+        self.problem(
+            "__v_processed_at_given AND __v_processed_at IS NULL",
+            "processed_at",
+            "processed_at is not a valid ISO 8601 timestamp (impossible date or time?)",
+        )
+
+    def totals(self) -> None:
+        self.values |= {
+            "expected_count": f"try_cast({self.raw('expected_count')} AS BIGINT)",
+            "expected_amount": _amount_sql(self.raw("expected_amount")),
+            "expected_amount_given": f"{self.raw('expected_amount')} IS NOT NULL",
+        }
+        self.problem(
+            "__v_expected_count IS NULL OR __v_expected_count < 0",
+            "expected_count",
+            "expected_count is not a whole number >= 0",
+        )
+        self.problem(
+            "__v_expected_amount_given AND __v_expected_amount IS NULL",
+            "expected_amount",
+            "expected_amount is not a number",
+        )
+
+    def sql(self, kind: str, key: bytes | None) -> str:
+        self.common(kind)
+        if kind in ("processed", "expected"):
+            self.transactions()
+        if kind == "processed":
+            self.processed(key)
+        if kind == "totals":
+            self.totals()
+        final = {name: f"__v_{name}" for name in _OUTPUTS[kind]}
+        if kind == "processed":
+            # The business day: from the file, else processed_at in the source's zone, turning
+            # over at its cut-off time.
+            local = (
+                f"coalesce(__v_processed_local, "
+                f"timezone({sql_literal(self.config.timezone)}, __v_processed_offset))"
+            )
+            final["business_date"] = (
+                f"coalesce(__v_business_date, "
+                f"CAST({local} + INTERVAL {_cutoff_shift(self.config.cutoff)} SECOND AS DATE))"
+            )
+        text_columns = [n for n in self.kept if self.mapped_to.get(n) not in TYPED_COLUMNS]
+        concat = (
+            "concat_ws('x', " + ", ".join(sql_ident(n) for n in text_columns) + ")"
+            if text_columns
+            else "''"
+        )
+        newlines = (
+            "CASE WHEN contains(__cat, chr(10)) "
+            "THEN length(__cat) - length(replace(__cat, chr(10), '')) ELSE 0 END"
+            if self.plan.format == "csv"
+            else "0"
+        )
+        flagged = (
+            f"SELECT * EXCLUDE (__cat), "
+            f"regexp_matches(__cat, {PREFILTER}) AS __pan, "
+            f"contains(__cat, chr(0)) AS __nul, {newlines} AS __nl "
+            f"FROM (SELECT *{self._trimmed()}, {concat} AS __cat FROM {self.plan.raw_sql})"
+        )
+        # The raw row is built only for quarantined rows. Whole-masked and card columns are
+        # masked in it as well; the rest of it goes through recon_mask.
+        raw_values = ", ".join(
+            f"{sql_literal(n)}, "
+            + (
+                self.masked(n)
+                if normalise_name(n) in self.sensitive or self.is_card(n)
+                else sql_ident(n)
+            )
+            for n in self.kept
+        )
+        raw_row = f"json_object({raw_values})::VARCHAR" if self.kept else "'{}'"
+        if self.plan.format == "jsonl":
+            broken = (
+                f"CASE WHEN regexp_matches(regexp_replace(lower(__broken), '[^a-z0-9\"]', '', 'g'), "
+                f"{sql_literal(NEVER_STORED_KEY_SQL)}) THEN {sql_literal(WITHHELD)} ELSE __broken END"
+            )
+            raw_row = f"coalesce({broken}, {raw_row})"
+        typed = (
+            "SELECT *, "
+            + ", ".join(f"{expr} AS __v_{name}" for name, expr in self.values.items())
+            + f" FROM ({flagged})"
+        )
+        if self.derived:
+            typed = (
+                "SELECT *, "
+                + ", ".join(f"{expr} AS __v_{name}" for name, expr in self.derived.items())
+                + f" FROM ({typed})"
+            )
+        problem = (
+            "CASE "
+            + " ".join(
+                f"WHEN {cond} THEN {{'column': {sql_literal(col) if col else 'NULL::VARCHAR'}, "
+                f"'reason': {reason}}}"
+                for cond, col, reason in self.problems
+            )
+            + " END"
+        )
+        record = "NULL::BIGINT" if self.plan.format == "csv" else "__rec"
+        return (
+            f"SELECT {record} AS __rec, __nl, "
+            + ", ".join(f"{expr} AS {name}" for name, expr in final.items())
+            + ", __problem.column AS __problem_column, __problem.reason AS __problem_reason, "
+            f"CASE WHEN __problem IS NOT NULL THEN recon_mask({raw_row}) END AS __raw "
+            f"FROM (SELECT *, {problem} AS __problem FROM ({typed}))"
+        )
