@@ -13,8 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay
-from tenacity import wait_exponential_jitter as backoff
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
 
 from reconcile.errors import DatabaseError, DatabaseLockedError
 
@@ -42,7 +48,8 @@ def open_connection(path: Path, lock_timeout: float) -> Connection:
         )
     retrying = Retrying(
         retry=retry_if_exception(_is_lock_conflict),
-        wait=backoff(initial=0.05, max=1.0),
+        # 50 ms, 100 ms, 200 ms ... up to 1 s, with jitter so waiting processes do not collide.
+        wait=wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05),
         stop=stop_after_delay(max(lock_timeout, 0.0)),
         reraise=False,
     )
