@@ -417,7 +417,9 @@ def failures_command(
         "error_code",
         "error_message",
     ]
-    if app.json or fmt == "jsonl":
+    if app.json:
+        emit_json({"since": first, "until": last, "failures": rows})
+    elif fmt == "jsonl":
         for row in rows:
             emit_json(row)
     elif fmt == "csv":

@@ -178,3 +178,14 @@ def test_failed_list_csv_has_exact_two_decimal_amounts(sample_db: Recon) -> None
         if truth["business_date"] >= "2026-11-09"
     )
     assert len(lines) - 1 == failed_in_week_3
+
+
+def test_failures_json_names_the_day_and_lists_masked_rows(sample_db: Recon) -> None:
+    result = sample_db("--json", "failures", "--date", "last")
+    assert result.code == 0
+    payload = result.json()
+    assert payload["since"] == payload["until"] == "2026-11-13"
+    expected_failed = set(EXPECTED["runs"]["PL-20261113"]["failed"])
+    assert {row["txn_id"] for row in payload["failures"]} == expected_failed
+    lines = sample_db("failures", "--date", "2026-11-13", "--format", "jsonl").stdout.splitlines()
+    assert len(lines) == len(expected_failed)
