@@ -3,9 +3,6 @@ when a source needs no column mapping."""
 
 from __future__ import annotations
 
-from typing import Literal
-
-Kind = Literal["processed", "expected", "totals"]
 KINDS: tuple[str, ...] = ("processed", "expected", "totals")
 
 # Canonical columns per kind: (required, optional). See PRODUCT.md "Canonical files".

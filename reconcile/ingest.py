@@ -30,7 +30,6 @@ from reconcile.readers import (
     detect_format,
     explain_read_error,
     map_columns,
-    normalise_name,
     read,
 )
 from reconcile.settings import SourceConfig
@@ -397,7 +396,4 @@ def ingest_file(
 
 
 def _has_card_column(plan: Plan, config: SourceConfig) -> bool:
-    extra = {normalise_name(name) for name in config.card_columns}
-    return any(
-        redact.is_card_column(name) or normalise_name(name) in extra for name in plan.columns
-    )
+    return any(redact.is_card_column(name, config.card_columns) for name in plan.columns)

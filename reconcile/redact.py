@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import re
 import unicodedata
+from collections.abc import Iterable
 
 PAN_MIN_DIGITS = 12
 PAN_MAX_DIGITS = 19
@@ -92,8 +93,10 @@ def is_never_stored(name: str) -> bool:
     return column_key(name) in NEVER_STORED_COLUMNS
 
 
-def is_card_column(name: str) -> bool:
-    return column_key(name) in CARD_COLUMNS
+def is_card_column(name: str, extra: Iterable[str] = ()) -> bool:
+    """A card-number column: one of the usual names, or one a source declares (`extra`)."""
+    key = column_key(name)
+    return key in CARD_COLUMNS or key in {column_key(other) for other in extra}
 
 
 def luhn_valid(digits: str) -> bool:

@@ -70,7 +70,6 @@ class Stage:
         self.run_id = run_id
         self.mapped_to = {actual: canonical for canonical, actual in plan.mapping.items()}
         self.sensitive = {normalise_name(name) for name in config.sensitive_columns}
-        self.card_columns = {normalise_name(name) for name in config.card_columns}
         self.kept = [name for name in plan.columns if not redact.is_never_stored(name)]
         self.values: dict[str, str] = {}
         self.derived: dict[str, str] = {}  # computed from `values`, one layer further out
@@ -78,7 +77,7 @@ class Stage:
         self.problems: list[tuple[str, str | None, str]] = []
 
     def is_card(self, name: str) -> bool:
-        return redact.is_card_column(name) or normalise_name(name) in self.card_columns
+        return redact.is_card_column(name, self.config.card_columns)
 
     def masked(self, name: str) -> str:
         column = sql_ident(name)
