@@ -92,6 +92,17 @@ def transaction(conn: Connection) -> Iterator[Connection]:
     conn.execute("COMMIT")
 
 
+@contextmanager
+def session_time_zone(conn: Connection, zone: str) -> Iterator[Connection]:
+    """Run with `zone` as the session time zone, so that casting a naive time to TIMESTAMPTZ
+    reads it in that zone (one cast, instead of a test for an offset and a conversion)."""
+    conn.execute(f"SET TimeZone = {sql_literal(zone)}")
+    try:
+        yield conn
+    finally:
+        conn.execute("SET TimeZone = 'UTC'")
+
+
 def fetch_dicts(conn: Connection, sql: str, params: list[object] | None = None) -> list[dict]:
     """Run a query and return its rows as dicts keyed by column name."""
     cursor = conn.execute(sql, params or [])

@@ -22,7 +22,7 @@ from typing import Any
 
 from reconcile import redact
 from reconcile.canonical import CANONICAL_COLUMNS, KINDS
-from reconcile.db import Connection, QueryError, sql_literal, transaction
+from reconcile.db import Connection, QueryError, session_time_zone, sql_literal, transaction
 from reconcile.readers import (
     MAX_LINE_BYTES,
     Plan,
@@ -333,10 +333,11 @@ def ingest_file(
                     if prior:
                         raise _AlreadyIngested(prior)
                     map_columns(plan, kind, config, run_id, source)
-                    conn.execute(
-                        "CREATE OR REPLACE TEMP TABLE recon_staged AS "
-                        + Stage(plan, config, run_id).sql(kind, pan_key)
-                    )
+                    with session_time_zone(conn, config.timezone):
+                        conn.execute(
+                            "CREATE OR REPLACE TEMP TABLE recon_staged AS "
+                            + Stage(plan, config, run_id).sql(kind, pan_key)
+                        )
                 except QueryError as exc:
                     raise explain_read_error(path, fmt, exc, config) from None
                 rejects = _line_numbers(conn, plan)

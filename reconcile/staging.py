@@ -21,14 +21,21 @@ PREFILTER = "'" + redact.PAN_PREFILTER_SQL.replace("'", "''") + "'"  # as a SQL 
 
 
 def _amount_sql(expr: str) -> str:
-    """Text -> DECIMAL: plain decimals first (fast path), then "1,234.50" and "(12.00)"."""
+    """Text -> DECIMAL: plain decimals first (fast path; the cast ignores surrounding spaces),
+    then "1,234.50" and "(12.00)", trimmed, for the few values the cast refuses."""
+    rare = f"trim({expr})"
     return (
         f"coalesce(try_cast({expr} AS DECIMAL(18, 4)), CASE "
-        f"WHEN regexp_full_match({expr}, '\\(([0-9.,]+)\\)') "
-        f"THEN -try_cast(replace(trim({expr}, '()'), ',', '') AS DECIMAL(18, 4)) "
-        f"WHEN regexp_full_match({expr}, '[+-]?[0-9]{{1,3}}(,[0-9]{{3}})+(\\.[0-9]+)?') "
-        f"THEN try_cast(replace({expr}, ',', '') AS DECIMAL(18, 4)) END)"
+        f"WHEN regexp_full_match({rare}, '\\(([0-9.,]+)\\)') "
+        f"THEN -try_cast(replace(trim({rare}, '()'), ',', '') AS DECIMAL(18, 4)) "
+        f"WHEN regexp_full_match({rare}, '[+-]?[0-9]{{1,3}}(,[0-9]{{3}})+(\\.[0-9]+)?') "
+        f"THEN try_cast(replace({rare}, ',', '') AS DECIMAL(18, 4)) END)"
     )
+
+
+def _given(raw: str, typed: str) -> str:
+    """Whether a typed column holds anything but blanks; trimmed only where the cast failed."""
+    return f"CASE WHEN {typed} IS NOT NULL THEN true ELSE nullif(trim({raw}), '') IS NOT NULL END"
 
 
 def _cutoff_shift(cutoff: time) -> int:
@@ -108,8 +115,14 @@ class Stage:
         return f"nullif({self.masked(actual)}, '')"
 
     def _trimmed(self) -> str:
-        """` REPLACE (...)` trimming the canonical columns; cheap where there is nothing to trim."""
-        columns = [sql_ident(actual) for actual in self.plan.mapping.values()]
+        """` REPLACE (...)` trimming the canonical text columns (keys, status, codes), cheap where
+        there is nothing to trim. Typed columns need none: DuckDB's casts ignore surrounding
+        spaces. Free text (error_message) is kept as written."""
+        columns = [
+            sql_ident(actual)
+            for canonical, actual in self.plan.mapping.items()
+            if canonical not in TYPED_COLUMNS and canonical != "error_message"
+        ]
         if not columns:
             return ""
         return (
@@ -140,13 +153,11 @@ class Stage:
         self.values |= {
             "txn_id": self.text("txn_id"),
             "amount": _amount_sql(self.raw("amount")),
-            "amount_given": f"{self.raw('amount')} IS NOT NULL",
             "amount_too_precise": f"coalesce(length({self.raw('amount')}) - "
             f"strpos({self.raw('amount')}, '.') > 4 AND strpos({self.raw('amount')}, '.') > 0 "
             f"AND regexp_matches({self.raw('amount')}, '\\.[0-9]{{4}}0*[1-9]'), false)",
             "currency": f"upper({self.text('currency')})",
             "business_date": f"try_cast({self.raw('business_date')} AS DATE)",
-            "business_date_given": f"{self.raw('business_date')} IS NOT NULL",
             "attributes": (
                 "json_object("
                 + ", ".join(f"{sql_literal(n)}, {self.masked(n)}" for n in extras)
@@ -154,6 +165,10 @@ class Stage:
                 if extras
                 else "NULL::JSON"
             ),
+        }
+        self.derived |= {
+            "amount_given": _given(self.raw("amount"), "__v_amount"),
+            "business_date_given": _given(self.raw("business_date"), "__v_business_date"),
         }
         self.problem("__v_txn_id IS NULL", "txn_id", "empty txn_id")
         self.problem("NOT __v_amount_given", "amount", "empty amount")
@@ -180,36 +195,33 @@ class Stage:
 
     def processed(self, key: bytes | None) -> None:
         config = self.config
-        success = ", ".join(sql_literal(v.strip().upper()) for v in config.success_values)
-        failure = ", ".join(sql_literal(v.strip().upper()) for v in config.failure_values)
-        known = ", ".join(v.strip().upper() for v in config.success_values + config.failure_values)
-        zone = sql_literal(config.timezone)
+        outcomes: dict[str, str] = {}
+        for values, outcome in (
+            (config.success_values, "success"),
+            (config.failure_values, "failure"),
+        ):
+            for value in values:
+                outcomes.setdefault(value.strip().upper(), outcome)  # success wins a tie
+        known = ", ".join(outcomes)
         ts = self.raw("processed_at")
-        # Ends in Z or +hh[:mm]: cheap character tests before the regular expression.
-        offset = (
-            f"(right({ts}, 1) IN ('Z', 'z') OR (contains(right({ts}, 6), '+') "
-            f"OR contains(right({ts}, 6), '-')) "
-            f"AND regexp_matches({ts}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}}([.,][0-9]+)?)?[+-][0-9]{{2}}(:?[0-9]{{2}})?$'))"
-        )
         status = f"upper({self.text('status')})"
         card = next((name for name in self.kept if self.is_card(name)), None)
         self.values |= {
             "status": self.text("status"),
             "status_key": status,
-            # An explicit offset is honoured; a naive time is in the source's zone.
-            # try_cast to TIMESTAMP drops an offset, so it is used only where there is none.
-            "processed_offset": f"CASE WHEN {offset} THEN try_cast({ts} AS TIMESTAMPTZ) END",
-            "processed_local": f"CASE WHEN NOT {offset} THEN try_cast({ts} AS TIMESTAMP) END",
-            "processed_at_given": f"{ts} IS NOT NULL",
+            # An explicit offset is honoured; a naive time is in the source's zone, because the
+            # query runs with the session time zone set to it (`db.session_time_zone`).
+            "processed_at": f"try_cast({ts} AS TIMESTAMPTZ)",
             "error_code": self.text("error_code"),
             "error_message": self.text("error_message"),
             "card_hmac": f"recon_pan_hmac({sql_ident(card)})" if card and key else "NULL::VARCHAR",
         }
         self.derived |= {
-            # list_contains, not IN: DuckDB plans a long IN list as a join.
-            "outcome": f"CASE WHEN list_contains([{success}], __v_status_key) THEN 'success' "
-            f"WHEN list_contains([{failure}], __v_status_key) THEN 'failure' END",
-            "processed_at": f"coalesce(__v_processed_offset, timezone({zone}, __v_processed_local))",
+            # A simple CASE, not IN or list_contains: DuckDB may plan those as a hash join.
+            "outcome": "CASE __v_status_key "
+            + " ".join(f"WHEN {sql_literal(v)} THEN '{o}'" for v, o in outcomes.items())
+            + " END",
+            "processed_at_given": _given(ts, "__v_processed_at"),
         }
         self.problem("__v_status IS NULL", "status", "empty status")
         self.problems.append(
@@ -231,7 +243,9 @@ class Stage:
         self.values |= {
             "expected_count": f"try_cast({self.raw('expected_count')} AS BIGINT)",
             "expected_amount": _amount_sql(self.raw("expected_amount")),
-            "expected_amount_given": f"{self.raw('expected_amount')} IS NOT NULL",
+        }
+        self.derived |= {
+            "expected_amount_given": _given(self.raw("expected_amount"), "__v_expected_amount")
         }
         self.problem(
             "__v_expected_count IS NULL OR __v_expected_count < 0",
@@ -256,10 +270,7 @@ class Stage:
         if kind == "processed":
             # The business day: from the file, else processed_at in the source's zone, turning
             # over at its cut-off time.
-            local = (
-                f"coalesce(__v_processed_local, "
-                f"timezone({sql_literal(self.config.timezone)}, __v_processed_offset))"
-            )
+            local = f"timezone({sql_literal(self.config.timezone)}, __v_processed_at)"
             final["business_date"] = (
                 f"coalesce(__v_business_date, "
                 f"CAST({local} + INTERVAL {_cutoff_shift(self.config.cutoff)} SECOND AS DATE))"

@@ -21,6 +21,7 @@ import json
 import random
 import string
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -642,6 +643,30 @@ def test_amount_forms_load_as_exact_decimals(recon: Recon, write_file: WriteFile
         assert got[txn] == Decimal(want), (txn, got[txn], want)
     [(total,)] = recon.query("SELECT sum(amount) FROM transactions")
     assert total == sum(Decimal(want) for _, want in amounts.values())
+
+
+def test_padded_typed_values_parse_and_blank_ones_count_as_empty(
+    recon: Recon, write_file: WriteFile
+) -> None:
+    """Spaces around amounts, dates and times are ignored; a field of spaces is empty."""
+    text = (
+        f"{HEADER},processed_at,business_date\n"
+        'T1," (1,234.50) ",OK,R1, 2026-07-01T16:59:59 , 2026-07-01 \n'  # 2
+        "T2,   ,OK,R1,,\n"  # 3 empty amount
+        "T3,1.00,OK,R1,  ,  \n"  # 4 blank times: loads, business_date unknown
+    )
+    path = write_file("padded.csv", text)
+    _, entry = ingest_one(recon, path, expected_exit=3)
+    rows = by_txn(loaded_rows(recon, entry["file_id"]))
+    assert sorted(rows) == ["T1", "T3"]
+    assert rows["T1"]["amount"] == Decimal("-1234.50")
+    assert rows["T1"]["processed_at"] == datetime(2026, 7, 1, 16, 59, 59, tzinfo=UTC)
+    assert rows["T1"]["business_date"] == date(2026, 7, 1)
+    assert (rows["T3"]["processed_at"], rows["T3"]["business_date"]) == (None, None)
+    quarantine = quarantined_rows(recon, entry["file_id"])
+    assert [(q["line"], q["column_name"], q["reason"]) for q in quarantine] == [
+        (3, "amount", "empty amount")
+    ]
 
 
 def test_unparsable_or_unstorable_amounts_are_quarantined_never_guessed(
