@@ -35,7 +35,7 @@ from reconcile.readers import (
 from reconcile.settings import SourceConfig
 from reconcile.staging import WITHHELD, Stage
 
-__all__ = ["CANONICAL_COLUMNS", "KINDS", "FileResult", "ingest_file", "sha256_file"]
+__all__ = ["CANONICAL_COLUMNS", "KINDS", "FileResult", "ingest_file", "scan_file"]
 
 
 @dataclass
@@ -59,9 +59,34 @@ class FileResult:
         return asdict(self)
 
 
-def sha256_file(path: Path) -> str:
+@dataclass(frozen=True)
+class FileScan:
+    """One pass over a file's bytes: its SHA-256, and what the bytes rule out for the rows.
+
+    In a plain (uncompressed, UTF-8 or latin-1) CSV, a field can hold a NUL only if the file has
+    a NUL byte, and a line break only inside quotes; most files have neither, and then the
+    per-row checks for them are skipped.
+    """
+
+    sha256: str
+    plain: bool  # bytes are the text: not compressed, not UTF-16
+    has_nul: bool
+    has_quotes: bool
+
+
+def scan_file(path: Path) -> FileScan:
+    digest = hashlib.sha256()
+    has_nul = has_quotes = False
     with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        head = handle.read(4)
+        plain = not head.startswith((b"\x1f\x8b", b"\xff\xfe", b"\xfe\xff"))
+        chunk = head
+        while chunk:
+            digest.update(chunk)
+            has_nul = has_nul or b"\x00" in chunk
+            has_quotes = has_quotes or b'"' in chunk or b"'" in chunk
+            chunk = handle.read(1 << 20)
+    return FileScan(digest.hexdigest(), plain, has_nul, has_quotes)
 
 
 def _line_numbers(conn: Connection, plan: Plan) -> bool:
@@ -320,19 +345,22 @@ def ingest_file(
     check_readable(path, fmt, config.encoding)
     _register_functions(conn, pan_key)
     warnings: list[str] = []
-    # Hash the file while DuckDB sniffs it (both release the GIL); the digest then decides
-    # whether these bytes were already loaded, before any real work.
+    # Scan the file (hash it) while DuckDB sniffs it (both release the GIL); the digest then
+    # decides whether these bytes were already loaded, before any real work.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        hashing = pool.submit(sha256_file, path)
+        hashing = pool.submit(scan_file, path)
         try:
             with transaction(conn):
                 try:
                     plan = read(conn, path, fmt, config)
-                    digest = hashing.result()
+                    scan = hashing.result()
+                    digest = scan.sha256
                     prior = _prior(conn, path, source, digest)
                     if prior:
                         raise _AlreadyIngested(prior)
                     map_columns(plan, kind, config, run_id, source)
+                    if fmt == "csv" and scan.plain and config.encoding in ("utf-8", "latin-1"):
+                        plan.may_hold_nul, plan.may_span_lines = scan.has_nul, scan.has_quotes
                     with session_time_zone(conn, config.timezone):
                         conn.execute(
                             "CREATE OR REPLACE TEMP TABLE recon_staged AS "

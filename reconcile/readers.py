@@ -40,6 +40,9 @@ class Plan:
     header_lines: int = 0
     has_rejects: bool = False
     raw_sql: str = "recon_raw"  # the relation step 2 reads: a temporary view, or a reader
+    # What the file's bytes allow (`scan_file`); when unsure, True: the row-level check runs.
+    may_hold_nul: bool = True  # a field may contain a NUL character
+    may_span_lines: bool = True  # a (quoted) field may contain a line break
 
     @property
     def withhold_raw_lines(self) -> bool:

@@ -33,6 +33,12 @@ def _amount_sql(expr: str) -> str:
     )
 
 
+def may_hold_pan_sql(column: str) -> str:
+    """SQL: the value might hold a card number, so the Python masker must see it. A PAN has at
+    least 12 digits, so shorter values (most ids, codes, statuses) skip the pattern."""
+    return f"strlen({column}) >= {redact.PAN_MIN_DIGITS} AND regexp_matches({column}, {PREFILTER})"
+
+
 def _given(raw: str, typed: str) -> str:
     """Whether a typed column holds anything but blanks; trimmed only where the cast failed."""
     return f"CASE WHEN {typed} IS NOT NULL THEN true ELSE nullif(trim({raw}), '') IS NOT NULL END"
@@ -67,8 +73,9 @@ _OUTPUTS = {
 class Stage:
     """Builds the one SELECT that types, masks and judges every row of `recon_raw`.
 
-    Three nested layers: flags per raw row (`__pan`: may hold a card number), typed values
-    (`__v_*`, named apart from the file's own columns), then the first problem of each row.
+    Three nested layers: flags per raw row (`__nul`, `__nl`: NUL bytes and line breaks inside
+    fields), typed values (`__v_*`, named apart from the file's own columns), then the first
+    problem of each row.
     """
 
     def __init__(self, plan: Plan, config: SourceConfig, run_id: str | None) -> None:
@@ -92,10 +99,7 @@ class Stage:
             return f"CASE WHEN {column} IS NOT NULL THEN {sql_literal(redact.WHOLE_MASK)} END"
         if self.is_card(name):
             return f"recon_mask_card({column})"
-        return (
-            f"CASE WHEN __pan AND regexp_matches({column}, {PREFILTER}) "
-            f"THEN recon_mask({column}) ELSE {column} END"
-        )
+        return f"CASE WHEN {may_hold_pan_sql(column)} THEN recon_mask({column}) ELSE {column} END"
 
     def raw(self, canonical: str) -> str:
         actual = self.plan.mapping.get(canonical)
@@ -105,11 +109,11 @@ class Stage:
         actual = self.plan.mapping.get(canonical)
         if actual is None:
             return "NULL::VARCHAR"
-        if canonical in KEY_COLUMNS and self.masked(actual).startswith("CASE WHEN __pan"):
+        column = sql_ident(actual)
+        if canonical in KEY_COLUMNS and self.masked(actual).startswith("CASE WHEN strlen"):
             # A key that holds a card number is masked but must stay distinct from other keys.
-            column = sql_ident(actual)
             return (
-                f"nullif(CASE WHEN __pan AND regexp_matches({column}, {PREFILTER}) "
+                f"nullif(CASE WHEN {may_hold_pan_sql(column)} "
                 f"THEN recon_mask_key({column}) ELSE {column} END, '')"
             )
         return f"nullif({self.masked(actual)}, '')"
@@ -281,16 +285,16 @@ class Stage:
             if text_columns
             else "''"
         )
+        # Both flags are skipped where the file's bytes rule them out (see `Plan`).
+        nul = "contains(__cat, chr(0))" if self.plan.may_hold_nul else "false"
         newlines = (
             "CASE WHEN contains(__cat, chr(10)) "
             "THEN length(__cat) - length(replace(__cat, chr(10), '')) ELSE 0 END"
-            if self.plan.format == "csv"
+            if self.plan.format == "csv" and self.plan.may_span_lines
             else "0"
         )
         flagged = (
-            f"SELECT * EXCLUDE (__cat), "
-            f"regexp_matches(__cat, {PREFILTER}) AS __pan, "
-            f"contains(__cat, chr(0)) AS __nul, {newlines} AS __nl "
+            f"SELECT * EXCLUDE (__cat), {nul} AS __nul, {newlines} AS __nl "
             f"FROM (SELECT *{self._trimmed()}, {concat} AS __cat FROM {self.plan.raw_sql})"
         )
         # The raw row is built only for quarantined rows. Whole-masked and card columns are

@@ -212,16 +212,22 @@ def bench(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> int:
         # Rows that the product's card-number prefilter sends to the Python masker: the usual
         # reason for a poor ratio (diagnostic only; typed columns are not scanned by it).
         try:
-            from reconcile.redact import PAN_PREFILTER_SQL
+            from reconcile.staging import may_hold_pan_sql
 
             text = (
-                "concat_ws('x', txn_id, run_id, currency, status, error_code, error_message, "
-                "app_version, merchant_id)"
+                "txn_id",
+                "run_id",
+                "currency",
+                "status",
+                "error_code",
+                "error_message",
+                "app_version",
+                "merchant_id",
             )
+            gate = " OR ".join(may_hold_pan_sql(column) for column in text)
             (flagged,) = conn.execute(
-                f"SELECT count(*) FILTER (regexp_matches({text}, ?)) "
-                "FROM read_csv(?, all_varchar = true)",
-                [PAN_PREFILTER_SQL, str(csv_path)],
+                f"SELECT count(*) FILTER ({gate}) FROM read_csv(?, all_varchar = true)",
+                [str(csv_path)],
             ).fetchone()
             flagged_text = f"{flagged:,} ({flagged / max(args.rows, 1):.1%})"
         except (ImportError, duckdb.Error) as exc:
