@@ -7,9 +7,8 @@ that need a human. No SQL and no business rules live here.
 
 from __future__ import annotations
 
-import csv
 import getpass
-import json
+import io
 import os
 import sys
 import traceback
@@ -24,7 +23,21 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-from reconcile import __version__, db, expected, failures, ingest, migrations, redact, runs
+from reconcile import (
+    __version__,
+    breaks,
+    compare,
+    db,
+    expected,
+    export,
+    failures,
+    ingest,
+    migrations,
+    reconciliation,
+    redact,
+    runs,
+    workbook,
+)
 from reconcile.errors import ConfigError, InputFileError, ReconError
 from reconcile.settings import Settings, load_settings
 
@@ -53,25 +66,11 @@ class App:
             yield conn
 
 
-CENT = Decimal("0.01")
-
-
-def format_amount(value: Decimal) -> str:
-    """Amounts as finance reads them: 12.90, never 12.9000, and never rounded (12.3456 stays)."""
-    cents = value.quantize(CENT)
-    return str(cents) if cents == value else str(value.normalize())
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format_amount(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+format_amount = export.amount_text
 
 
 def emit_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, default=_json_default, ensure_ascii=False))
+    click.echo(export.json_line(payload))
 
 
 def info(message: str) -> None:
@@ -366,76 +365,527 @@ def quarantine_command(app: App, source: str | None, run_id: str | None, limit: 
     emit_table(rows, ["path", "line", "column", "reason", "raw"])
 
 
+def _day_range(
+    conn: db.Connection, day: str | None, since: str | None, until: str | None, source: str | None
+) -> tuple[date, date] | None:
+    """--date D | --date last | --since/--until, as a closed range; None: nothing loaded yet."""
+    if day and (since or until):
+        raise click.UsageError("give either --date or --since/--until, not both")
+    if since or until:
+        return parse_day(since, "--since") or date.min, parse_day(until, "--until") or date.max
+    if day and day != "last":
+        only = parse_day(day, "--date") or date.min
+        return only, only
+    latest = failures.latest_business_date(conn, source)
+    return (latest, latest) if latest else None
+
+
+def _tolerances(settings: Settings) -> dict[str, compare.Tolerance]:
+    return {
+        name: compare.Tolerance(config.amount_tolerance, config.amount_tolerance_percent)
+        for name, config in settings.sources.items()
+    }
+
+
+def _reconcile(app: App, conn: db.Connection, scope: compare.Scope) -> reconciliation.Outcome:
+    return reconciliation.reconcile(
+        conn,
+        scope,
+        _tolerances(app.settings),
+        now=app.settings.current_time(),
+        user=current_user(),
+        product_version=__version__,
+    )
+
+
+def date_options(function: Any) -> Any:
+    """--date / --since / --until / --source, shared by the commands that work on days."""
+    for option in reversed(
+        [
+            click.option("--date", "day", metavar="DATE|last", help="One business date."),
+            click.option("--since", metavar="DATE", help="First business date of a range."),
+            click.option("--until", metavar="DATE", help="Last business date of a range."),
+            click.option("--source", "-s", metavar="NAME", help="Only this source."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+DAY_COLUMNS = [
+    "business_date",
+    "status",
+    "expected_count",
+    "processed_count",
+    "matched",
+    "failed",
+    "missing",
+    "duplicated",
+    "unexpected",
+    "amount_mismatch",
+    "expected_amount",
+    "processed_amount",
+    "amount_difference",
+]
+RUN_COLUMNS = ["run_id", *DAY_COLUMNS]
+
+
+@cli.command("reconcile")
+@date_options
+@click.option("--run", "run_id", metavar="RUN", help="Only this run.")
+@click.option("--runs", "show_runs", is_flag=True, help="Also print the per-run table.")
+@pass_app
+def reconcile_command(
+    app: App,
+    day: str | None,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    run_id: str | None,
+    show_runs: bool,
+) -> None:
+    """Expected versus processed, per run and per business day; results and breaks are kept.
+
+    Every record gets one category: matched, failed, missing, duplicated, unexpected or
+    amount_mismatch. Without a date, every run is reconciled. Re-running on unchanged inputs
+    changes nothing; a run that arrived late adds a new version (see `recon history`).
+    Exit 3 when a run or day in scope has breaks or is pending, 0 when all balance.
+
+    \b
+    Examples:
+      recon reconcile --date 2026-11-13
+      recon reconcile --since 2026-11-09 --until 2026-11-13 --runs
+      recon reconcile --run PL-20261111
+    """
+    if day and (since or until):
+        raise click.UsageError("give either --date or --since/--until, not both")
+    first = last = None
+    if day == "last":
+        day = None
+    if day:
+        first = last = parse_day(day, "--date")
+    else:
+        first, last = parse_day(since, "--since"), parse_day(until, "--until")
+    scope = compare.Scope(source=source, run_id=run_id, since=first, until=last)
+    with app.connect() as conn:
+        outcome = _reconcile(app, conn, scope)
+    if app.json:
+        emit_json(
+            {
+                "reconciliation_id": outcome.reconciliation_id,
+                "inputs_sha256": outcome.inputs_sha256,
+                "runs_changed": outcome.runs_changed,
+                "days_changed": outcome.days_changed,
+                "runs": outcome.runs,
+                "days": outcome.days,
+            }
+        )
+    else:
+        _describe_reconciliation(outcome, show_runs or bool(run_id))
+    sys.exit(EXIT_FINDINGS if outcome.needs_attention else EXIT_OK)
+
+
+def _describe_reconciliation(outcome: reconciliation.Outcome, show_runs: bool) -> None:
+    if not outcome.runs:
+        info("nothing to reconcile in that scope: ingest run logs and manifests first")
+        return
+    if outcome.days:
+        emit_table(outcome.days, DAY_COLUMNS)
+    if show_runs or not outcome.days:
+        click.echo()
+        emit_table(outcome.runs, RUN_COLUMNS)
+    changed = (
+        f"{outcome.runs_changed} run(s) and {outcome.days_changed} day(s) changed since the "
+        "last reconciliation"
+        if outcome.runs_changed or outcome.days_changed
+        else "no change since the last reconciliation (inputs unchanged)"
+    )
+    info(
+        f"reconciliation {outcome.reconciliation_id}: {len(outcome.runs)} run(s), "
+        f"{len(outcome.days)} day(s); {changed}; breaks opened {outcome.breaks_opened}, "
+        f"resolved {outcome.breaks_resolved}"
+    )
+    troubled = [d for d in outcome.days if d["status"] == "breaks"]
+    pending = [r for r in outcome.runs if r["status"] == "pending"]
+    if troubled:
+        latest = troubled[-1]
+        info(
+            f"{len(troubled)} day(s) have breaks. Latest: {latest['business_date']}; see it with\n"
+            f"  recon failures --date {latest['business_date']} --category all\n"
+            f"  recon breaks --date {latest['business_date']}"
+        )
+    if pending:
+        names = ", ".join(r["run_id"] for r in pending[:5])
+        info(f"{len(pending)} run(s) expected but not arrived (pending): {names}")
+    if not troubled and not pending:
+        info("all balanced")
+
+
+FAILURE_FORMATS = ["table", "csv", "jsonl", "xlsx", "parquet"]
+
+
 @cli.command("failures")
+@date_options
 @click.option(
-    "--date", "day", metavar="DATE|last", help="Business date (default: the latest loaded)."
-)
-@click.option("--since", metavar="DATE", help="First business date of a range.")
-@click.option("--until", metavar="DATE", help="Last business date of a range.")
-@click.option("--source", "-s", metavar="NAME", help="Only this source.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "jsonl"]),
-    default="table",
+    "--category",
+    "categories",
+    metavar="C,...",
+    default="failed",
     show_default=True,
+    help="Categories to list, comma-separated, or 'all' for every kind of break.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(FAILURE_FORMATS), default="table", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file (needed for xlsx and parquet).",
 )
 @pass_app
 def failures_command(
-    app: App, day: str | None, since: str | None, until: str | None, source: str | None, fmt: str
+    app: App,
+    day: str | None,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    categories: str,
+    fmt: str,
+    output: Path | None,
 ) -> None:
     """The failed-record list for a day or range: what the daily email carried, masked.
 
-    A failure that a retry in the same run fixed is not listed.
+    The range is reconciled first (nothing changes when nothing new arrived), so the list
+    always matches `recon reconcile`. A failure that a retry in the same run fixed is matched,
+    not listed. Default: the latest business date loaded.
 
     \b
     Examples:
       recon failures --date 2026-11-13
-      recon failures --since 2026-11-09 --until 2026-11-13 --format csv > failed.csv
+      recon failures --since 2026-11-09 --until 2026-11-13 --category all --format csv > f.csv
+      recon failures --date last --format xlsx -o failed.xlsx
     """
-    if day and (since or until):
-        raise click.UsageError("give either --date or --since/--until, not both")
+    wanted = _categories(categories)
+    if fmt in ("xlsx", "parquet") and output is None:
+        raise click.UsageError(f"--format {fmt} writes a file: give it with -o FILE")
+    now = app.settings.current_time()
     with app.connect() as conn:
-        if since or until:
-            first = parse_day(since, "--since") or date.min
-            last = parse_day(until, "--until") or date.max
-        elif day and day != "last":
-            first = last = parse_day(day, "--date") or date.min
+        span = _day_range(conn, day, since, until, source)
+        if span is None:
+            info("no transactions loaded yet: nothing to list")
+            return
+        first, last = span
+        _reconcile(app, conn, compare.Scope(source=source, since=first, until=last))
+        if fmt == "parquet" and output is not None:
+            sql, params = failures.failures_query(first, last, wanted, source, now)
+            export.write_parquet(conn, sql, params, output)
+            rows = []
         else:
-            latest = failures.latest_business_date(conn, source)
-            if latest is None:
-                info("no transactions loaded yet: nothing to list")
-                return
-            first = last = latest
-        rows = failures.list_failures(conn, first, last, source)
-    columns = [
-        "business_date",
-        "run_id",
-        "txn_id",
-        "amount",
-        "currency",
-        "error_code",
-        "error_message",
-    ]
+            rows = failures.list_failures(
+                conn, first, last, categories=wanted, source=source, now=now
+            )
+    span_text = str(first) if first == last else f"{first} to {last}"
+    label = "failed transaction(s)" if wanted == ["failed"] else f"record(s) ({', '.join(wanted)})"
     if app.json:
-        emit_json({"since": first, "until": last, "failures": rows})
-    elif fmt == "jsonl":
-        for row in rows:
-            emit_json(row)
-    elif fmt == "csv":
-        writer = csv.DictWriter(
-            sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
+        emit_json({"since": first, "until": last, "categories": wanted, "failures": rows})
+    elif fmt == "xlsx" and output is not None:
+        sheet = export.Sheet("Failures", [export.Table(None, failures.COLUMNS, rows)])
+        export.write_xlsx(output, [sheet], now)
+        info(f"wrote {len(rows)} {label}, business date {span_text}, to {output}")
+    elif fmt == "parquet":
+        info(f"wrote the {label} of business date {span_text} to {output}")
+    elif fmt in ("csv", "jsonl"):
+        writer = export.write_csv if fmt == "csv" else export.write_jsonl
+        if output is not None:
+            with (
+                export.private_file(output) as handle,
+                io.TextIOWrapper(handle, encoding="utf-8", newline="") as text,
+            ):
+                writer(rows, failures.COLUMNS, text)
+            info(f"wrote {len(rows)} {label}, business date {span_text}, to {output}")
+        else:
+            writer(rows, failures.COLUMNS, sys.stdout)
+    else:
+        info(f"{len(rows)} {label}, business date {span_text}")
+        if rows:
+            emit_table(rows, failures.COLUMNS)
+
+
+def _categories(text: str) -> list[str]:
+    if text.strip() == "all":
+        return list(compare.BREAK_CATEGORIES)
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [c for c in chosen if c not in compare.CATEGORIES]
+    if unknown or not chosen:
+        raise click.BadParameter(
+            f"unknown category {', '.join(unknown) or '(none)'}; choose from "
+            f"{', '.join(compare.CATEGORIES)} or 'all'",
+            param_hint="--category",
         )
-        writer.writeheader()
-        writer.writerows(
-            {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in row.items()}
-            for row in rows
+    return chosen
+
+
+BREAK_COLUMNS = [
+    "break_id",
+    "business_date",
+    "run_id",
+    "txn_id",
+    "category",
+    "amount",
+    "currency",
+    "age_days",
+    "status",
+    "assignee",
+    "note",
+]
+
+
+@cli.group("breaks", invoke_without_command=True)
+@date_options
+@click.option("--status", type=click.Choice(breaks.STATUSES), default="open", show_default=True)
+@click.option("--category", "categories", metavar="C,...", default="all", show_default=True)
+@click.pass_context
+def breaks_group(
+    ctx: click.Context,
+    day: str | None,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    status: str,
+    categories: str,
+) -> None:
+    """The break register: every non-matched record, kept across reconciliations.
+
+    A break is resolved by itself when a later run processes the transaction, or by a person
+    with `recon breaks resolve`. Age counts days since the business date.
+
+    \b
+    Examples:
+      recon breaks --date 2026-11-13
+      recon breaks --status all --category missing,duplicated
+      recon breaks assign BRK-1a2b3c4d5e6f alice
+      recon breaks comment BRK-1a2b3c4d5e6f "ledger team looking at it"
+      recon breaks resolve BRK-1a2b3c4d5e6f --reason "posted by hand, ref J-1182"
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.find_object(App)
+    assert app is not None
+    wanted = _categories(categories)
+    first = last = None
+    if day and day != "last":
+        first = last = parse_day(day, "--date")
+    elif since or until:
+        first, last = parse_day(since, "--since"), parse_day(until, "--until")
+    with app.connect() as conn:
+        rows = breaks.list_breaks(
+            conn,
+            now=app.settings.current_time(),
+            status=status,
+            source=source,
+            since=first,
+            until=last,
+            categories=wanted,
+        )
+    if app.json:
+        emit_json({"breaks": rows})
+        return
+    if not rows:
+        info(f"no {status} breaks in that scope" if status != "all" else "no breaks")
+        return
+    emit_table(rows, BREAK_COLUMNS)
+    info(f"{len(rows)} break(s); details: recon breaks show BREAK_ID")
+
+
+@breaks_group.command("show")
+@click.argument("break_id")
+@pass_app
+def breaks_show(app: App, break_id: str) -> None:
+    """One break with its history of comments.
+
+    \b
+    Example:
+      recon breaks show BRK-1a2b3c4d5e6f
+    """
+    with app.connect() as conn:
+        found = breaks.show(conn, break_id, app.settings.current_time())
+    if app.json:
+        emit_json(found)
+        return
+    for key, value in found.items():
+        if key != "comments":
+            click.echo(f"{key:>16}: {_cell(value) if value is not None else ''}")
+    for note in found["comments"]:
+        click.echo(f"  {_cell(note['commented_at'])} {note['commented_by']}: {note['comment']}")
+
+
+@breaks_group.command("assign")
+@click.argument("break_id")
+@click.argument("assignee")
+@pass_app
+def breaks_assign(app: App, break_id: str, assignee: str) -> None:
+    """Give a break to someone to work.
+
+    \b
+    Example:
+      recon breaks assign BRK-1a2b3c4d5e6f alice
+    """
+    with app.connect() as conn:
+        breaks.assign(
+            conn, break_id, assignee, now=app.settings.current_time(), user=current_user()
+        )
+    info(f"{break_id} assigned to {assignee}")
+
+
+@breaks_group.command("comment")
+@click.argument("break_id")
+@click.argument("text")
+@pass_app
+def breaks_comment(app: App, break_id: str, text: str) -> None:
+    """Add a note to a break (kept with who wrote it and when).
+
+    \b
+    Example:
+      recon breaks comment BRK-1a2b3c4d5e6f "ledger team looking at it"
+    """
+    with app.connect() as conn:
+        breaks.comment(
+            conn, break_id, _safe(text), now=app.settings.current_time(), user=current_user()
+        )
+    info(f"comment added to {break_id}")
+
+
+@breaks_group.command("resolve")
+@click.argument("break_id")
+@click.option("--reason", required=True, help="Why it is resolved (kept in the register).")
+@pass_app
+def breaks_resolve(app: App, break_id: str, reason: str) -> None:
+    """Resolve a break by hand, with a reason; the resolution stands on later reconciles.
+
+    \b
+    Example:
+      recon breaks resolve BRK-1a2b3c4d5e6f --reason "posted by hand, ref J-1182"
+    """
+    with app.connect() as conn:
+        breaks.resolve(
+            conn, break_id, _safe(reason), now=app.settings.current_time(), user=current_user()
+        )
+    info(f"{break_id} resolved")
+
+
+@cli.command("export")
+@date_options
+@click.option(
+    "--format", "fmt", type=click.Choice(workbook.FORMATS), required=True, help="Output format."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The .xlsx file, or the folder for csv and parquet files.",
+)
+@pass_app
+def export_command(
+    app: App,
+    day: str | None,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    fmt: str,
+    output: Path,
+) -> None:
+    """The finance export: control totals per day and per run, breaks, and source files.
+
+    XLSX: a Summary sheet (generation time in UTC, product version, per-day and per-run totals,
+    the source files with their SHA-256) and a Breaks sheet whose differences add up to each
+    day's amount difference. CSV and Parquet: days, runs, breaks and files in a folder. The
+    scope is reconciled first; the same inputs give the same files.
+
+    \b
+    Examples:
+      recon export --since 2026-11-09 --until 2026-11-13 --format xlsx -o week46.xlsx
+      recon export --date 2026-11-13 --format csv -o export-2026-11-13/
+    """
+    now = app.settings.current_time()
+    with app.connect() as conn:
+        span = _day_range(conn, day, since, until, source) if (day or since or until) else None
+        first, last = span if span else (None, None)
+        scope = compare.Scope(source=source, since=first, until=last)
+        outcome = _reconcile(app, conn, scope)
+        written = workbook.write(
+            conn,
+            scope,
+            fmt,
+            output,
+            generated_at=now,
+            product_version=__version__,
+            reconciliation_id=outcome.reconciliation_id,
+            inputs_sha256=outcome.inputs_sha256,
+        )
+    if app.json:
+        emit_json(
+            {
+                "paths": [str(p) for p in written.paths],
+                "days": written.days,
+                "runs": written.runs,
+                "breaks": written.breaks,
+                "inputs_sha256": outcome.inputs_sha256,
+            }
         )
     else:
-        span = str(first) if first == last else f"{first} to {last}"
-        info(f"{len(rows)} failed transaction(s), business date {span}")
-        if rows:
-            emit_table(rows, columns)
+        info(
+            f"wrote {', '.join(str(p) for p in written.paths)}: {written.days} day(s), "
+            f"{written.runs} run(s), {written.breaks} break row(s)"
+        )
+
+
+@cli.command("history")
+@click.option("--date", "day", metavar="DATE", help="Versions of this business day's result.")
+@click.option("--run", "run_id", metavar="RUN", help="Versions of this run's result.")
+@click.option("--source", "-s", metavar="NAME", help="Only this source.")
+@pass_app
+def history_command(app: App, day: str | None, run_id: str | None, source: str | None) -> None:
+    """Every stored version of a day's or a run's reconciliation, oldest first.
+
+    A new version appears only when the inputs changed (a late run, a corrected manifest).
+
+    \b
+    Examples:
+      recon history --date 2026-11-11
+      recon history --run PL-20261111
+    """
+    if bool(day) == bool(run_id):
+        raise click.UsageError("give one of --date or --run")
+    with app.connect() as conn:
+        rows = reconciliation.history(
+            conn, source=source, run_id=run_id, day=parse_day(day, "--date")
+        )
+    if app.json:
+        emit_json({"versions": rows})
+        return
+    if not rows:
+        info("no stored results: run `recon reconcile` first")
+        return
+    emit_table(
+        rows,
+        [
+            "version",
+            "reconciled_at",
+            "status",
+            "expected_count",
+            "processed_count",
+            "matched",
+            "failed",
+            "missing",
+            "duplicated",
+            "unexpected",
+            "amount_mismatch",
+            "amount_difference",
+            "inputs_sha256",
+        ],
+    )
 
 
 def _safe(text: str) -> str:

@@ -103,9 +103,11 @@ def session_time_zone(conn: Connection, zone: str) -> Iterator[Connection]:
         conn.execute("SET TimeZone = 'UTC'")
 
 
-def fetch_dicts(conn: Connection, sql: str, params: list[object] | None = None) -> list[dict]:
-    """Run a query and return its rows as dicts keyed by column name."""
-    cursor = conn.execute(sql, params or [])
+def fetch_dicts(
+    conn: Connection, sql: str, params: list[object] | dict[str, object] | None = None
+) -> list[dict]:
+    """Run a query (positional or named parameters) and return rows as dicts by column name."""
+    cursor = conn.execute(sql, params if params is not None else [])
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 

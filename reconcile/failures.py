@@ -1,15 +1,29 @@
-"""The failed-record list: what the daily "Failed Transactions" email used to carry.
+"""The failed-record list: what the daily "Failed Transactions" email used to carry, and more.
 
-A transaction counts as failed on a day when its run logged a failure for it and no
-successful processing of the same txn_id in that run (a retry that worked is not a failure).
+Rows come from the latest stored reconciliation of each run (`record_results`), so a failure
+that a retry in the same run fixed is `matched`, not listed; each row carries its break status.
+By default the list holds the `failed` records; any break category can be asked for.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from reconcile.db import Connection, fetch_dicts
+
+COLUMNS = [
+    "txn_id",
+    "run_id",
+    "business_date",
+    "amount",
+    "currency",
+    "category",
+    "error_code",
+    "error_message",
+    "age_days",
+    "break_status",
+]
 
 
 def latest_business_date(conn: Connection, source: str | None = None) -> date | None:
@@ -20,24 +34,45 @@ def latest_business_date(conn: Connection, source: str | None = None) -> date | 
     return row[0] if row else None
 
 
+def failures_query(
+    since: date, until: date, categories: list[str], source: str | None, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """The SQL (and its parameters) of the list, so exports can hand it to DuckDB's writers."""
+    sql = """
+        SELECT r.txn_id, r.run_id, r.business_date,
+               coalesce(r.processed_amount, r.expected_amount)::DECIMAL(18, 2) AS amount,
+               r.currency, r.category, r.error_code, r.error_message,
+               date_diff('day', r.business_date, $now::DATE) AS age_days,
+               b.status AS break_status, r.break_id, r.note, r.source,
+               r.expected_amount::DECIMAL(18, 2) AS expected_amount
+        FROM record_results r
+        JOIN (SELECT source, run_id, max(version) AS version FROM run_results
+              GROUP BY source, run_id) latest USING (source, run_id, version)
+        LEFT JOIN breaks b USING (break_id)
+        WHERE list_contains($categories, r.category)
+          AND r.business_date BETWEEN $since AND $until
+          AND ($source IS NULL OR r.source = $source)
+        ORDER BY r.business_date, r.source, r.run_id, r.txn_id
+    """
+    params = {
+        "now": now,
+        "categories": categories,
+        "since": since,
+        "until": until,
+        "source": source,
+    }
+    return sql, params
+
+
 def list_failures(
-    conn: Connection, since: date, until: date, source: str | None = None
+    conn: Connection,
+    since: date,
+    until: date,
+    *,
+    categories: list[str],
+    source: str | None = None,
+    now: datetime,
 ) -> list[dict[str, Any]]:
-    """Failed transactions with business_date in [since, until], masked as stored."""
-    return fetch_dicts(
-        conn,
-        """
-        SELECT t.source, t.run_id, t.business_date, t.txn_id, t.amount, t.currency,
-               t.error_code, t.error_message, t.processed_at
-        FROM transactions t
-        WHERE t.outcome = 'failure'
-          AND t.business_date BETWEEN ? AND ?
-          AND (?::VARCHAR IS NULL OR t.source = ?)
-          AND NOT EXISTS (
-              SELECT 1 FROM transactions s
-              WHERE s.source = t.source AND s.run_id = t.run_id AND s.txn_id = t.txn_id
-                AND s.outcome = 'success')
-        ORDER BY t.business_date, t.source, t.run_id, t.line
-        """,
-        [since, until, source, source],
-    )
+    """Records of the given categories with business_date in [since, until], masked as stored."""
+    sql, params = failures_query(since, until, categories, source, now)
+    return fetch_dicts(conn, sql, params)

@@ -104,8 +104,145 @@ CREATE TABLE runs (
 );
 """
 
+RECONCILE_SCHEMA = """
+CREATE SEQUENCE reconciliation_id_seq START 1;
+
+-- One row per `recon reconcile` (or command that reconciles first): when, by whom, what scope,
+-- and the SHA-256 over the inputs of every run in scope.
+CREATE TABLE reconciliations (
+    reconciliation_id BIGINT PRIMARY KEY,
+    reconciled_at     TIMESTAMPTZ NOT NULL,
+    reconciled_by     VARCHAR NOT NULL,
+    scope             JSON NOT NULL,
+    product_version   VARCHAR NOT NULL,
+    inputs_sha256     VARCHAR NOT NULL,
+    runs_in_scope     BIGINT NOT NULL,
+    runs_changed      BIGINT NOT NULL,
+    days_changed      BIGINT NOT NULL
+);
+
+-- Versions of each run's result: a new version only when the run's inputs changed.
+CREATE TABLE run_results (
+    source            VARCHAR NOT NULL,
+    run_id            VARCHAR NOT NULL,
+    version           INTEGER NOT NULL,
+    reconciliation_id BIGINT NOT NULL,
+    reconciled_at     TIMESTAMPTZ NOT NULL,
+    inputs_sha256     VARCHAR NOT NULL,
+    business_date     DATE,
+    status            VARCHAR NOT NULL,      -- balanced | breaks | pending
+    has_manifest      BOOLEAN NOT NULL,
+    has_totals        BOOLEAN NOT NULL,
+    arrived           BOOLEAN NOT NULL,
+    expected_count    BIGINT NOT NULL,
+    processed_count   BIGINT NOT NULL,
+    matched           BIGINT NOT NULL,
+    failed            BIGINT NOT NULL,
+    missing           BIGINT NOT NULL,
+    duplicated        BIGINT NOT NULL,
+    unexpected        BIGINT NOT NULL,
+    amount_mismatch   BIGINT NOT NULL,
+    pending_records   BIGINT NOT NULL,
+    reprocessed       BIGINT NOT NULL,
+    retried           BIGINT NOT NULL,
+    expected_amount   DECIMAL(38, 4) NOT NULL,
+    processed_amount  DECIMAL(38, 4) NOT NULL,
+    expected_debits   DECIMAL(38, 4),
+    expected_credits  DECIMAL(38, 4),
+    processed_debits  DECIMAL(38, 4) NOT NULL,
+    processed_credits DECIMAL(38, 4) NOT NULL,
+    count_difference  BIGINT NOT NULL,
+    amount_difference DECIMAL(38, 4) NOT NULL,
+    PRIMARY KEY (source, run_id, version)
+);
+
+-- Versions of each business day's result, over the records of that day.
+CREATE TABLE day_results (
+    source            VARCHAR NOT NULL,
+    business_date     DATE NOT NULL,
+    version           INTEGER NOT NULL,
+    reconciliation_id BIGINT NOT NULL,
+    reconciled_at     TIMESTAMPTZ NOT NULL,
+    inputs_sha256     VARCHAR NOT NULL,
+    run_ids           VARCHAR[] NOT NULL,
+    status            VARCHAR NOT NULL,
+    expected_count    BIGINT NOT NULL,
+    processed_count   BIGINT NOT NULL,
+    matched           BIGINT NOT NULL,
+    failed            BIGINT NOT NULL,
+    missing           BIGINT NOT NULL,
+    duplicated        BIGINT NOT NULL,
+    unexpected        BIGINT NOT NULL,
+    amount_mismatch   BIGINT NOT NULL,
+    pending_records   BIGINT NOT NULL,
+    expected_amount   DECIMAL(38, 4) NOT NULL,
+    processed_amount  DECIMAL(38, 4) NOT NULL,
+    expected_debits   DECIMAL(38, 4) NOT NULL,
+    expected_credits  DECIMAL(38, 4) NOT NULL,
+    processed_debits  DECIMAL(38, 4) NOT NULL,
+    processed_credits DECIMAL(38, 4) NOT NULL,
+    count_difference  BIGINT NOT NULL,
+    amount_difference DECIMAL(38, 4) NOT NULL,
+    PRIMARY KEY (source, business_date, version)
+);
+
+-- Every record of a run version, with its category (one row per expected or processed txn).
+CREATE TABLE record_results (
+    source            VARCHAR NOT NULL,
+    run_id            VARCHAR NOT NULL,
+    version           INTEGER NOT NULL,
+    txn_id            VARCHAR NOT NULL,
+    business_date     DATE,
+    category          VARCHAR NOT NULL,
+    is_expected       BOOLEAN NOT NULL,      -- expected by this run (its manifest)
+    expected_amount   DECIMAL(18, 4),
+    processed_amount  DECIMAL(18, 4),        -- the successful (else last) attempt's amount
+    processed_total   DECIMAL(38, 4) NOT NULL, -- all successful attempts: what was posted
+    currency          VARCHAR,
+    expected_currency VARCHAR,
+    attempts          BIGINT NOT NULL,
+    successes         BIGINT NOT NULL,
+    failures          BIGINT NOT NULL,
+    error_code        VARCHAR,
+    error_message     VARCHAR,
+    note              VARCHAR NOT NULL,
+    break_id          VARCHAR
+);
+
+-- The break register: one row per non-matched record, kept across reconciliations.
+CREATE TABLE breaks (
+    break_id          VARCHAR PRIMARY KEY,   -- stable: derived from (source, run_id, txn_id)
+    source            VARCHAR NOT NULL,
+    run_id            VARCHAR NOT NULL,
+    txn_id            VARCHAR NOT NULL,
+    business_date     DATE,
+    category          VARCHAR NOT NULL,
+    expected_amount   DECIMAL(18, 4),
+    processed_amount  DECIMAL(18, 4),
+    currency          VARCHAR,
+    error_code        VARCHAR,
+    error_message     VARCHAR,
+    note              VARCHAR NOT NULL,
+    first_seen        TIMESTAMPTZ NOT NULL,
+    last_seen         TIMESTAMPTZ NOT NULL,
+    status            VARCHAR NOT NULL,      -- open | resolved
+    resolved_at       TIMESTAMPTZ,
+    resolved_by       VARCHAR,               -- 'recon:auto' when resolved by reconciliation
+    resolution        VARCHAR,
+    assignee          VARCHAR
+);
+
+CREATE TABLE break_comments (
+    break_id     VARCHAR NOT NULL,
+    commented_at TIMESTAMPTZ NOT NULL,
+    commented_by VARCHAR NOT NULL,
+    comment      VARCHAR NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_ingest", INGEST_SCHEMA),
+    ("002_reconcile", RECONCILE_SCHEMA),
 ]
 
 

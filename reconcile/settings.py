@@ -12,6 +12,7 @@ import re
 import tomllib
 from contextvars import ContextVar
 from datetime import UTC, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -84,6 +85,21 @@ class SourceConfig(BaseModel):
     cutoff: time = time(0, 0)
     sensitive_columns: list[str] = Field(default_factory=list)
     card_columns: list[str] = Field(default_factory=list)
+    # How far a processed amount may differ from the expected one and still match: the larger
+    # of an absolute amount and a percentage of the expected amount. Default: exact.
+    amount_tolerance: Decimal = Decimal(0)
+    amount_tolerance_percent: Decimal = Decimal(0)
+
+    @field_validator("amount_tolerance", "amount_tolerance_percent", mode="before")
+    @classmethod
+    def _non_negative_decimal(cls, value: Any) -> Decimal:
+        try:
+            number = Decimal(str(value).strip())
+        except ArithmeticError:
+            number = Decimal("NaN")
+        if not number.is_finite() or number < 0:
+            raise ValueError('expected a number >= 0, such as "0.01" (absolute) or 0.5 (percent)')
+        return number
 
     @field_validator("encoding")
     @classmethod

@@ -169,7 +169,10 @@ def test_failed_list_csv_has_exact_two_decimal_amounts(sample_db: Recon) -> None
     )
     assert result.code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == "business_date,run_id,txn_id,amount,currency,error_code,error_message"
+    assert lines[0] == (
+        "txn_id,run_id,business_date,amount,currency,category,error_code,error_message,"
+        "age_days,break_status"
+    )
     amounts = [line.split(",")[3] for line in lines[1:]]
     assert amounts and all(re.fullmatch(r"-?\d+\.\d\d", amount) for amount in amounts)
     failed_in_week_3 = sum(

@@ -12,26 +12,29 @@ from pathlib import Path
 import pytest
 
 from reconcile.cli import cli
+from reconcile.migrations import MIGRATIONS
 
 from .conftest import Recon
+
+STEPS = [name for name, _ in MIGRATIONS]
 
 
 def test_init_creates_a_private_database_and_is_idempotent(recon: Recon) -> None:
     first = recon("--json", "init")
     assert first.code == 0, first.stderr
-    assert first.json()["migrations"] == ["001_ingest"]
+    assert first.json()["migrations"] == STEPS
     assert recon.db.stat().st_mode & 0o777 == 0o600
     again = recon("--json", "init")
     assert again.code == 0 and again.json() == first.json()
     names = recon.query("SELECT name FROM schema_migrations")
-    assert names == [("001_ingest",)]
+    assert names == [(step,) for step in STEPS]
 
 
 def test_every_command_migrates_on_open(recon: Recon) -> None:
     result = recon("--json", "runs")
     assert result.code == 0, result.stderr
     assert result.json() == {"runs": []}
-    assert recon.query("SELECT count(*) FROM schema_migrations") == [(1,)]
+    assert recon.query("SELECT count(*) FROM schema_migrations") == [(len(STEPS),)]
 
 
 def test_invalid_setting_names_the_key_and_expected_form(recon: Recon) -> None:

@@ -1,0 +1,169 @@
+"""Writing tables for people and their tools: CSV, JSON Lines, XLSX, Parquet.
+
+Amounts stay exact: DECIMAL in DuckDB, `Decimal` in Python, and in XLSX a number cell whose
+text is the decimal itself (openpyxl would format it through a float). Text cells that a
+spreadsheet could run as a formula are neutralised. Files are created private (0600).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from reconcile.db import Connection
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+XLSX_MAX_ROWS = 1_048_576  # rows per worksheet, header included
+CENT = Decimal("0.01")
+AMOUNT_FORMAT = "#,##0.00"
+
+
+def amount_text(value: Decimal) -> str:
+    """Amounts as finance reads them: 12.90, never 12.9000 or 1.29E+1, never rounded."""
+    cents = value.quantize(CENT)
+    return f"{cents:f}" if cents == value else f"{value.normalize():f}"
+
+
+def neutralise(text: str) -> str:
+    """Prefix text a spreadsheet would read as a formula (=, +, -, @, TAB, CR, LF) with '."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _text_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return amount_text(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return neutralise(str(value))
+
+
+def private_file(path: Path) -> IO[bytes]:
+    """Open `path` for writing, created 0600: exports carry transaction data."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def write_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str], stream: IO[str]) -> None:
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_text_cell(row.get(column)) for column in columns])
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return amount_text(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_line(payload: Any) -> str:
+    return json.dumps(payload, default=_json_default, ensure_ascii=False)
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], columns: Sequence[str], stream: IO[str]) -> None:
+    for row in rows:
+        stream.write(json_line({column: row.get(column) for column in columns}) + "\n")
+
+
+@dataclass
+class Table:
+    heading: str | None
+    columns: Sequence[str]
+    rows: Sequence[dict[str, Any]]
+
+
+@dataclass
+class Sheet:
+    """One worksheet: (label, value) lines on top, then tables one under the other. A sheet of
+    one long table continues on "<title> (2)" and so on past the worksheet's row limit."""
+
+    title: str
+    tables: Sequence[Table]
+    preamble: Sequence[tuple[str, Any]] = ()
+
+
+def write_xlsx(path: Path, sheets: Sequence[Sheet], created: datetime) -> None:
+    from openpyxl import Workbook  # imported here: only exports need it
+
+    book = Workbook()
+    book.remove(book.active)
+    # Fixed document times, so the same inputs give the same workbook content.
+    book.properties.created = book.properties.modified = created.replace(tzinfo=None)
+    book.properties.creator = "recon"
+    for sheet in sheets:
+        for number, (preamble, tables) in enumerate(_pages(sheet), start=1):
+            title = sheet.title if number == 1 else f"{sheet.title} ({number})"
+            ws = book.create_sheet(title[:31])
+            for label, value in preamble:
+                ws.append([label])
+                _put(ws.cell(ws.max_row, 2), value)
+            for index, table in enumerate(tables):
+                if index or preamble:
+                    ws.append([])
+                if table.heading:
+                    ws.append([table.heading])
+                ws.append(list(table.columns))
+                for row in table.rows:
+                    ws.append([None] * len(table.columns))
+                    line = ws.max_row
+                    for column_number, column in enumerate(table.columns, start=1):
+                        _put(ws.cell(line, column_number), row.get(column))
+    with private_file(path) as handle:
+        book.save(handle)
+
+
+def _pages(sheet: Sheet) -> list[tuple[Sequence[tuple[str, Any]], list[Table]]]:
+    """Split a one-table sheet into worksheet-sized pages; other sheets are one page."""
+    if len(sheet.tables) != 1:
+        return [(sheet.preamble, list(sheet.tables))]
+    table = sheet.tables[0]
+    used = len(sheet.preamble) + (1 if sheet.preamble else 0) + (1 if table.heading else 0) + 1
+    room = XLSX_MAX_ROWS - used
+    chunks = [table.rows[i : i + room] for i in range(0, len(table.rows), room)] or [[]]
+    return [
+        (sheet.preamble if n == 0 else (), [Table(table.heading, table.columns, chunk)])
+        for n, chunk in enumerate(chunks)
+    ]
+
+
+def _put(cell: Any, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, Decimal):
+        # The exact decimal as the cell's number text; assigning a Decimal would go via float.
+        cell.value = amount_text(value)
+        cell.data_type = "n"
+        cell.number_format = AMOUNT_FORMAT
+    elif isinstance(value, bool | int):
+        cell.value = value
+    elif isinstance(value, datetime):
+        cell.value = value.isoformat()
+    elif isinstance(value, date):
+        cell.value = value
+        cell.number_format = "yyyy-mm-dd"
+    else:
+        cell.value = _text_cell(value)
+
+
+def write_parquet(conn: Connection, sql: str, params: dict[str, Any], path: Path) -> None:
+    """The query's rows as Parquet, written by DuckDB with exact DECIMAL columns."""
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE export_rows AS {sql}", params)
+    try:
+        quoted = "'" + str(path).replace("'", "''") + "'"
+        conn.execute(f"COPY export_rows TO {quoted} (FORMAT parquet)")
+        os.chmod(path, 0o600)
+    finally:
+        conn.execute("DROP TABLE IF EXISTS export_rows")

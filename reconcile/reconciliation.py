@@ -1,0 +1,344 @@
+"""Reconcile and keep the results: versions per run and per day, and the break register.
+
+One call is one transaction. `compare.classify` computes the scope's records, runs and days;
+here each run's result is stored as a new version only when the SHA-256 of its inputs changed
+(so re-running on unchanged inputs adds nothing, and data that arrives late adds a version that
+sits beside the earlier one in the history). The break register follows the stored records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reconcile import compare
+from reconcile.db import Connection, fetch_dicts, transaction
+
+RUN_FIELDS = [
+    "business_date",
+    "status",
+    "has_manifest",
+    "has_totals",
+    "arrived",
+    "expected_count",
+    "processed_count",
+    "matched",
+    "failed",
+    "missing",
+    "duplicated",
+    "unexpected",
+    "amount_mismatch",
+    "pending_records",
+    "reprocessed",
+    "retried",
+    "expected_amount",
+    "processed_amount",
+    "expected_debits",
+    "expected_credits",
+    "processed_debits",
+    "processed_credits",
+    "count_difference",
+    "amount_difference",
+]
+DAY_FIELDS = [
+    "run_ids",
+    "status",
+    "expected_count",
+    "processed_count",
+    "matched",
+    "failed",
+    "missing",
+    "duplicated",
+    "unexpected",
+    "amount_mismatch",
+    "pending_records",
+    "expected_amount",
+    "processed_amount",
+    "expected_debits",
+    "expected_credits",
+    "processed_debits",
+    "processed_credits",
+    "count_difference",
+    "amount_difference",
+]
+RECORD_FIELDS = [
+    "txn_id",
+    "business_date",
+    "category",
+    "is_expected",
+    "expected_amount",
+    "processed_amount",
+    "processed_total",
+    "currency",
+    "expected_currency",
+    "attempts",
+    "successes",
+    "failures",
+    "error_code",
+    "error_message",
+    "note",
+]
+BREAK_ID_SQL = "'BRK-' || left(sha256(r.source || chr(31) || r.run_id || chr(31) || r.txn_id), 12)"
+
+
+@dataclass
+class Outcome:
+    """What one reconciliation found, and what it changed in the store."""
+
+    reconciliation_id: int
+    inputs_sha256: str
+    runs: list[dict[str, Any]]
+    days: list[dict[str, Any]]
+    runs_changed: int
+    days_changed: int
+    breaks_opened: int
+    breaks_resolved: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        return any(item["status"] != "balanced" for item in self.runs + self.days)
+
+
+def reconcile(
+    conn: Connection,
+    scope: compare.Scope,
+    tolerances: dict[str, compare.Tolerance],
+    *,
+    now: datetime,
+    user: str,
+    product_version: str,
+) -> Outcome:
+    """Reconcile `scope`, store what changed, update the break register; all or nothing."""
+    try:
+        with transaction(conn):
+            compare.classify(conn, scope, tolerances)
+            reconciliation_id = _next_id(conn)
+            runs_changed = _store_runs(conn, reconciliation_id, now)
+            days_changed = _store_days(conn, reconciliation_id, now)
+            opened, resolved = _update_breaks(conn, now)
+            digest = _scope_digest(conn)
+            conn.execute(
+                "INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    reconciliation_id,
+                    now,
+                    user,
+                    json.dumps(_scope_json(scope), sort_keys=True),
+                    product_version,
+                    digest,
+                    _count(conn, "SELECT count(*) FROM r_runs"),
+                    runs_changed,
+                    days_changed,
+                ],
+            )
+            runs = _results(conn, "r_runs", "run_results", ["source", "run_id"], "run_id")
+            days = _results(
+                conn, "r_days", "day_results", ["source", "business_date"], "business_date"
+            )
+    finally:
+        compare.drop_temporaries(conn)
+    return Outcome(
+        reconciliation_id, digest, runs, days, runs_changed, days_changed, opened, resolved
+    )
+
+
+def _scope_json(scope: compare.Scope) -> dict[str, Any]:
+    return {
+        "source": scope.source,
+        "run_id": scope.run_id,
+        "since": scope.since.isoformat() if scope.since else None,
+        "until": scope.until.isoformat() if scope.until else None,
+    }
+
+
+def _count(conn: Connection, sql: str, params: list[Any] | None = None) -> int:
+    row = conn.execute(sql, params or []).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _next_id(conn: Connection) -> int:
+    return _count(conn, "SELECT nextval('reconciliation_id_seq')")
+
+
+def _scope_digest(conn: Connection) -> str:
+    row = conn.execute(
+        "SELECT sha256(coalesce(string_agg(source || '/' || run_id || '=' || inputs_sha256, ','"
+        " ORDER BY source, run_id), '')) FROM r_run_inputs"
+    ).fetchone()
+    return str(row[0]) if row else ""
+
+
+def _store_runs(conn: Connection, reconciliation_id: int, now: datetime) -> int:
+    """A new version for each run whose inputs changed; its records with it. Returns how many."""
+    conn.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE r_changed AS
+        SELECT i.source, i.run_id, i.inputs_sha256,
+               coalesce(latest.version, 0) + 1 AS version
+        FROM r_run_inputs i
+        LEFT JOIN (SELECT source, run_id, max(version) AS version,
+                          arg_max(inputs_sha256, version) AS inputs_sha256
+                   FROM run_results GROUP BY source, run_id) latest USING (source, run_id)
+        WHERE latest.inputs_sha256 IS DISTINCT FROM i.inputs_sha256
+        """
+    )
+    columns = ", ".join(f"r.{name}" for name in RUN_FIELDS)
+    conn.execute(
+        f"""
+        INSERT INTO run_results
+        SELECT c.source, c.run_id, c.version, ?, ?, c.inputs_sha256, {columns}
+        FROM r_changed c JOIN r_runs r USING (source, run_id)
+        """,
+        [reconciliation_id, now],
+    )
+    record_columns = ", ".join(f"r.{name}" for name in RECORD_FIELDS)
+    conn.execute(
+        f"""
+        INSERT INTO record_results
+        SELECT r.source, r.run_id, c.version, {record_columns},
+               CASE WHEN r.category IN {compare.BREAK_CATEGORIES} THEN {BREAK_ID_SQL} END
+        FROM r_records r JOIN r_changed c USING (source, run_id)
+        """
+    )
+    return _count(conn, "SELECT count(*) FROM r_changed")
+
+
+def _store_days(conn: Connection, reconciliation_id: int, now: datetime) -> int:
+    """A new version for each day whose runs' inputs changed. Returns how many."""
+    conn.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE r_day_inputs AS
+        WITH day_runs AS (
+            SELECT DISTINCT source, business_date, run_id FROM r_records
+            WHERE business_date IS NOT NULL
+            UNION SELECT source, business_date, run_id FROM r_runs WHERE business_date IS NOT NULL)
+        SELECT d.source, d.business_date,
+               sha256(string_agg(d.run_id || '=' || i.inputs_sha256, ',' ORDER BY d.run_id))
+                   AS inputs_sha256
+        FROM day_runs d JOIN r_run_inputs i USING (source, run_id)
+        GROUP BY d.source, d.business_date
+        """
+    )
+    conn.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE r_days_changed AS
+        SELECT i.source, i.business_date, i.inputs_sha256,
+               coalesce(latest.version, 0) + 1 AS version
+        FROM r_day_inputs i
+        LEFT JOIN (SELECT source, business_date, max(version) AS version,
+                          arg_max(inputs_sha256, version) AS inputs_sha256
+                   FROM day_results GROUP BY source, business_date) latest
+             USING (source, business_date)
+        WHERE latest.inputs_sha256 IS DISTINCT FROM i.inputs_sha256
+        """
+    )
+    columns = ", ".join(f"d.{name}" for name in DAY_FIELDS)
+    conn.execute(
+        f"""
+        INSERT INTO day_results
+        SELECT c.source, c.business_date, c.version, ?, ?, c.inputs_sha256, {columns}
+        FROM r_days_changed c JOIN r_days d USING (source, business_date)
+        """,
+        [reconciliation_id, now],
+    )
+    return _count(conn, "SELECT count(*) FROM r_days_changed")
+
+
+def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
+    """Open or refresh a break for each non-matched record of a changed run; resolve breaks whose
+    record now matches, and failed or missing ones a later run processed successfully."""
+    before_total = _count(conn, "SELECT count(*) FROM breaks")
+    before_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
+    conn.execute(
+        f"""
+        INSERT INTO breaks
+        SELECT {BREAK_ID_SQL}, r.source, r.run_id, r.txn_id, r.business_date, r.category,
+               r.expected_amount, r.processed_amount, r.currency, r.error_code, r.error_message,
+               r.note, $now, $now, 'open', NULL, NULL, NULL, NULL
+        FROM r_records r JOIN r_changed c USING (source, run_id)
+        WHERE r.category IN {compare.BREAK_CATEGORIES}
+        ON CONFLICT (break_id) DO UPDATE SET
+            category = excluded.category, business_date = excluded.business_date,
+            expected_amount = excluded.expected_amount,
+            processed_amount = excluded.processed_amount, currency = excluded.currency,
+            error_code = excluded.error_code, error_message = excluded.error_message,
+            note = excluded.note, last_seen = excluded.last_seen,
+            -- A person's resolution stands; one made by recon is undone when the break is back.
+            status = CASE WHEN breaks.resolved_by = 'recon:auto' THEN 'open' ELSE breaks.status END,
+            resolved_at = CASE WHEN breaks.resolved_by = 'recon:auto' THEN NULL
+                               ELSE breaks.resolved_at END,
+            resolution = CASE WHEN breaks.resolved_by = 'recon:auto' THEN NULL
+                              ELSE breaks.resolution END,
+            resolved_by = CASE WHEN breaks.resolved_by = 'recon:auto' THEN NULL
+                               ELSE breaks.resolved_by END
+        """,
+        {"now": now},
+    )
+    conn.execute(
+        f"""
+        UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
+               resolution = 'matched when reconciled again'
+        FROM r_records r JOIN r_changed c USING (source, run_id)
+        WHERE breaks.status = 'open' AND r.category = 'matched'
+          AND breaks.break_id = {BREAK_ID_SQL}
+        """,
+        {"now": now},
+    )
+    conn.execute(
+        """
+        UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
+               resolution = 'processed successfully in run ' || later.run_id
+        FROM (SELECT g.source, g.txn_id, g.run_id, o.run_at FROM r_groups g
+              JOIN r_run_order o USING (source, run_id) WHERE g.successes > 0) later,
+             r_run_order mine
+        WHERE breaks.status = 'open' AND breaks.category IN ('failed', 'missing')
+          AND later.source = breaks.source AND later.txn_id = breaks.txn_id
+          AND later.run_id <> breaks.run_id
+          AND mine.source = breaks.source AND mine.run_id = breaks.run_id
+          AND later.run_at > mine.run_at
+        """,
+        {"now": now},
+    )
+    opened = _count(conn, "SELECT count(*) FROM breaks") - before_total
+    after_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
+    return opened, max(after_resolved - before_resolved, 0)
+
+
+def _results(
+    conn: Connection, computed: str, stored: str, key: list[str], order: str
+) -> list[dict[str, Any]]:
+    """The scope's results as computed now, with the stored version they correspond to."""
+    on = " AND ".join(f"s.{k} = c.{k}" for k in key)
+    return fetch_dicts(
+        conn,
+        f"""
+        SELECT c.*, s.version, s.reconciled_at
+        FROM {computed} c
+        LEFT JOIN (SELECT * FROM {stored}
+                   QUALIFY row_number() OVER (PARTITION BY {", ".join(key)}
+                                              ORDER BY version DESC) = 1) s ON {on}
+        ORDER BY c.source, c.{order}
+        """,
+    )
+
+
+def history(
+    conn: Connection, *, source: str | None, run_id: str | None, day: Any | None
+) -> list[dict[str, Any]]:
+    """Every stored version of a run's or a day's results, oldest first."""
+    if run_id:
+        return fetch_dicts(
+            conn,
+            "SELECT * FROM run_results WHERE run_id = ? AND (?::VARCHAR IS NULL OR source = ?) "
+            "ORDER BY source, version",
+            [run_id, source, source],
+        )
+    return fetch_dicts(
+        conn,
+        "SELECT * FROM day_results WHERE business_date = ? "
+        "AND (?::VARCHAR IS NULL OR source = ?) ORDER BY source, version",
+        [day, source, source],
+    )

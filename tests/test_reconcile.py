@@ -1,0 +1,364 @@
+"""Reconciliation against an independent oracle: generated runs with known defects, every
+category count and every break checked against a plain-Python classification of the same data.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import Recon
+
+SOURCE = "pay"
+SUCCESS, FAILURE = "PROCESSED", "FAILED"
+CATEGORIES = ["matched", "failed", "missing", "duplicated", "unexpected", "amount_mismatch"]
+
+
+@dataclass
+class Row:
+    txn_id: str
+    amount: Decimal | None  # None: the log row has an empty amount (quarantined at ingest)
+    currency: str
+    status: str
+
+
+@dataclass
+class Story:
+    """Runs in order; each with a manifest {txn: (amount, currency)} and its log rows."""
+
+    days: dict[str, date] = field(default_factory=dict)
+    manifests: dict[str, dict[str, tuple[Decimal, str]]] = field(default_factory=dict)
+    logs: dict[str, list[Row]] = field(default_factory=dict)
+    fates: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def make_story(seed: int, runs: int = 4, per_run: int = 40) -> Story:
+    """Manifests and logs with every kind of defect, chosen at random per transaction."""
+    rng = random.Random(seed)
+    story = Story()
+    carried: list[tuple[str, Decimal, str]] = []  # failed today, processed by the next run
+    for index in range(runs):
+        run = f"R{index + 1}"
+        story.days[run] = date(2026, 7, 6) + timedelta(days=index)
+        manifest: dict[str, tuple[Decimal, str]] = {}
+        log: list[Row] = [Row(t, a, c, SUCCESS) for t, a, c in carried]
+        carried = []
+        for n in range(per_run):
+            txn = f"T{index + 1}-{n:03d}"
+            cents = rng.randint(-5_000, 250_000)  # refunds included
+            amount = Decimal(cents or 1) / 100
+            currency = rng.choice(["GBP", "GBP", "EUR", "USD"])
+            manifest[txn] = (amount, currency)
+            fate = rng.choices(
+                [
+                    "ok",
+                    "failed",
+                    "retried",
+                    "missing",
+                    "duplicated",
+                    "mismatch",
+                    "currency",
+                    "next_run",
+                    "null_amount",
+                ],
+                weights=[60, 6, 4, 4, 3, 3, 2, 3, 2],
+            )[0]
+            if fate == "next_run" and index == runs - 1:
+                fate = "failed"
+            story.fates[(run, txn)] = fate
+            if fate == "ok":
+                log.append(Row(txn, amount, currency, SUCCESS))
+            elif fate == "failed":
+                log.append(Row(txn, amount, currency, FAILURE))
+            elif fate == "retried":
+                log += [Row(txn, amount, currency, FAILURE), Row(txn, amount, currency, SUCCESS)]
+            elif fate == "duplicated":
+                log += [Row(txn, amount, currency, SUCCESS)] * 2
+            elif fate == "mismatch":
+                log.append(Row(txn, amount + Decimal("0.01"), currency, SUCCESS))
+            elif fate == "currency":
+                log.append(Row(txn, amount, "JPY", SUCCESS))
+            elif fate == "next_run":
+                log.append(Row(txn, amount, currency, FAILURE))
+                carried.append((txn, amount, currency))
+            elif fate == "null_amount":
+                log.append(Row(txn, None, currency, SUCCESS))
+            # "missing": no log row at all
+        for n in range(rng.randint(1, 3)):  # processed, expected by no one
+            log.append(Row(f"X{index + 1}-{n}", Decimal("9.99"), "GBP", SUCCESS))
+        story.manifests[run] = manifest
+        story.logs[run] = log
+    # The same txn_id expected and processed by two runs (R1 and R3), each once: both match.
+    twice = "T1-000"
+    for run in story.logs:
+        story.logs[run] = [r for r in story.logs[run] if r.txn_id != twice]
+    story.fates[("R1", twice)] = "ok"
+    story.manifests["R3"][twice] = story.manifests["R1"][twice]
+    for run in ("R1", "R3"):
+        story.logs[run].append(Row(twice, *story.manifests["R1"][twice], SUCCESS))
+    # A transaction R1 posted, posted again by R2 (which did not expect it): duplicated in R2.
+    again = next(
+        t for (run, t), fate in story.fates.items() if run == "R1" and fate == "ok" and t != twice
+    )
+    story.logs["R2"].append(Row(again, *story.manifests["R1"][again], SUCCESS))
+    return story
+
+
+def oracle(story: Story) -> dict[tuple[str, str], str]:
+    """Categories by PRODUCT.md's precedence, run by run, in plain Python."""
+    order = list(story.manifests)
+    expected_by: dict[str, list[str]] = defaultdict(list)
+    for run, manifest in story.manifests.items():
+        for txn in manifest:
+            expected_by[txn].append(run)
+    successes_before: dict[str, int] = defaultdict(int)
+    result: dict[tuple[str, str], str] = {}
+    for run in order:
+        attempts: dict[str, list[Row]] = defaultdict(list)
+        for row in story.logs[run]:
+            if row.amount is not None:  # a row with an empty amount never loads
+                attempts[row.txn_id].append(row)
+        manifest = story.manifests[run]
+        for txn, (amount, currency) in manifest.items():
+            rows = attempts.get(txn, [])
+            ok = [r for r in rows if r.status == SUCCESS]
+            if not rows:
+                result[(run, txn)] = "missing"
+            elif len(ok) > 1:
+                result[(run, txn)] = "duplicated"
+            elif not ok:
+                result[(run, txn)] = "failed"
+            elif ok[0].amount != amount or ok[0].currency != currency:
+                result[(run, txn)] = "amount_mismatch"
+            else:
+                result[(run, txn)] = "matched"
+        for txn, rows in attempts.items():
+            if txn in manifest:
+                continue
+            ok = [r for r in rows if r.status == SUCCESS]
+            owners = [r for r in order if txn in story.manifests[r] and r != run]
+            if not owners and manifest:
+                result[(run, txn)] = "unexpected"
+            elif len(ok) > 1 or (owners and len(ok) == 1 and successes_before[txn] > 0):
+                result[(run, txn)] = "duplicated"
+            elif not ok:
+                result[(run, txn)] = "failed"
+            elif not owners:  # a run without a manifest: judged on its log alone
+                result[(run, txn)] = "matched"
+            else:
+                owner_amount, owner_currency = story.manifests[owners[-1]][txn]
+                mismatch = ok[0].amount != owner_amount or ok[0].currency != owner_currency
+                result[(run, txn)] = "amount_mismatch" if mismatch else "matched"
+        for txn, rows in attempts.items():
+            successes_before[txn] += sum(r.status == SUCCESS for r in rows)
+    return result
+
+
+def write_story(story: Story, folder: Path) -> tuple[list[Path], list[Path]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifests, logs = [], []
+    clock = datetime(2026, 7, 6, 1, 0, 0)
+    for run, manifest in story.manifests.items():
+        path = folder / f"manifest-{run}.csv"
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["txn_id", "amount", "currency", "business_date", "run_id"])
+            for txn, (amount, currency) in manifest.items():
+                writer.writerow([txn, amount, currency, story.days[run], run])
+        manifests.append(path)
+        path = folder / f"log-{run}.csv"
+        clock = datetime.combine(story.days[run], datetime.min.time()) + timedelta(hours=1)
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(
+                ["txn_id", "run_id", "amount", "currency", "status", "processed_at", "error_code"]
+            )
+            for row in story.logs[run]:
+                clock += timedelta(seconds=7)
+                writer.writerow(
+                    [
+                        row.txn_id,
+                        run,
+                        "" if row.amount is None else row.amount,
+                        row.currency,
+                        row.status,
+                        clock.isoformat(),
+                        "E1" if row.status == FAILURE else "",
+                    ]
+                )
+        logs.append(path)
+    return manifests, logs
+
+
+def load(recon: Recon, story: Story, folder: Path) -> None:
+    manifests, logs = write_story(story, folder)
+    result, _ = recon.ingest(*manifests, source=SOURCE, kind="expected")
+    assert result.code == 0, result.stderr
+    result, _ = recon.ingest(*logs, source=SOURCE)
+    assert result.code in (0, 3), result.stderr
+
+
+def stored_categories(recon: Recon) -> dict[tuple[str, str], str]:
+    rows = recon.query(
+        "SELECT run_id, txn_id, category FROM record_results r "
+        "JOIN (SELECT source, run_id, max(version) AS version FROM run_results GROUP BY ALL) "
+        "USING (source, run_id, version)"
+    )
+    return {(run, txn): category for run, txn, category in rows}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_record_and_count_matches_an_independent_oracle(
+    recon: Recon, tmp_path: Path, seed: int
+) -> None:
+    story = make_story(seed)
+    load(recon, story, tmp_path / "in")
+    result = recon("--json", "reconcile")
+    assert result.code == 3, result.stderr  # the story has breaks
+    truth = oracle(story)
+    assert stored_categories(recon) == truth
+    by_run = {run["run_id"]: run for run in result.json()["runs"]}
+    for run in story.manifests:
+        counted = {
+            c: sum(1 for (r, _), cat in truth.items() if r == run and cat == c) for c in CATEGORIES
+        }
+        assert {c: by_run[run][c] for c in CATEGORIES} == counted, run
+        assert by_run[run]["expected_count"] == len(story.manifests[run])
+        assert Decimal(by_run[run]["expected_amount"]) == sum(
+            a for a, _ in story.manifests[run].values()
+        )
+        posted = sum(
+            (r.amount for r in story.logs[run] if r.status == SUCCESS and r.amount is not None),
+            Decimal(0),
+        )
+        assert Decimal(by_run[run]["processed_amount"]) == posted
+        assert by_run[run]["status"] == "breaks"
+    days = {day["business_date"]: day for day in result.json()["days"]}
+    for run, day in story.days.items():
+        assert days[day.isoformat()]["expected_count"] == len(story.manifests[run])
+
+
+def test_breaks_follow_the_records_and_later_runs_resolve_them(
+    recon: Recon, tmp_path: Path
+) -> None:
+    story = make_story(7)
+    load(recon, story, tmp_path / "in")
+    assert recon("reconcile").code == 3
+    truth = oracle(story)
+    rows = recon.query("SELECT run_id, txn_id, category, status, resolution FROM breaks")
+    broken = {(run, txn): cat for (run, txn), cat in truth.items() if cat != "matched"}
+    assert {(run, txn): cat for run, txn, cat, _, _ in rows} == broken
+    carried = {(run, txn) for (run, txn), fate in story.fates.items() if fate == "next_run"}
+    resolved = {(run, txn) for run, txn, _, status, _ in rows if status == "resolved"}
+    assert carried and resolved == carried
+    reasons = {reason for *_, status, reason in rows if status == "resolved"}
+    assert all(reason.startswith("processed successfully in run R") for reason in reasons)
+    quarantined = [(run, txn) for (run, txn), fate in story.fates.items() if fate == "null_amount"]
+    if quarantined:
+        run, txn = quarantined[0]
+        [(category, note)] = recon.query(
+            "SELECT category, note FROM record_results WHERE run_id = ? AND txn_id = ?", [run, txn]
+        )
+        assert category == "missing" and "quarantined" in note
+
+
+def test_rerun_on_unchanged_inputs_changes_nothing(recon: Recon, tmp_path: Path) -> None:
+    load(recon, make_story(11), tmp_path / "in")
+    tables = ["run_results", "day_results", "record_results", "breaks"]
+
+    def snapshot() -> dict[str, list[tuple[Any, ...]]]:
+        return {t: sorted(map(repr, recon.query(f"SELECT * FROM {t}"))) for t in tables}
+
+    first = recon("--json", "reconcile")
+    before = snapshot()
+    second = recon("--json", "reconcile", env={"RECON_NOW": "2026-11-30T09:00:00+00:00"})
+    assert snapshot() == before
+    assert second.json()["runs_changed"] == 0 and second.json()["days_changed"] == 0
+    assert second.json()["inputs_sha256"] == first.json()["inputs_sha256"]
+    strip = lambda items: [{k: v for k, v in i.items() if k != "reconciled_at"} for i in items]  # noqa: E731
+    assert strip(second.json()["runs"]) == strip(first.json()["runs"])
+
+
+def test_a_late_run_adds_a_version_and_history_shows_both(recon: Recon, write_file) -> None:  # type: ignore[no-untyped-def]
+    manifest = write_file(
+        "m.csv",
+        "txn_id,amount,business_date,run_id\nA,10.00,2026-07-01,R1\nB,5.00,2026-07-01,R2\n",
+    )
+    assert recon.ingest(manifest, source=SOURCE, kind="expected")[0].code == 0
+    log1 = write_file(
+        "r1.csv", "txn_id,amount,status,run_id,business_date\nA,10.00,OK,R1,2026-07-01\n"
+    )
+    assert recon.ingest(log1, source=SOURCE)[0].code == 0
+    first = recon("--json", "reconcile", "--date", "2026-07-01")
+    assert first.code == 3
+    assert {r["run_id"]: r["status"] for r in first.json()["runs"]} == {
+        "R1": "balanced",
+        "R2": "pending",
+    }
+    assert first.json()["days"][0]["status"] == "pending"
+    log2 = write_file(
+        "r2.csv", "txn_id,amount,status,run_id,business_date\nB,5.00,OK,R2,2026-07-01\n"
+    )
+    assert recon.ingest(log2, source=SOURCE)[0].code == 0
+    second = recon("--json", "reconcile", "--date", "2026-07-01")
+    assert second.code == 0, second.stdout
+    assert second.json()["days"][0]["status"] == "balanced"
+    history = recon("--json", "history", "--date", "2026-07-01").json()["versions"]
+    assert [(v["version"], v["status"]) for v in history] == [(1, "pending"), (2, "balanced")]
+
+
+def test_cutoff_in_a_non_utc_zone_and_control_totals_without_a_manifest(
+    recon: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    recon.write_config('[sources.ny]\ntimezone = "America/New_York"\ncutoff = "17:00"\n')
+    log = write_file(
+        "ny.csv",
+        "txn_id,amount,status,run_id,processed_at\n"
+        "T1,100.10,OK,N1,2026-07-01T16:59:59\n"  # before the cut-off: 1 July
+        "T2,-0.10,OK,N1,2026-07-01T17:00:00\n"  # at the cut-off: 2 July
+        "T3,7.00,FAILED,N1,2026-07-01T20:59:59Z\n",  # 16:59:59 in New York: 1 July
+    )
+    assert recon.ingest(log, source="ny")[0].code == 0
+    assert (
+        recon(
+            "expect", "--source", "ny", "--run-id", "N1", "--count", "3", "--amount", "107.00"
+        ).code
+        == 0
+    )
+    result = recon("--json", "reconcile", "--source", "ny")
+    assert result.code == 3  # T3 failed
+    days = {d["business_date"]: d for d in result.json()["days"]}
+    assert (days["2026-07-01"]["processed_count"], days["2026-07-01"]["failed"]) == (2, 1)
+    assert (days["2026-07-02"]["processed_count"], days["2026-07-02"]["matched"]) == (1, 1)
+    [run] = result.json()["runs"]
+    assert (run["expected_count"], run["processed_count"]) == (3, 3)
+    assert (run["expected_amount"], run["processed_amount"], run["amount_difference"]) == (
+        "107.00",
+        "100.00",
+        "-7.00",
+    )
+    assert (run["processed_debits"], run["processed_credits"]) == ("100.10", "-0.10")
+
+
+def test_balanced_exits_0_and_tolerance_is_per_source(recon: Recon, write_file) -> None:  # type: ignore[no-untyped-def]
+    recon.write_config('[sources.tol]\namount_tolerance = "0.05"\n')
+    manifest = write_file("m.csv", "txn_id,amount,run_id\nA,10.00,R1\nB,20.00,R1\n")
+    log = write_file("l.csv", "txn_id,amount,status,run_id\nA,10.04,OK,R1\nB,20.00,OK,R1\n")
+    for source in ("tol", "exact"):
+        assert recon.ingest(manifest, source=source, kind="expected")[0].code == 0
+        assert recon.ingest(log, source=source)[0].code == 0
+    tolerant = recon("--json", "reconcile", "--source", "tol")
+    assert tolerant.code == 0, tolerant.stdout
+    assert tolerant.json()["runs"][0]["matched"] == 2
+    exact = recon("--json", "reconcile", "--source", "exact")
+    assert exact.code == 3
+    assert exact.json()["runs"][0]["amount_mismatch"] == 1
