@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 demo: export RECON_DB = $(DEMO_DB)
 demo: export RECON_CONFIG = sample_data/recon.toml
 demo: export RECON_PAN_KEY = demo-only-not-a-secret
+# The story is read on the Monday morning after its last run.
+demo: export RECON_NOW = 2026-11-16T08:00:00+00:00
 demo: setup
 	@rm -f $(DEMO_DB) $(DEMO_DB).wal
 	@$(BIN)/recon init
@@ -34,10 +36,16 @@ demo: setup
 	@echo "== quarantined rows: fix at the source, then re-ingest (recon quarantine) =="
 	@$(BIN)/recon quarantine
 	@echo
+	@echo "== reconciliation per business day: expected vs processed (recon reconcile) =="
+	@$(BIN)/recon reconcile || [ $$? -eq 3 ]
+	@echo
 	@echo "== failed transactions of the last day (recon failures) =="
 	@$(BIN)/recon failures --date last
 	@echo
-	@echo "Database: $(DEMO_DB). Try: .venv/bin/recon --db $(DEMO_DB) failures --date 2026-11-04"
+	@echo "Database: $(DEMO_DB). Try, with RECON_DB=$(DEMO_DB) RECON_CONFIG=sample_data/recon.toml:"
+	@echo "  .venv/bin/recon failures --date 2026-11-11 --category all"
+	@echo "  .venv/bin/recon breaks --date 2026-11-11"
+	@echo "  .venv/bin/recon export --since 2026-11-09 --until 2026-11-13 --format xlsx -o week.xlsx"
 
 test: setup
 	$(BIN)/pytest -q

@@ -821,7 +821,6 @@ def export_command(
             output,
             generated_at=now,
             product_version=__version__,
-            reconciliation_id=outcome.reconciliation_id,
             inputs_sha256=outcome.inputs_sha256,
         )
     if app.json:

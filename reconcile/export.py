@@ -55,7 +55,8 @@ def private_file(path: Path) -> IO[bytes]:
 
 
 def write_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str], stream: IO[str]) -> None:
-    writer = csv.writer(stream, lineterminator="\n")
+    # RFC 4180 line ends: with CRLF as the terminator, a field holding a lone CR or LF is quoted.
+    writer = csv.writer(stream, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_text_cell(row.get(column)) for column in columns])
@@ -95,7 +96,9 @@ class Sheet:
     preamble: Sequence[tuple[str, Any]] = ()
 
 
-def write_xlsx(path: Path, sheets: Sequence[Sheet], created: datetime) -> None:
+def write_xlsx(
+    path: Path, sheets: Sequence[Sheet], created: datetime, max_rows: int = XLSX_MAX_ROWS
+) -> None:
     from openpyxl import Workbook  # imported here: only exports need it
 
     book = Workbook()
@@ -104,7 +107,7 @@ def write_xlsx(path: Path, sheets: Sequence[Sheet], created: datetime) -> None:
     book.properties.created = book.properties.modified = created.replace(tzinfo=None)
     book.properties.creator = "recon"
     for sheet in sheets:
-        for number, (preamble, tables) in enumerate(_pages(sheet), start=1):
+        for number, (preamble, tables) in enumerate(_pages(sheet, max_rows), start=1):
             title = sheet.title if number == 1 else f"{sheet.title} ({number})"
             ws = book.create_sheet(title[:31])
             for label, value in preamble:
@@ -125,13 +128,13 @@ def write_xlsx(path: Path, sheets: Sequence[Sheet], created: datetime) -> None:
         book.save(handle)
 
 
-def _pages(sheet: Sheet) -> list[tuple[Sequence[tuple[str, Any]], list[Table]]]:
+def _pages(sheet: Sheet, max_rows: int) -> list[tuple[Sequence[tuple[str, Any]], list[Table]]]:
     """Split a one-table sheet into worksheet-sized pages; other sheets are one page."""
     if len(sheet.tables) != 1:
         return [(sheet.preamble, list(sheet.tables))]
     table = sheet.tables[0]
     used = len(sheet.preamble) + (1 if sheet.preamble else 0) + (1 if table.heading else 0) + 1
-    room = XLSX_MAX_ROWS - used
+    room = max_rows - used
     chunks = [table.rows[i : i + room] for i in range(0, len(table.rows), room)] or [[]]
     return [
         (sheet.preamble if n == 0 else (), [Table(table.heading, table.columns, chunk)])

@@ -116,7 +116,6 @@ def write(
     *,
     generated_at: datetime,
     product_version: str,
-    reconciliation_id: int,
     inputs_sha256: str,
 ) -> Written:
     """Write the export of `scope` (already reconciled) to `out`: a file for xlsx, else a folder."""
@@ -155,7 +154,6 @@ def write(
     preamble = [
         ("generated at (UTC)", generated_at.isoformat()),
         ("product", f"recon {product_version}"),
-        ("reconciliation id", reconciliation_id),
         ("inputs SHA-256", inputs_sha256),
         ("scope", _describe(scope)),
     ]

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from .conftest import Recon
@@ -362,3 +363,62 @@ def test_balanced_exits_0_and_tolerance_is_per_source(recon: Recon, write_file) 
     exact = recon("--json", "reconcile", "--source", "exact")
     assert exact.code == 3
     assert exact.json()["runs"][0]["amount_mismatch"] == 1
+
+
+def test_a_person_assigns_comments_and_resolves_a_break_and_it_stays_resolved(
+    recon: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    manifest = write_file("m.csv", "txn_id,amount,run_id\nA,1.00,R1\nB,2.00,R1\n")
+    log = write_file("l.csv", "txn_id,amount,status,run_id\nA,1.00,OK,R1\nB,2.00,FAILED,R1\n")
+    assert recon.ingest(manifest, source=SOURCE, kind="expected")[0].code == 0
+    assert recon.ingest(log, source=SOURCE)[0].code == 0
+    assert recon("reconcile").code == 3
+    [listed] = recon("--json", "breaks").json()["breaks"]
+    break_id = listed["break_id"]
+    assert (listed["txn_id"], listed["category"], listed["status"]) == ("B", "failed", "open")
+    assert recon("breaks", "assign", break_id, "alice").code == 0
+    assert recon("breaks", "comment", break_id, "card 4111 1111 1111 1111 asked about").code == 0
+    assert recon("breaks", "resolve", break_id, "--reason", "posted by hand, J-1182").code == 0
+    shown = recon("--json", "breaks", "show", break_id).json()
+    assert (shown["assignee"], shown["status"], shown["resolution"]) == (
+        "alice",
+        "resolved",
+        "posted by hand, J-1182",
+    )
+    assert [c["comment"] for c in shown["comments"]] == [
+        "assigned to alice",
+        "card ************1111 asked about",  # comments are masked too
+        "resolved: posted by hand, J-1182",
+    ]
+    # New data for the run: its result changes, the person's resolution stands, the id holds.
+    more = write_file("l2.csv", "txn_id,amount,status,run_id\nC,3.00,OK,R1\n")
+    assert recon.ingest(more, source=SOURCE)[0].code == 0
+    assert recon("reconcile").code == 3
+    after = {b["txn_id"]: b for b in recon("--json", "breaks", "--status", "all").json()["breaks"]}
+    assert after["B"]["break_id"] == break_id and after["B"]["status"] == "resolved"
+    assert after["C"]["category"] == "unexpected" and after["C"]["status"] == "open"
+    unknown = recon("breaks", "resolve", "BRK-000000000000", "--reason", "x")
+    assert unknown.code == 1 and "recon breaks --status all" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_a_million_amounts_total_exactly_where_floats_drift(recon: Recon, tmp_path: Path) -> None:
+    """Amounts are summed as DECIMAL: the float sum of the same values is off by cents."""
+    log = tmp_path / "million.csv"
+    with duckdb.connect() as conn:
+        conn.execute(
+            "COPY (SELECT 'T' || i AS txn_id, 'R1' AS run_id, 'OK' AS status, "
+            "(((i * 7919) % 100000000) + 0.01 * (i % 97) + 0.01)::DECIMAL(18, 2) AS amount "
+            f"FROM range(1000000) t(i)) TO '{log}' (HEADER)"
+        )
+        [(exact,)] = conn.execute(
+            "SELECT sum(amount::DECIMAL(38, 2)) FROM read_csv(?, all_varchar = true)", [str(log)]
+        ).fetchall()
+    with log.open() as handle:
+        floats = sum(float(line.rsplit(",", 1)[1]) for line in list(handle)[1:])
+    assert Decimal(f"{floats:.2f}") != exact  # summed as floats, the total is off by cents
+    assert recon.ingest(log, source=SOURCE)[0].code == 0
+    [run] = recon("--json", "reconcile").json()["runs"]
+    assert Decimal(run["processed_amount"]) == exact
+    assert recon.query("SELECT sum(processed_total) FROM record_results") == [(exact,)]

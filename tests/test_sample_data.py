@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import filecmp
 import json
 import re
@@ -192,3 +193,52 @@ def test_failures_json_names_the_day_and_lists_masked_rows(sample_db: Recon) -> 
     assert {row["txn_id"] for row in payload["failures"]} == expected_failed
     lines = sample_db("failures", "--date", "2026-11-13", "--format", "jsonl").stdout.splitlines()
     assert len(lines) == len(expected_failed)
+
+
+def test_reconcile_finds_exactly_the_story_in_expected_json(sample_db: Recon) -> None:
+    result = sample_db("--json", "reconcile")
+    assert result.code == 3  # every day of the story has breaks
+    runs = {run["run_id"]: run for run in result.json()["runs"]}
+    assert set(runs) == set(EXPECTED["runs"])
+    records = sample_db.query(
+        "SELECT run_id, category, list(txn_id ORDER BY txn_id) FROM record_results "
+        "WHERE category <> 'matched' GROUP BY ALL"
+    )
+    found = {(run, category): ids for run, category, ids in records}
+    for run_id, truth in EXPECTED["runs"].items():
+        run = runs[run_id]
+        for category in ("failed", "missing", "duplicated", "unexpected", "amount_mismatch"):
+            assert found.get((run_id, category), []) == sorted(truth[category]), (run_id, category)
+            assert run[category] == len(truth[category]), (run_id, category)
+        # Payments re-processed from the day before are matched in the run that loaded them.
+        assert run["matched"] == truth["matched"] + len(truth["reprocessed_next_day"])
+        assert run["reprocessed"] == len(truth["reprocessed_next_day"])
+        assert run["retried"] == len(truth["retried_then_matched"])
+        assert (run["expected_count"], run["expected_amount"]) == (
+            truth["expected_count"],
+            truth["expected_amount"],
+        )
+        assert Decimal(run["processed_amount"]) == Decimal(truth["success_amount"])
+    resolved = sample_db.query(
+        "SELECT txn_id, run_id, resolution FROM breaks WHERE status = 'resolved' ORDER BY txn_id"
+    )
+    assert [(t, r) for t, r, _ in resolved] == sorted(
+        (item["txn_id"], item["failed_in"]) for item in EXPECTED["reprocessed_next_day"]
+    )
+    assert all(
+        reason == f"processed successfully in run {item['processed_in']}"
+        for (_, _, reason), item in zip(
+            resolved,
+            sorted(EXPECTED["reprocessed_next_day"], key=lambda i: i["txn_id"]),
+            strict=True,
+        )
+    )
+
+
+def test_daily_report_rows_are_exactly_the_failed_list_of_their_day(sample_db: Recon) -> None:
+    for day in EXPECTED["report_days"]:
+        report = SAMPLE / SOURCE / "reports" / f"failed-transactions-{day}.csv"
+        with report.open() as handle:
+            reported = sorted(row["txn_id"] for row in csv.DictReader(handle))
+        listed = sample_db("--json", "failures", "--date", day).json()["failures"]
+        assert sorted(row["txn_id"] for row in listed) == reported, day

@@ -1,0 +1,166 @@
+"""Exports finance and operations open in Excel: exact amounts, no formulas, same inputs same
+files, private files, and breaks that explain each day's difference to the cent."""
+
+from __future__ import annotations
+
+import csv
+import io
+import stat
+import zipfile
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
+
+from reconcile import export
+
+from .conftest import Recon
+
+SOURCE = "pay"
+NASTY = ["=cmd|' /C calc'!A0", "+SUM(A1)", "-2+3", "@IMPORT", "\tTAB", "\rCR", "\nLF"]
+
+
+@pytest.fixture
+def loaded(recon: Recon, write_file) -> Recon:  # type: ignore[no-untyped-def]
+    """Two days: a manifest run with breaks whose messages look like formulas, and one balanced."""
+    manifest = write_file(
+        "m.csv",
+        "txn_id,amount,currency,business_date,run_id\n"
+        + "".join(f"A{i},{10 + i}.10,GBP,2026-07-01,R1\n" for i in range(len(NASTY)))
+        + "M1,5.00,GBP,2026-07-01,R1\n"  # missing
+        + "P1,-1.25,GBP,2026-07-02,R2\nP2,2.50,EUR,2026-07-02,R2\n",
+    )
+    rows = []
+    for i, message in enumerate(NASTY):
+        quoted = '"' + message.replace('"', '""') + '"'
+        rows.append(f"A{i},{10 + i}.10,GBP,FAILED,R1,2026-07-01,E9,{quoted}\n")
+    rows.append("U1,7.77,GBP,OK,R1,2026-07-01,,\n")  # unexpected
+    rows.append("P1,-1.25,GBP,OK,R2,2026-07-02,,\nP2,2.50,EUR,OK,R2,2026-07-02,,\n")
+    log = write_file(
+        "log.csv",
+        "txn_id,amount,currency,status,run_id,business_date,error_code,error_message\n"
+        + "".join(rows),
+    )
+    assert recon.ingest(manifest, source=SOURCE, kind="expected")[0].code == 0
+    assert recon.ingest(log, source=SOURCE)[0].code == 0
+    return recon
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_csv_export_neutralises_formulas_keeps_amounts_exact_and_explains_the_difference(
+    loaded: Recon, tmp_path: Path
+) -> None:
+    out = tmp_path / "csv"
+    result = loaded("export", "--format", "csv", "-o", out)
+    assert result.code == 0, result.stderr
+    breaks = read_csv(out / "breaks.csv")
+    messages = {
+        row["txn_id"]: row["error_message"] for row in breaks if row["txn_id"].startswith("A")
+    }
+    assert sorted(messages.values()) == sorted("'" + m for m in NASTY)
+    assert all(row["difference"].lstrip("-")[0].isdigit() for row in breaks)  # amounts stay numbers
+    days = {row["business_date"]: row for row in read_csv(out / "days.csv")}
+    explained: dict[str, Decimal] = defaultdict(Decimal)
+    for row in breaks:
+        explained[row["business_date"]] += Decimal(row["difference"])
+    assert explained["2026-07-01"] == Decimal(days["2026-07-01"]["amount_difference"]) != 0
+    assert days["2026-07-02"]["status"] == "balanced"
+    assert Decimal(days["2026-07-01"]["expected_amount"]) == sum(
+        Decimal(f"{10 + i}.10") for i in range(len(NASTY))
+    ) + Decimal("5.00")
+    files = read_csv(out / "files.csv")
+    assert {f["kind"] for f in files} == {"expected", "processed"}
+    assert all(len(f["sha256"]) == 64 for f in files)
+    for path in out.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_exporting_the_same_inputs_twice_gives_identical_files(
+    loaded: Recon, tmp_path: Path
+) -> None:
+    for fmt in ("csv", "parquet"):
+        first, second = tmp_path / f"{fmt}1", tmp_path / f"{fmt}2"
+        assert loaded("export", "--format", fmt, "-o", first).code == 0
+        later = {"RECON_NOW": "2026-12-01T00:00:00+00:00"}
+        assert loaded("export", "--format", fmt, "-o", second, env=later).code == 0
+        names = sorted(p.name for p in first.iterdir())
+        assert names == sorted(p.name for p in second.iterdir()) and len(names) == 4
+        for name in names:
+            assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    with duckdb.connect() as conn:
+        [(kind,)] = conn.execute(
+            "SELECT typeof(amount_difference) FROM read_parquet(?) LIMIT 1",
+            [str(tmp_path / "parquet1" / "days.parquet")],
+        ).fetchall()
+    assert kind.startswith("DECIMAL")
+
+
+def test_xlsx_workbook_has_summary_and_breaks_with_exact_numbers(
+    loaded: Recon, tmp_path: Path
+) -> None:
+    path = tmp_path / "book.xlsx"
+    result = loaded("export", "--format", "xlsx", "-o", path)
+    assert result.code == 0, result.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    book = load_workbook(path)
+    assert book.sheetnames == ["Summary", "Breaks"]
+    summary = [[c.value for c in row] for row in book["Summary"].iter_rows()]
+    labels = {row[0]: row[1] for row in summary if row and row[0]}
+    assert labels["generated at (UTC)"] == "2026-11-24T09:00:00+00:00"
+    assert labels["product"].startswith("recon ")
+    assert len(labels["inputs SHA-256"]) == 64
+    assert any(isinstance(v, str) and v.endswith("log.csv") for row in summary for v in row)
+    sheet = book["Breaks"]
+    header = [c.value for c in sheet[1]]
+    messages = [
+        row[header.index("error_message")] for row in sheet.iter_rows(min_row=2, values_only=True)
+    ]
+    # XML reads a CR inside text back as LF; what matters is the leading quote.
+    assert sorted(m for m in messages if m) == sorted("'" + m.replace("\r", "\n") for m in NASTY)
+    amounts = list(sheet[get_column_letter(header.index("difference") + 1)])[1:]
+    assert all(c.data_type == "n" for c in amounts if c.value is not None)
+    with zipfile.ZipFile(path) as archive:
+        xml = archive.read("xl/worksheets/sheet2.xml").decode()
+    assert "<v>-15.1</v>" not in xml and "<v>-15.10</v>" in xml  # written exact, two decimals
+    again = tmp_path / "again.xlsx"
+    assert loaded("export", "--format", "xlsx", "-o", again).code == 0
+    values = lambda p: [  # noqa: E731
+        [[c.value for c in row] for row in ws.iter_rows()] for ws in load_workbook(p).worksheets
+    ]
+    assert values(path) == values(again)
+
+
+def test_a_long_table_continues_on_further_sheets(tmp_path: Path) -> None:
+    rows = [{"n": i, "amount": Decimal(i) / 100} for i in range(25)]
+    path = tmp_path / "long.xlsx"
+    sheet = export.Sheet("Breaks", [export.Table(None, ["n", "amount"], rows)])
+    export.write_xlsx(path, [sheet], datetime(2026, 7, 1, tzinfo=UTC), max_rows=10)
+    book = load_workbook(path)
+    assert book.sheetnames == ["Breaks", "Breaks (2)", "Breaks (3)"]
+    seen = [r[0] for ws in book.worksheets for r in ws.iter_rows(min_row=2, values_only=True)]
+    assert seen == list(range(25))
+    assert all([c.value for c in ws[1]] == ["n", "amount"] for ws in book.worksheets)
+
+
+def test_failures_xlsx_and_csv_for_operations(loaded: Recon, tmp_path: Path) -> None:
+    path = tmp_path / "failed.xlsx"
+    result = loaded("failures", "--date", "2026-07-01", "--format", "xlsx", "-o", path)
+    assert result.code == 0, result.stderr
+    rows = list(load_workbook(path).active.iter_rows(values_only=True))
+    assert rows[0][:6] == ("txn_id", "run_id", "business_date", "amount", "currency", "category")
+    assert len(rows) - 1 == len(NASTY)
+    text = loaded("failures", "--date", "2026-07-01", "--category", "all", "--format", "csv").stdout
+    listed = list(csv.DictReader(io.StringIO(text)))
+    assert {r["category"] for r in listed} == {"failed", "missing", "unexpected"}
+    assert all(r["break_status"] == "open" for r in listed)
+    missing = loaded("failures", "--date", "2026-07-01", "--format", "parquet")
+    assert missing.code == 2 and "-o FILE" in missing.stderr
