@@ -131,25 +131,24 @@ _STATEMENTS = [
     # the last failure's error, and the files they came from.
     """
     CREATE OR REPLACE TEMP TABLE r_groups AS
-    SELECT t.source, t.run_id, t.txn_id,
+    SELECT source, run_id, txn_id,
            count(*) AS attempts,
            count(*) FILTER (outcome = 'success') AS successes,
            count(*) FILTER (outcome = 'failure') AS failures,
-           arg_min(amount, {'f': file_id, 'l': line}) FILTER (outcome = 'success') AS success_amount,
-           arg_min(currency, {'f': file_id, 'l': line}) FILTER (outcome = 'success')
-               AS success_currency,
-           arg_max(amount, {'f': file_id, 'l': line}) AS last_amount,
-           arg_max(currency, {'f': file_id, 'l': line}) AS last_currency,
+           arg_min(amount, seq) FILTER (outcome = 'success') AS success_amount,
+           arg_min(currency, seq) FILTER (outcome = 'success') AS success_currency,
+           arg_max(amount, seq) AS last_amount,
+           arg_max(currency, seq) AS last_currency,
            coalesce(sum(amount) FILTER (outcome = 'success'), 0) AS processed_amount,
            coalesce(sum(amount) FILTER (outcome = 'success' AND amount > 0), 0) AS processed_debits,
            coalesce(sum(amount) FILTER (outcome = 'success' AND amount < 0), 0) AS processed_credits,
-           arg_max(error_code, {'f': file_id, 'l': line}) FILTER (outcome = 'failure') AS error_code,
-           arg_max(error_message, {'f': file_id, 'l': line}) FILTER (outcome = 'failure')
-               AS error_message,
+           arg_max(error_code, seq) FILTER (outcome = 'failure') AS error_code,
+           arg_max(error_message, seq) FILTER (outcome = 'failure') AS error_message,
            min(business_date) AS business_date,
-           list(DISTINCT file_id) AS file_ids
-    FROM transactions t JOIN r_txns USING (source, txn_id)
-    GROUP BY t.source, t.run_id, t.txn_id
+           min(file_id) AS first_file_id, max(file_id) AS last_file_id
+    FROM (SELECT t.*, (t.file_id << 40) + t.line AS seq  -- file order, then line order
+          FROM transactions t JOIN r_txns USING (source, txn_id))
+    GROUP BY source, run_id, txn_id
     """,
     # When each run happened, to tell earlier from later.
     """
@@ -161,33 +160,49 @@ _STATEMENTS = [
     # run belongs to the earliest run that processed the transaction on its business date.
     """
     CREATE OR REPLACE TEMP TABLE r_exp AS
-    WITH latest AS (
-        SELECT e.* FROM expected_transactions e JOIN r_txns USING (source, txn_id)
-        QUALIFY row_number() OVER (
-            PARTITION BY e.source, coalesce(e.run_id, ''), e.txn_id
-            ORDER BY e.file_id DESC, e.line DESC) = 1)
-    SELECT l.source, coalesce(l.run_id, g.run_id) AS run_id, l.txn_id, l.amount, l.currency,
-           l.business_date, l.file_id
-    FROM latest l
-    LEFT JOIN r_groups g ON l.run_id IS NULL AND g.source = l.source AND g.txn_id = l.txn_id
-         AND (l.business_date IS NULL OR g.business_date = l.business_date)
-    LEFT JOIN r_run_order o ON o.source = g.source AND o.run_id = g.run_id
-    QUALIFY row_number() OVER (
-        PARTITION BY l.source, coalesce(l.run_id, ''), l.txn_id ORDER BY o.run_at NULLS LAST) = 1
+    WITH latest AS (  -- a manifest row sent again later replaces the earlier one
+        SELECT source, run_id, txn_id, arg_max(amount, seq) AS amount,
+               arg_max(currency, seq) AS currency, arg_max(business_date, seq) AS business_date,
+               max(file_id) AS file_id
+        FROM (SELECT e.*, (e.file_id << 40) + e.line AS seq
+              FROM expected_transactions e JOIN r_txns USING (source, txn_id))
+        GROUP BY source, run_id, txn_id),
+    runless AS (
+        SELECT l.source, g.run_id, l.txn_id, l.amount, l.currency, l.business_date, l.file_id
+        FROM latest l
+        LEFT JOIN r_groups g ON g.source = l.source AND g.txn_id = l.txn_id
+             AND (l.business_date IS NULL OR g.business_date = l.business_date)
+        LEFT JOIN r_run_order o ON o.source = g.source AND o.run_id = g.run_id
+        WHERE l.run_id IS NULL
+        QUALIFY row_number() OVER (PARTITION BY l.source, l.txn_id
+                                   ORDER BY o.run_at NULLS LAST) = 1)
+    SELECT source, run_id, txn_id, amount, currency, business_date, file_id
+    FROM latest WHERE run_id IS NOT NULL
+    UNION ALL SELECT * FROM runless
     """,
     # One row per record, with what the category needs.
     """
     CREATE OR REPLACE TEMP TABLE r_records AS
-    WITH grouped AS (
-        SELECT g.*,
+    WITH repeated AS (  -- the few transactions attempted by more than one run
+        SELECT source, txn_id FROM r_groups GROUP BY source, txn_id HAVING count(*) > 1),
+    prior AS (  -- successes of the same transaction in earlier runs
+        SELECT g.source, g.run_id, g.txn_id,
                coalesce(sum(g.successes) OVER (
                    PARTITION BY g.source, g.txn_id ORDER BY o.run_at, g.run_id
                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS prior_successes
-        FROM r_groups g LEFT JOIN r_run_order o USING (source, run_id)),
-    owner AS (  -- for attempts a run did not expect: the latest other run that expected them
+        FROM r_groups g JOIN repeated USING (source, txn_id)
+        LEFT JOIN r_run_order o USING (source, run_id)),
+    grouped AS (
+        SELECT g.*, coalesce(p.prior_successes, 0) AS prior_successes
+        FROM r_groups g LEFT JOIN prior p USING (source, run_id, txn_id)),
+    unowned AS (  -- attempts their own run did not expect
+        SELECT g.source, g.txn_id FROM r_groups g
+        ANTI JOIN r_exp e ON e.source = g.source AND e.run_id = g.run_id AND e.txn_id = g.txn_id),
+    owner AS (  -- for those: the latest other run that expected the transaction
         SELECT e.source, e.txn_id, e.run_id AS owner_run, e.amount AS owner_amount,
                e.currency AS owner_currency, e.business_date AS owner_business_date
-        FROM r_exp e LEFT JOIN r_run_order o USING (source, run_id)
+        FROM r_exp e SEMI JOIN unowned u ON u.source = e.source AND u.txn_id = e.txn_id
+        LEFT JOIN r_run_order o USING (source, run_id)
         QUALIFY row_number() OVER (PARTITION BY e.source, e.txn_id
                                    ORDER BY o.run_at DESC NULLS LAST, e.run_id DESC) = 1),
     manifests AS (SELECT DISTINCT source, run_id FROM r_exp),
@@ -248,9 +263,7 @@ _STATEMENTS = [
                CASE WHEN coalesce(j.attempts, 0) = 0 AND q.line IS NOT NULL
                     THEN 'a row for it was quarantined (' || q.path || ' line ' || q.line || ')'
                END) AS note,
-           list_distinct(list_concat(coalesce(j.file_ids, []),
-                                     CASE WHEN j.expected_file_id IS NOT NULL
-                                          THEN [j.expected_file_id] ELSE [] END)) AS file_ids
+           j.first_file_id, j.last_file_id, j.expected_file_id
     FROM joined j
     JOIN r_scope s ON s.source = j.source AND s.run_id = j.run_id
     LEFT JOIN owner o ON NOT j.is_expected AND o.source = j.source AND o.txn_id = j.txn_id
@@ -398,12 +411,15 @@ _STATEMENTS = [
            (processed_amount - expected_amount)::DECIMAL(38, 4) AS amount_difference
     FROM r_days
     """,
-    # What each run's results were computed from: the SHA-256 of every file that fed one of its
-    # records (in any run), its control totals, the tolerance and the algorithm version.
+    # What each run's results were computed from: the SHA-256 of the files that fed its records
+    # (for each record its manifest file and the first and last file of its attempts: files
+    # never change once ingested, and a new one has a higher id), the quarantine, its control
+    # totals, the tolerance and the algorithm version.
     """
     CREATE OR REPLACE TEMP TABLE r_run_inputs AS
     WITH files AS (
-        SELECT DISTINCT source, run_id, unnest(file_ids) AS file_id FROM r_records
+        SELECT DISTINCT source, run_id, unnest([first_file_id, last_file_id, expected_file_id])
+               AS file_id FROM r_records
         UNION SELECT DISTINCT source, run_id, file_id FROM quarantine JOIN r_scope USING (source, run_id)
         UNION SELECT DISTINCT source, run_id, file_id FROM control_totals
               JOIN r_scope USING (source, run_id) WHERE file_id IS NOT NULL),

@@ -278,12 +278,12 @@ def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
         {"now": now},
     )
     conn.execute(
-        f"""
+        """
         UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
                resolution = 'matched when reconciled again'
         FROM r_records r JOIN r_changed c USING (source, run_id)
         WHERE breaks.status = 'open' AND r.category = 'matched'
-          AND breaks.break_id = {BREAK_ID_SQL}
+          AND breaks.source = r.source AND breaks.run_id = r.run_id AND breaks.txn_id = r.txn_id
         """,
         {"now": now},
     )
