@@ -380,6 +380,16 @@ def _day_range(
     return (latest, latest) if latest else None
 
 
+def _scope_range(
+    conn: db.Connection, day: str | None, since: str | None, until: str | None, source: str | None
+) -> tuple[date | None, date | None]:
+    """Like `_day_range`, but no date option at all means every day: (None, None)."""
+    if not (day or since or until):
+        return None, None
+    span = _day_range(conn, day, since, until, source)
+    return span if span else (None, None)
+
+
 def _tolerances(settings: Settings) -> dict[str, compare.Tolerance]:
     return {
         name: compare.Tolerance(config.amount_tolerance, config.amount_tolerance_percent)
@@ -457,17 +467,9 @@ def reconcile_command(
       recon reconcile --since 2026-11-09 --until 2026-11-13 --runs
       recon reconcile --run PL-20261111
     """
-    if day and (since or until):
-        raise click.UsageError("give either --date or --since/--until, not both")
-    first = last = None
-    if day == "last":
-        day = None
-    if day:
-        first = last = parse_day(day, "--date")
-    else:
-        first, last = parse_day(since, "--since"), parse_day(until, "--until")
-    scope = compare.Scope(source=source, run_id=run_id, since=first, until=last)
     with app.connect() as conn:
+        first, last = _scope_range(conn, day, since, until, source)
+        scope = compare.Scope(source=source, run_id=run_id, since=first, until=last)
         outcome = _reconcile(app, conn, scope)
     if app.json:
         emit_json(
@@ -673,12 +675,8 @@ def breaks_group(
     app = ctx.find_object(App)
     assert app is not None
     wanted = _categories(categories)
-    first = last = None
-    if day and day != "last":
-        first = last = parse_day(day, "--date")
-    elif since or until:
-        first, last = parse_day(since, "--since"), parse_day(until, "--until")
     with app.connect() as conn:
+        first, last = _scope_range(conn, day, since, until, source)
         rows = breaks.list_breaks(
             conn,
             now=app.settings.current_time(),
@@ -810,8 +808,7 @@ def export_command(
     """
     now = app.settings.current_time()
     with app.connect() as conn:
-        span = _day_range(conn, day, since, until, source) if (day or since or until) else None
-        first, last = span if span else (None, None)
+        first, last = _scope_range(conn, day, since, until, source)
         scope = compare.Scope(source=source, since=first, until=last)
         outcome = _reconcile(app, conn, scope)
         written = workbook.write(

@@ -9,7 +9,7 @@ sits beside the earlier one in the history). The break register follows the stor
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -95,7 +95,6 @@ class Outcome:
     days_changed: int
     breaks_opened: int
     breaks_resolved: int
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def needs_attention(self) -> bool:

@@ -242,3 +242,10 @@ def test_daily_report_rows_are_exactly_the_failed_list_of_their_day(sample_db: R
             reported = sorted(row["txn_id"] for row in csv.DictReader(handle))
         listed = sample_db("--json", "failures", "--date", day).json()["failures"]
         assert sorted(row["txn_id"] for row in listed) == reported, day
+
+
+def test_date_last_means_the_latest_business_date(sample_db: Recon) -> None:
+    result = sample_db("--json", "reconcile", "--date", "last")
+    assert [day["business_date"] for day in result.json()["days"]] == ["2026-11-13"]
+    listed = sample_db("--json", "breaks", "--date", "last").json()["breaks"]
+    assert listed and {b["business_date"] for b in listed} == {"2026-11-13"}
