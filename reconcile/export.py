@@ -100,6 +100,7 @@ def write_xlsx(
     path: Path, sheets: Sequence[Sheet], created: datetime, max_rows: int = XLSX_MAX_ROWS
 ) -> None:
     from openpyxl import Workbook  # imported here: only exports need it
+    from openpyxl.utils import get_column_letter
 
     book = Workbook()
     book.remove(book.active)
@@ -119,6 +120,12 @@ def write_xlsx(
                 if table.heading:
                     ws.append([table.heading])
                 ws.append(list(table.columns))
+                if len(tables) == 1 and not preamble:
+                    ws.freeze_panes = f"A{ws.max_row + 1}"  # the header stays in view
+                for number_of_column, column in enumerate(table.columns, start=1):
+                    letter = get_column_letter(number_of_column)
+                    width = max(12, len(column) + 2, ws.column_dimensions[letter].width or 0)
+                    ws.column_dimensions[letter].width = width
                 for row in table.rows:
                     ws.append([None] * len(table.columns))
                     line = ws.max_row
