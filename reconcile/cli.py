@@ -422,8 +422,7 @@ def date_options(function: Any) -> Any:
     return function
 
 
-DAY_COLUMNS = [
-    "business_date",
+COUNT_COLUMNS = [
     "status",
     "expected_count",
     "processed_count",
@@ -433,6 +432,10 @@ DAY_COLUMNS = [
     "duplicated",
     "unexpected",
     "amount_mismatch",
+]
+DAY_COLUMNS = [
+    "business_date",
+    *COUNT_COLUMNS,
     "expected_amount",
     "processed_amount",
     "amount_difference",
@@ -866,21 +869,7 @@ def history_command(app: App, day: str | None, run_id: str | None, source: str |
         return
     emit_table(
         rows,
-        [
-            "version",
-            "reconciled_at",
-            "status",
-            "expected_count",
-            "processed_count",
-            "matched",
-            "failed",
-            "missing",
-            "duplicated",
-            "unexpected",
-            "amount_mismatch",
-            "amount_difference",
-            "inputs_sha256",
-        ],
+        ["version", "reconciled_at", *COUNT_COLUMNS, "amount_difference", "inputs_sha256"],
     )
 
 

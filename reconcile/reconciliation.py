@@ -170,28 +170,55 @@ def _scope_digest(conn: Connection) -> str:
     return str(row[0]) if row else ""
 
 
-def _store_runs(conn: Connection, reconciliation_id: int, now: datetime) -> int:
-    """A new version for each run whose inputs changed; its records with it. Returns how many."""
+def _new_versions(
+    conn: Connection,
+    *,
+    key: str,
+    inputs: str,
+    computed: str,
+    stored: str,
+    changed: str,
+    fields: list[str],
+    reconciliation_id: int,
+    now: datetime,
+) -> int:
+    """Store a new version of each result (run or day) whose inputs SHA-256 differs from its
+    latest stored version; `changed` lists them. Returns how many."""
     conn.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE r_changed AS
-        SELECT i.source, i.run_id, i.inputs_sha256,
-               coalesce(latest.version, 0) + 1 AS version
-        FROM r_run_inputs i
-        LEFT JOIN (SELECT source, run_id, max(version) AS version,
+        f"""
+        CREATE OR REPLACE TEMP TABLE {changed} AS
+        SELECT i.source, i.{key}, i.inputs_sha256, coalesce(latest.version, 0) + 1 AS version
+        FROM {inputs} i
+        LEFT JOIN (SELECT source, {key}, max(version) AS version,
                           arg_max(inputs_sha256, version) AS inputs_sha256
-                   FROM run_results GROUP BY source, run_id) latest USING (source, run_id)
+                   FROM {stored} GROUP BY source, {key}) latest USING (source, {key})
         WHERE latest.inputs_sha256 IS DISTINCT FROM i.inputs_sha256
         """
     )
-    columns = ", ".join(f"r.{name}" for name in RUN_FIELDS)
+    columns = ", ".join(f"r.{name}" for name in fields)
     conn.execute(
         f"""
-        INSERT INTO run_results
-        SELECT c.source, c.run_id, c.version, ?, ?, c.inputs_sha256, {columns}
-        FROM r_changed c JOIN r_runs r USING (source, run_id)
+        INSERT INTO {stored}
+        SELECT c.source, c.{key}, c.version, ?, ?, c.inputs_sha256, {columns}
+        FROM {changed} c JOIN {computed} r USING (source, {key})
         """,
         [reconciliation_id, now],
+    )
+    return _count(conn, f"SELECT count(*) FROM {changed}")
+
+
+def _store_runs(conn: Connection, reconciliation_id: int, now: datetime) -> int:
+    """A new version for each run whose inputs changed; its records with it. Returns how many."""
+    count = _new_versions(
+        conn,
+        key="run_id",
+        inputs="r_run_inputs",
+        computed="r_runs",
+        stored="run_results",
+        changed="r_changed",
+        fields=RUN_FIELDS,
+        reconciliation_id=reconciliation_id,
+        now=now,
     )
     record_columns = ", ".join(f"r.{name}" for name in RECORD_FIELDS)
     conn.execute(
@@ -202,7 +229,7 @@ def _store_runs(conn: Connection, reconciliation_id: int, now: datetime) -> int:
         FROM r_records r JOIN r_changed c USING (source, run_id)
         """
     )
-    return _count(conn, "SELECT count(*) FROM r_changed")
+    return count
 
 
 def _store_days(conn: Connection, reconciliation_id: int, now: datetime) -> int:
@@ -221,29 +248,17 @@ def _store_days(conn: Connection, reconciliation_id: int, now: datetime) -> int:
         GROUP BY d.source, d.business_date
         """
     )
-    conn.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE r_days_changed AS
-        SELECT i.source, i.business_date, i.inputs_sha256,
-               coalesce(latest.version, 0) + 1 AS version
-        FROM r_day_inputs i
-        LEFT JOIN (SELECT source, business_date, max(version) AS version,
-                          arg_max(inputs_sha256, version) AS inputs_sha256
-                   FROM day_results GROUP BY source, business_date) latest
-             USING (source, business_date)
-        WHERE latest.inputs_sha256 IS DISTINCT FROM i.inputs_sha256
-        """
+    return _new_versions(
+        conn,
+        key="business_date",
+        inputs="r_day_inputs",
+        computed="r_days",
+        stored="day_results",
+        changed="r_days_changed",
+        fields=DAY_FIELDS,
+        reconciliation_id=reconciliation_id,
+        now=now,
     )
-    columns = ", ".join(f"d.{name}" for name in DAY_FIELDS)
-    conn.execute(
-        f"""
-        INSERT INTO day_results
-        SELECT c.source, c.business_date, c.version, ?, ?, c.inputs_sha256, {columns}
-        FROM r_days_changed c JOIN r_days d USING (source, business_date)
-        """,
-        [reconciliation_id, now],
-    )
-    return _count(conn, "SELECT count(*) FROM r_days_changed")
 
 
 def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
