@@ -101,6 +101,25 @@ def drop_temporaries(conn: Connection) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
+# Totals over records, per run and per business day alike.
+_RECORD_TOTALS = """
+               count(*) FILTER (is_expected) AS manifest_count,
+               sum(expected_amount) FILTER (is_expected) AS manifest_amount,
+               sum(expected_amount) FILTER (is_expected AND expected_amount > 0) AS manifest_debits,
+               sum(expected_amount) FILTER (is_expected AND expected_amount < 0) AS manifest_credits,
+               count(*) FILTER (attempts > 0) AS processed_count,
+               sum(processed_total) AS processed_amount,
+               sum(processed_debits) AS processed_debits,
+               sum(processed_credits) AS processed_credits,
+               count(*) FILTER (category = 'matched') AS matched,
+               count(*) FILTER (category = 'failed') AS failed,
+               count(*) FILTER (category = 'missing') AS missing,
+               count(*) FILTER (category = 'duplicated') AS duplicated,
+               count(*) FILTER (category = 'unexpected') AS unexpected,
+               count(*) FILTER (category = 'amount_mismatch') AS amount_mismatch,
+               count(*) FILTER (category = 'pending') AS pending_records
+"""
+
 _STATEMENTS = [
     # The runs asked for: any run with processed rows, manifest rows or control totals that
     # matches the filters. Control totals carry no date: a run known only from them is in a
@@ -253,6 +272,7 @@ _STATEMENTS = [
            coalesce(j.processed_debits, 0) AS processed_debits,
            coalesce(j.processed_credits, 0) AS processed_credits,
            j.error_code, j.error_message,
+           CASE WHEN NOT j.is_expected THEN o.owner_run END AS expected_in_run,
            concat_ws('; ',
                CASE WHEN NOT j.is_expected AND o.owner_run IS NOT NULL
                     THEN 'expected in run ' || o.owner_run END,
@@ -283,22 +303,10 @@ _STATEMENTS = [
                                    ORDER BY recorded_at DESC, file_id DESC NULLS LAST) = 1),
     agg AS (
         SELECT source, run_id, min(business_date) AS business_date,
-               count(*) FILTER (is_expected) AS manifest_count,
-               sum(expected_amount) FILTER (is_expected) AS manifest_amount,
-               sum(expected_amount) FILTER (is_expected AND expected_amount > 0) AS manifest_debits,
-               sum(expected_amount) FILTER (is_expected AND expected_amount < 0) AS manifest_credits,
-               count(*) FILTER (attempts > 0) AS processed_count,
-               sum(processed_total) AS processed_amount,
-               sum(processed_debits) AS processed_debits,
-               sum(processed_credits) AS processed_credits,
-               count(*) FILTER (category = 'matched') AS matched,
-               count(*) FILTER (category = 'failed') AS failed,
-               count(*) FILTER (category = 'missing') AS missing,
-               count(*) FILTER (category = 'duplicated') AS duplicated,
-               count(*) FILTER (category = 'unexpected') AS unexpected,
-               count(*) FILTER (category = 'amount_mismatch') AS amount_mismatch,
-               count(*) FILTER (category = 'pending') AS pending,
-               count(*) FILTER (note LIKE '%expected in run %') AS reprocessed,
+    """
+    + _RECORD_TOTALS
+    + """,
+               count(*) FILTER (expected_in_run IS NOT NULL) AS reprocessed,
                count(*) FILTER (category = 'matched' AND failures > 0) AS retried
         FROM r_records GROUP BY source, run_id)
     SELECT s.source, s.run_id,
@@ -312,7 +320,7 @@ _STATEMENTS = [
            coalesce(a.missing, 0) AS missing, coalesce(a.duplicated, 0) AS duplicated,
            coalesce(a.unexpected, 0) AS unexpected,
            coalesce(a.amount_mismatch, 0) AS amount_mismatch,
-           coalesce(a.pending, 0) AS pending_records,
+           coalesce(a.pending_records, 0) AS pending_records,
            coalesce(a.reprocessed, 0) AS reprocessed, coalesce(a.retried, 0) AS retried,
            coalesce(t.expected_amount, a.manifest_amount, 0)::DECIMAL(38, 4) AS expected_amount,
            coalesce(a.processed_amount, 0)::DECIMAL(38, 4) AS processed_amount,
@@ -353,21 +361,9 @@ _STATEMENTS = [
     CREATE OR REPLACE TEMP TABLE r_days AS
     WITH rec AS (
         SELECT source, business_date,
-               count(*) FILTER (is_expected) AS manifest_count,
-               count(*) FILTER (attempts > 0) AS processed_count,
-               sum(expected_amount) FILTER (is_expected) AS manifest_amount,
-               sum(expected_amount) FILTER (is_expected AND expected_amount > 0) AS manifest_debits,
-               sum(expected_amount) FILTER (is_expected AND expected_amount < 0) AS manifest_credits,
-               sum(processed_total) AS processed_amount,
-               sum(processed_debits) AS processed_debits,
-               sum(processed_credits) AS processed_credits,
-               count(*) FILTER (category = 'matched') AS matched,
-               count(*) FILTER (category = 'failed') AS failed,
-               count(*) FILTER (category = 'missing') AS missing,
-               count(*) FILTER (category = 'duplicated') AS duplicated,
-               count(*) FILTER (category = 'unexpected') AS unexpected,
-               count(*) FILTER (category = 'amount_mismatch') AS amount_mismatch,
-               count(*) FILTER (category = 'pending') AS pending_records
+    """
+    + _RECORD_TOTALS
+    + """
         FROM r_records WHERE business_date IS NOT NULL GROUP BY source, business_date),
     run_day AS (
         SELECT source, business_date,
