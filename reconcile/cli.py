@@ -10,12 +10,15 @@ from __future__ import annotations
 import getpass
 import io
 import os
+import subprocess
 import sys
+import time
 import traceback
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,13 +36,16 @@ from reconcile import (
     failures,
     ingest,
     migrations,
+    notify,
     reconciliation,
     redact,
     runs,
+    schedule,
+    watchdog,
     workbook,
 )
 from reconcile.errors import ConfigError, InputFileError, ReconError
-from reconcile.settings import Settings, load_settings
+from reconcile.settings import Settings, load_settings, parse_duration, parse_now
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
 
@@ -871,6 +877,493 @@ def history_command(app: App, day: str | None, run_id: str | None, source: str |
         rows,
         ["version", "reconciled_at", *COUNT_COLUMNS, "amount_difference", "inputs_sha256"],
     )
+
+
+class Duration(click.ParamType):
+    """`90s`, `15m`, `2h`, `1d` -> whole seconds."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return int(parse_duration(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Instant(click.ParamType):
+    """An ISO 8601 time; without an offset it is UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_now(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION, INSTANT = Duration(), Instant()
+
+
+@cli.group("monitor")
+def monitor_group() -> None:
+    """Monitors: recurring signals that must arrive on schedule (reports, nightly loads, runs).
+
+    \b
+    Examples:
+      recon monitor add daily-report --cron "0 7 * * 1-5" --tz Europe/London --grace 1h
+      recon monitor add nightly-load --every 1d --grace 2h --tag payments
+      recon monitor list
+    """
+
+
+def _preview_rows(cron: schedule.Cron, start: datetime, count: int) -> list[dict[str, Any]]:
+    tz = schedule.zone(cron.tz)
+    rows, moment = [], start
+    for _ in range(count):
+        due = cron.next_after(moment)
+        if due is None:
+            break
+        local = due.astimezone(tz)
+        day_start = datetime(local.year, local.month, local.day, tzinfo=tz)
+        day_end = day_start + timedelta(days=1)
+        dst_change = day_start.utcoffset() != day_end.astimezone(tz).utcoffset()
+        rows.append({"utc": due, "local": local, "dst_change": dst_change})
+        moment = due
+    return rows
+
+
+@monitor_group.command("add")
+@click.argument("name")
+@click.option("--cron", "cron_expr", metavar="EXPR", help="Five-field cron expression.")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the cron time.")
+@click.option("--every", type=DURATION, help="A plain period instead of cron, e.g. 1h.")
+@click.option("--grace", type=DURATION, required=True, help="How late a signal may be.")
+@click.option("--early", type=DURATION, default=0, help="How early a signal still counts.")
+@click.option("--tag", "tags", multiple=True, help="Routes alerts to targets with this tag.")
+@click.option("--max-runtime", type=DURATION, help="A started run longer than this is down.")
+@click.option("--realert", type=DURATION, help="Alert again this often while down.")
+@pass_app
+def monitor_add(
+    app: App,
+    name: str,
+    cron_expr: str | None,
+    tz: str,
+    every: int | None,
+    grace: int,
+    early: int,
+    tags: tuple[str, ...],
+    max_runtime: int | None,
+    realert: int | None,
+) -> None:
+    """Create a monitor; it expects its first slot after now and alerts if that one is missed.
+
+    \b
+    Examples:
+      recon monitor add daily-report --cron "0 7 * * 1-5" --tz Europe/London --grace 1h
+      recon monitor add nightly-load --every 1d --grace 2h --tag payments --max-runtime 3h
+    """
+    if bool(cron_expr) == bool(every):
+        raise click.UsageError("give either --cron EXPR (with --tz) or --every DURATION")
+    now = app.settings.current_time()
+    with app.connect() as conn:
+        watchdog.create(
+            conn,
+            name,
+            cron=cron_expr,
+            tz=tz,
+            every_seconds=every,
+            grace_seconds=grace,
+            early_seconds=early,
+            max_runtime_seconds=max_runtime,
+            realert_seconds=realert,
+            tags=list(tags),
+            now=now,
+            user=current_user(),
+        )
+    due: list[dict[str, Any]] = []
+    if cron_expr:
+        due = _preview_rows(schedule.Cron.parse(cron_expr, tz), now, 3)
+    else:
+        assert every
+        due = [{"utc": now + timedelta(seconds=every * (i + 1))} for i in range(3)]
+    warning = _frequency_warning(due, grace)
+    if app.json:
+        emit_json({"monitor": name, "next_due": [d["utc"] for d in due], "warning": warning})
+        return
+    info(f"monitor {name} created; next due:")
+    for item in due:
+        local = f"  ({item['local'].isoformat()})" if "local" in item else ""
+        info(f"  {item['utc'].isoformat()}{local}")
+    if warning:
+        info(f"warning: {warning}")
+
+
+def _frequency_warning(due: list[dict[str, Any]], grace: int) -> str | None:
+    """`* 9 * * *` fires every minute of 09:00-09:59: say so when that looks unintended."""
+    if len(due) < 2:
+        return None
+    gap = (due[1]["utc"] - due[0]["utc"]).total_seconds()
+    if gap < grace / 4 or gap < 300 <= grace:
+        return (
+            f"this schedule fires every {int(gap)}s, much more often than its grace of "
+            f"{grace}s suggests; '* 9 * * *' means every minute from 09:00 to 09:59 "
+            "(write '0 9 * * *' for once at 09:00)"
+        )
+    return None
+
+
+@monitor_group.command("preview")
+@click.argument("expression")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone.")
+@click.option("--from", "start", type=INSTANT, help="Start after this time (default: now).")
+@click.option("--count", type=click.IntRange(1, 1000), default=10, show_default=True)
+@pass_app
+def monitor_preview(app: App, expression: str, tz: str, start: datetime | None, count: int) -> None:
+    """The next due times of a cron expression, in UTC and local time; DST days marked.
+
+    \b
+    Example:
+      recon monitor preview "30 1 * * *" --tz Europe/London --from 2026-03-27 --count 4
+    """
+    cron = schedule.Cron.parse(expression, tz)
+    rows = _preview_rows(cron, start or app.settings.current_time(), count)
+    if app.json:
+        emit_json({"due": rows})
+        return
+    emit_table(
+        [
+            {"utc": r["utc"], "local": r["local"], "dst": "DST change" if r["dst_change"] else ""}
+            for r in rows
+        ],
+        ["utc", "local", "dst"],
+    )
+
+
+@monitor_group.command("list")
+@pass_app
+def monitor_list(app: App) -> None:
+    """Every monitor with its status now and the slot it waits for.
+
+    \b
+    Example:
+      recon monitor list
+    """
+    with app.connect() as conn:
+        rows = watchdog.list_monitors(conn, app.settings.current_time())
+    if app.json:
+        emit_json({"monitors": rows})
+        return
+    if not rows:
+        info('no monitors yet: recon monitor add NAME --cron "0 7 * * 1-5" --grace 1h')
+        return
+    emit_table(rows, ["name", "status", "schedule", "tz", "next_due", "last_signal_at", "tags"])
+    sys.exit(EXIT_FINDINGS if any(r["status"] == "down" for r in rows) else EXIT_OK)
+
+
+@monitor_group.command("show")
+@click.argument("name")
+@pass_app
+def monitor_show(app: App, name: str) -> None:
+    """One monitor: status, schedule, next due, and its recent slots (the ledger).
+
+    \b
+    Example:
+      recon monitor show daily-report
+    """
+    with app.connect() as conn:
+        found = watchdog.describe(conn, name, app.settings.current_time())
+    found["ping_url"] = None  # set once the HTTP server is configured (RECON_BASE_URL)
+    if app.json:
+        emit_json(found)
+        return
+    for key, value in found.items():
+        if key != "slots":
+            click.echo(f"{key:>20}: {_cell(value) if value is not None else ''}")
+    click.echo("\nrecent slots:")
+    emit_table(found["slots"], ["due_at", "outcome", "arrived_at"])
+
+
+@monitor_group.command("pause")
+@click.argument("name")
+@click.option("--until", type=INSTANT, help="Resume by itself at this time.")
+@click.option("--reason", help="Why (shown in `monitor show`).")
+@pass_app
+def monitor_pause(app: App, name: str, until: datetime | None, reason: str | None) -> None:
+    """Stop alerting for a monitor (maintenance, holidays).
+
+    \b
+    Example:
+      recon monitor pause daily-report --until 2026-12-28T00:00:00Z --reason "office closed"
+    """
+    with app.connect() as conn:
+        watchdog.pause(conn, name, now=app.settings.current_time(), until=until, reason=reason)
+    info(f"{name} paused" + (f" until {until.isoformat()}" if until else ""))
+
+
+@monitor_group.command("resume")
+@click.argument("name")
+@pass_app
+def monitor_resume(app: App, name: str) -> None:
+    """Watch a paused monitor again; the next slot after now is the one expected.
+
+    \b
+    Example:
+      recon monitor resume daily-report
+    """
+    with app.connect() as conn:
+        watchdog.resume(conn, name, now=app.settings.current_time())
+    info(f"{name} resumed")
+
+
+@monitor_group.command("remove")
+@click.argument("name")
+@pass_app
+def monitor_remove(app: App, name: str) -> None:
+    """Delete a monitor (its signals, slots and alerts stay as history).
+
+    \b
+    Example:
+      recon monitor remove old-report
+    """
+    with app.connect() as conn:
+        watchdog.remove(conn, name)
+    info(f"{name} removed")
+
+
+@cli.command("ping")
+@click.argument("name")
+@click.option("--start", "kind", flag_value="start", help="A run has started.")
+@click.option("--fail", "kind", flag_value="fail", help="The run failed.")
+@click.option("--exit-code", type=click.IntRange(0, 255), help="The run's exit status.")
+@click.option("--message", "-m", help="Up to 10 kB kept with the signal (masked).")
+@pass_app
+def ping_command(
+    app: App, name: str, kind: str | None, exit_code: int | None, message: str | None
+) -> None:
+    """Record a signal for a monitor: success (default), start, or failure.
+
+    \b
+    Examples:
+      recon ping daily-report
+      recon ping nightly-load --start
+      recon ping nightly-load --exit-code 2 --message "ledger refused 3 rows"
+    """
+    chosen = kind or ("fail" if exit_code else "success")
+    with app.connect() as conn:
+        result = watchdog.record_signal(
+            conn,
+            name,
+            chosen,
+            now=app.settings.current_time(),
+            exit_code=exit_code,
+            message=message,
+        )
+    if app.json:
+        emit_json(result)
+    else:
+        info(f"{name}: {chosen} recorded")
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_app
+def run_command(app: App, name: str, command: tuple[str, ...]) -> None:
+    """Run a command, signalling its start and then its outcome (exit code, duration, output).
+
+    The last lines of the command's output are kept with the signal, masked. Exits with the
+    command's own exit code.
+
+    \b
+    Example:
+      recon run nightly-load -- ./load.sh --date yesterday
+    """
+    settings = app.settings
+    with app.connect() as conn:
+        watchdog.record_signal(conn, name, "start", now=settings.current_time())
+    started = time.monotonic()
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, errors="replace")
+        code, stdout, stderr = done.returncode, done.stdout, done.stderr
+    except OSError as exc:
+        code, stdout, stderr = 127, "", f"could not start {command[0]}: {exc.strerror}\n"
+    duration = time.monotonic() - started
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
+    output = stdout + stderr
+    tail = "\n".join(output.splitlines()[-20:])
+    with app.connect() as conn:
+        watchdog.record_signal(
+            conn,
+            name,
+            "success" if code == 0 else "fail",
+            now=settings.current_time(),
+            exit_code=code,
+            message=tail,
+            duration_seconds=duration,
+        )
+    info(f"{name}: exit {code} after {duration:.1f}s recorded")
+    sys.exit(code)
+
+
+@cli.command("watch")
+@click.option("--once", is_flag=True, help="One tick, then exit (for cron).")
+@click.option("--interval", type=click.FloatRange(1), default=60, show_default=True)
+@pass_app
+def watch_command(app: App, once: bool, interval: float) -> None:
+    """The watchdog: evaluate every monitor, record changes, deliver alerts from the outbox.
+
+    Exit (with --once) 3 when a monitor is down or an alert could not be delivered.
+
+    \b
+    Examples:
+      recon watch --once          # from cron, every minute
+      recon watch --interval 30   # as a service
+    """
+    while True:
+        report = _watch_tick(app)
+        if once:
+            if app.json:
+                emit_json(report)
+            attention = report["down"] or any(a["status"] != "delivered" for a in report["alerts"])
+            sys.exit(EXIT_FINDINGS if attention else EXIT_OK)
+        time.sleep(interval)
+
+
+def _watch_tick(app: App) -> dict[str, Any]:
+    settings = app.settings
+    targets = settings.targets()
+    now = settings.current_time()
+    with app.connect() as conn:
+        result = watchdog.tick(conn, now, targets)
+        claims = notify.claim(conn, now)
+        down = conn.execute("SELECT count(*) FROM monitors WHERE status = 'down'").fetchone()
+    for error in result["errors"]:
+        info(f"error: {error}")
+    outcomes = notify.send(claims, targets, settings.notify_timeout) if claims else []
+    if outcomes:
+        with app.connect() as conn:
+            notify.confirm(conn, outcomes, settings.current_time())
+    for change in result["transitions"]:
+        info(f"{change['monitor']}: {change['from']} -> {change['to']}")
+    delivered = []
+    for item, error in outcomes:
+        delivered.append(
+            {
+                "id": item.alert_id,
+                "target": item.target,
+                "status": "delivered" if not error else "failed",
+                "attempts": item.attempts,
+                "error": error or None,
+            }
+        )
+        info(f"alert {item.alert_id} to {item.target}: {error or 'delivered'}")
+    _ping_dead_man(settings)
+    return {
+        "transitions": result["transitions"],
+        "alerts": delivered,
+        "queued": result["alerts"],
+        "down": int(down[0]) if down else 0,
+    }
+
+
+def _ping_dead_man(settings: Settings) -> None:
+    """Tell an outside service the watchdog ticked, so its own silence is noticed."""
+    if settings.watchdog_ping_url is None:
+        return
+    try:
+        with urllib.request.urlopen(settings.watchdog_ping_url.get_secret_value(), timeout=10):
+            pass
+    except (OSError, ValueError) as exc:
+        info(f"warning: the watchdog's own dead-man ping failed ({type(exc).__name__})")
+
+
+@cli.command("alerts")
+@click.option("--limit", type=int, default=50, show_default=True)
+@pass_app
+def alerts_command(app: App, limit: int) -> None:
+    """Alerts, newest first, with each target's delivery status and attempts.
+
+    Exit 3 when an alert is not delivered yet.
+
+    \b
+    Example:
+      recon alerts --limit 20
+    """
+    with app.connect() as conn:
+        rows = notify.history(conn, limit)
+    if app.json:
+        emit_json({"alerts": rows})
+    elif rows:
+        emit_table(
+            rows,
+            [
+                "alert_id",
+                "created_at",
+                "monitor",
+                "kind",
+                "target",
+                "status",
+                "attempts",
+                "last_error",
+            ],
+        )
+    else:
+        info("no alerts yet")
+    sys.exit(EXIT_FINDINGS if any(r["status"] != "delivered" for r in rows) else EXIT_OK)
+
+
+@cli.group("notify")
+def notify_group() -> None:
+    """Notification targets (apprise URLs under aliases in recon.toml)."""
+
+
+@notify_group.command("test")
+@click.option("--tag", help="Only targets with this tag (targets without tags get everything).")
+@pass_app
+def notify_test(app: App, tag: str | None) -> None:
+    """Send a test alert through the outbox to the configured targets, now.
+
+    \b
+    Example:
+      recon notify test --tag payments
+    """
+    settings = app.settings
+    targets = settings.targets()
+    if not targets:
+        raise click.UsageError(
+            'no notification targets: add [notify.targets.ALIAS] url = "..." to recon.toml'
+        )
+    now = settings.current_time()
+    with app.connect() as conn:
+        with db.transaction(conn):
+            alert_id, chosen = notify.enqueue(
+                conn,
+                monitor_id=None,
+                monitor=None,
+                kind="test",
+                title="[recon] test alert",
+                body="This is a test from recon notify test: alerts reach this target.",
+                tags=[tag] if tag else [],
+                targets=[t for t in targets if tag is None or t.wants([tag])],
+                now=now,
+            )
+        claims = [c for c in notify.claim(conn, now) if c.alert_id == alert_id]
+    outcomes = notify.send(claims, targets, settings.notify_timeout)
+    with app.connect() as conn:
+        notify.confirm(conn, outcomes, settings.current_time())
+    failed = [item.target for item, error in outcomes if error]
+    for item, error in outcomes:
+        info(f"{item.target}: {error or 'delivered'}")
+    if app.json:
+        emit_json({"alert_id": alert_id, "targets": chosen, "failed": failed})
+    sys.exit(EXIT_FINDINGS if failed or not chosen else EXIT_OK)
 
 
 def _safe(text: str) -> str:

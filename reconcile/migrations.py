@@ -240,9 +240,98 @@ CREATE TABLE break_comments (
 );
 """
 
+WATCHDOG_SCHEMA = """
+CREATE SEQUENCE monitor_id_seq START 1;
+CREATE SEQUENCE alert_seq START 1;
+CREATE SEQUENCE transition_seq START 1;
+
+-- Expected recurring signals. Times are UTC; `tz` is only for evaluating the cron expression.
+CREATE TABLE monitors (
+    monitor_id          BIGINT PRIMARY KEY,
+    name                VARCHAR NOT NULL UNIQUE,
+    cron                VARCHAR,               -- five-field expression, or NULL for a period
+    tz                  VARCHAR NOT NULL,
+    every_seconds       BIGINT,
+    grace_seconds       BIGINT NOT NULL,
+    early_seconds       BIGINT NOT NULL,
+    max_runtime_seconds BIGINT,
+    realert_seconds     BIGINT,
+    tags                VARCHAR[] NOT NULL,
+    created_at          TIMESTAMPTZ NOT NULL,
+    created_by          VARCHAR NOT NULL,
+    paused_at           TIMESTAMPTZ,
+    paused_until        TIMESTAMPTZ,
+    pause_reason        VARCHAR,
+    last_signal_at      TIMESTAMPTZ,
+    last_success_at     TIMESTAMPTZ,
+    last_failure_at     TIMESTAMPTZ,
+    last_start_at       TIMESTAMPTZ,
+    awaited_due         TIMESTAMPTZ NOT NULL,  -- the slot waited for (from signals + schedule)
+    ledger_due          TIMESTAMPTZ NOT NULL,  -- the next slot not yet in the ledger
+    status              VARCHAR NOT NULL,      -- as last recorded by `recon watch`
+    status_since        TIMESTAMPTZ NOT NULL,
+    down_since          TIMESTAMPTZ,
+    last_alert_at       TIMESTAMPTZ
+);
+
+CREATE TABLE signals (
+    monitor_id       BIGINT NOT NULL,
+    received_at      TIMESTAMPTZ NOT NULL,
+    kind             VARCHAR NOT NULL,         -- success | start | fail
+    exit_code        INTEGER,
+    message          VARCHAR,                  -- masked, at most 10 kB
+    origin           VARCHAR NOT NULL,
+    duration_seconds DOUBLE
+);
+
+-- The slot ledger: every due slot with its outcome.
+CREATE TABLE slots (
+    monitor_id  BIGINT NOT NULL,
+    due_at      TIMESTAMPTZ NOT NULL,
+    outcome     VARCHAR NOT NULL,              -- on_time | late | missed | failed
+    arrived_at  TIMESTAMPTZ,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (monitor_id, due_at)
+);
+
+-- Status changes, recorded by compare-and-set before anyone is told.
+CREATE TABLE transitions (
+    transition_id BIGINT PRIMARY KEY,
+    monitor_id    BIGINT NOT NULL,
+    monitor       VARCHAR NOT NULL,
+    from_status   VARCHAR NOT NULL,
+    to_status     VARCHAR NOT NULL,
+    changed_at    TIMESTAMPTZ NOT NULL
+);
+
+-- The outbox: one alert, one delivery row per target alias (never its URL).
+CREATE TABLE alerts (
+    alert_id   VARCHAR PRIMARY KEY,
+    monitor_id BIGINT,
+    monitor    VARCHAR,
+    kind       VARCHAR NOT NULL,               -- down | recovered | still_down | test
+    created_at TIMESTAMPTZ NOT NULL,
+    title      VARCHAR NOT NULL,
+    body       VARCHAR NOT NULL
+);
+
+CREATE TABLE deliveries (
+    alert_id        VARCHAR NOT NULL,
+    target          VARCHAR NOT NULL,
+    status          VARCHAR NOT NULL,          -- pending | claimed | delivered
+    attempts        INTEGER NOT NULL,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    claimed_until   TIMESTAMPTZ,
+    delivered_at    TIMESTAMPTZ,
+    last_error      VARCHAR,
+    PRIMARY KEY (alert_id, target)
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_ingest", INGEST_SCHEMA),
     ("002_reconcile", RECONCILE_SCHEMA),
+    ("003_watchdog", WATCHDOG_SCHEMA),
 ]
 
 

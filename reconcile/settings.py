@@ -172,6 +172,15 @@ class Settings(BaseSettings):
     base_url: str | None = None
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    # Watching the watchdog: every `recon watch` tick fetches this URL (healthchecks-style), so
+    # an outside service notices when the watchdog itself stops.
+    watchdog_ping_url: SecretStr | None = None
+    notify_timeout: float = 10.0  # seconds apprise may take per delivery
+
+    @field_validator("notify_timeout", mode="before")
+    @classmethod
+    def _parse_notify_timeout(cls, value: Any) -> float:
+        return parse_duration(value)
 
     @field_validator("now", mode="before")
     @classmethod
@@ -207,6 +216,15 @@ class Settings(BaseSettings):
     def source(self, name: str) -> SourceConfig:
         """The configuration of a source; one not in recon.toml reads canonical files."""
         return self.sources.get(name) or SourceConfig()
+
+    def targets(self) -> list[Any]:
+        """Notification targets (alias, apprise URL, tags) from `[notify.targets.ALIAS]`."""
+        from reconcile.notify import Target
+
+        return [
+            Target(alias, target.url.get_secret_value(), tuple(target.tags))
+            for alias, target in sorted(self.notify.targets.items())
+        ]
 
     def pan_key_bytes(self) -> bytes | None:
         return self.pan_key.get_secret_value().encode() if self.pan_key else None

@@ -1,0 +1,172 @@
+"""Alerts: a durable outbox in the store, delivered through apprise, at least once.
+
+The only module that imports apprise (and only when sending). Flow per alert and target:
+
+1. `enqueue` writes the alert and one `pending` delivery per target alias, in the same
+   transaction that recorded the state change (record, then act);
+2. `claim` marks due deliveries `claimed` with a lease, and commits;
+3. `send` calls apprise with no database connection open; only an `AppriseResult` whose status
+   is SUCCESS counts (FAILURE, PARTIAL, TIMEOUT and NOMATCH, where nothing was sent, do not);
+4. `confirm` marks successes `delivered` and puts failures back to `pending` with exponential
+   backoff (capped). A claim never confirmed (the process died mid-send) is claimed again once
+   its lease has expired.
+
+Every message carries its stable alert id, so a target can drop a repeat. Only a target's alias
+is ever stored, printed or logged; its URL carries secrets and stays in settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from reconcile import redact
+from reconcile.db import Connection, fetch_dicts, transaction
+
+BACKOFF_FIRST = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=1)
+LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A notification target: an alias, its apprise URL (secret) and the tags it receives."""
+
+    alias: str
+    url: str
+    tags: tuple[str, ...] = ()
+
+    def wants(self, tags: list[str] | tuple[str, ...]) -> bool:
+        """A target without tags receives every alert; else those sharing a tag."""
+        return not self.tags or bool(set(self.tags) & set(tags))
+
+
+@dataclass(frozen=True)
+class Claim:
+    alert_id: str
+    target: str
+    attempts: int
+    title: str
+    body: str
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    monitor_id: int | None,
+    monitor: str | None,
+    kind: str,
+    title: str,
+    body: str,
+    tags: list[str],
+    targets: list[Target],
+    now: datetime,
+) -> tuple[str, list[str]]:
+    """Write an alert and its deliveries (call inside the transaction that decided it)."""
+    row = conn.execute("SELECT nextval('alert_seq')").fetchone()
+    assert row is not None
+    alert_id = f"A-{int(row[0]):06d}"
+    text = f"{body}\n\nalert id: {alert_id}"
+    conn.execute(
+        "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [alert_id, monitor_id, monitor, kind, now, f"{title} [{alert_id}]", text],
+    )
+    chosen = [t.alias for t in targets if t.wants(tags)]
+    for alias in chosen:
+        conn.execute(
+            "INSERT INTO deliveries VALUES (?, ?, 'pending', 0, ?, NULL, NULL, NULL)",
+            [alert_id, alias, now],
+        )
+    if not chosen:
+        conn.execute(
+            "INSERT INTO deliveries VALUES (?, '(no target)', 'pending', 0, ?, NULL, NULL, ?)",
+            [alert_id, now, "no notification target matches this alert's tags"],
+        )
+    return alert_id, chosen
+
+
+def claim(conn: Connection, now: datetime, lease: timedelta = LEASE) -> list[Claim]:
+    """Take the deliveries that are due (or whose claim expired) for this process to send."""
+    with transaction(conn):
+        rows = conn.execute(
+            """
+            UPDATE deliveries SET status = 'claimed', claimed_until = $until,
+                   attempts = attempts + 1
+            WHERE target <> '(no target)' AND (
+                  (status = 'pending' AND next_attempt_at <= $now)
+                  OR (status = 'claimed' AND claimed_until < $now))
+            RETURNING alert_id, target, attempts
+            """,
+            {"now": now, "until": now + lease},
+        ).fetchall()
+        if not rows:
+            return []
+        texts = {
+            alert_id: (title, body)
+            for alert_id, title, body in conn.execute(
+                "SELECT alert_id, title, body FROM alerts WHERE list_contains(?, alert_id)",
+                [sorted({r[0] for r in rows})],
+            ).fetchall()
+        }
+    return [Claim(a, t, n, *texts[a]) for a, t, n in sorted(rows)]
+
+
+def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tuple[Claim, str]]:
+    """Deliver each claim through apprise; '' for success, else why not (never the URL)."""
+    import apprise  # imported here: only sending needs it
+
+    logging.getLogger("apprise").setLevel(logging.WARNING)  # its DEBUG logs carry URLs
+    by_alias = {t.alias: t for t in targets}
+    outcomes = []
+    for item in claims:
+        target = by_alias.get(item.target)
+        if target is None:
+            outcomes.append((item, f"target {item.target!r} is no longer in the settings"))
+            continue
+        sender = apprise.Apprise()
+        if not sender.add(target.url):
+            outcomes.append(
+                (item, f"apprise does not understand the URL of target {target.alias!r}")
+            )
+            continue
+        result = sender.notify(body=item.body, title=item.title, timeout=timeout)
+        status = result.status.name
+        outcomes.append((item, "" if status == "SUCCESS" else f"apprise reported {status}"))
+    return outcomes
+
+
+def confirm(conn: Connection, outcomes: list[tuple[Claim, str]], now: datetime) -> None:
+    """Delivered, or back to pending with exponential backoff (capped)."""
+    with transaction(conn):
+        for item, error in outcomes:
+            if not error:
+                conn.execute(
+                    "UPDATE deliveries SET status = 'delivered', delivered_at = ?, "
+                    "claimed_until = NULL, last_error = NULL WHERE alert_id = ? AND target = ?",
+                    [now, item.alert_id, item.target],
+                )
+                continue
+            delay = min(BACKOFF_FIRST * 2 ** max(item.attempts - 1, 0), BACKOFF_CAP)
+            conn.execute(
+                "UPDATE deliveries SET status = 'pending', claimed_until = NULL, "
+                "next_attempt_at = ?, last_error = ? WHERE alert_id = ? AND target = ?",
+                [now + delay, redact.mask_pans(error), item.alert_id, item.target],
+            )
+
+
+def history(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
+    """Alerts, newest first, with each target's delivery status and attempts."""
+    return fetch_dicts(
+        conn,
+        """
+        SELECT a.alert_id, a.created_at, a.monitor, a.kind, d.target, d.status, d.attempts,
+               d.delivered_at, d.next_attempt_at, d.last_error
+        FROM alerts a JOIN deliveries d USING (alert_id)
+        WHERE a.alert_id IN (SELECT alert_id FROM alerts ORDER BY created_at DESC, alert_id DESC
+                             LIMIT ?)
+        ORDER BY a.created_at DESC, a.alert_id DESC, d.target
+        """,
+        [limit],
+    )

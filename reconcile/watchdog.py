@@ -1,0 +1,547 @@
+"""Monitors: expected recurring signals, their status, and the slot ledger.
+
+A monitor waits for one *slot* at a time: the first due time after its anchor (its last
+success, plus `early`; or its creation). Its status is a pure function (`status`) of stored
+signals, schedule, pause and now:
+
+    paused   paused, until `paused_until` if set
+    down     the last signal was a failure, or a started run passed `max_runtime`,
+             or the awaited slot's grace has passed
+    late     the awaited slot is due, within grace
+    new      no success yet and the first slot not yet due
+    up       otherwise
+
+`awaited_due` is stored (it depends only on stored signals and the schedule) so that one SQL
+statement evaluates every monitor at once; `STATUS_SQL` is the same rule in SQL, and a test
+holds the two together. The slot ledger records each due slot's outcome (on_time, late, missed,
+failed) with the arrival time: the evidence an auditor asks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from reconcile import redact
+from reconcile.db import Connection, fetch_dicts, transaction
+from reconcile.errors import ReconError
+from reconcile.schedule import Cron, Every, zone
+
+MAX_MESSAGE_BYTES = 10 * 1024
+SIGNAL_KINDS = ("success", "start", "fail")
+
+
+class MonitorError(ReconError):
+    """A monitor that does not exist, or one that cannot be created as asked."""
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """A monitor's configuration and the stored state its status is computed from."""
+
+    name: str
+    cron: str | None
+    tz: str
+    every_seconds: int | None
+    grace_seconds: int
+    early_seconds: int
+    max_runtime_seconds: int | None
+    created_at: datetime
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    last_start_at: datetime | None = None
+    paused_at: datetime | None = None
+    paused_until: datetime | None = None
+
+    @property
+    def schedule(self) -> Cron | Every:
+        if self.cron:
+            return Cron(self.cron, self.tz)
+        assert self.every_seconds
+        return Every(self.every_seconds)
+
+    def due_after(self, moment: datetime) -> datetime:
+        """The first due time strictly after `moment`."""
+        if self.cron:
+            due = Cron(self.cron, self.tz).next_after(moment)
+            assert due is not None  # schedules that never fire are refused at creation
+            return due
+        assert self.every_seconds
+        return moment + timedelta(seconds=self.every_seconds)
+
+    def awaited_due(self) -> datetime:
+        """The slot being waited for: the first due after the last success (plus `early`, since
+        an arrival that early satisfies the coming slot), or after creation."""
+        if self.last_success_at is None:
+            return self.due_after(self.created_at)
+        return self.due_after(self.last_success_at + timedelta(seconds=self.early_seconds))
+
+    def slots_between(self, start: datetime, end: datetime) -> list[datetime]:
+        """Due times in [start, end]."""
+        before = start - timedelta(microseconds=1)
+        if self.cron:
+            return Cron(self.cron, self.tz).due_between(before, end)
+        step = timedelta(seconds=self.every_seconds or 1)
+        due, found = start, []  # `start` is itself a due time (the ledger's next slot)
+        while due <= end:
+            found.append(due)
+            due += step
+        return found
+
+
+def status(monitor: Monitor, now: datetime) -> str:
+    """The monitor's status at `now` (see the module docstring); pure."""
+    if monitor.paused_at and (monitor.paused_until is None or now < monitor.paused_until):
+        return "paused"
+    last_done = max(
+        (t for t in (monitor.last_success_at, monitor.last_failure_at) if t), default=None
+    )
+    if monitor.last_failure_at and (
+        monitor.last_success_at is None or monitor.last_failure_at > monitor.last_success_at
+    ):
+        return "down"
+    if (
+        monitor.max_runtime_seconds
+        and monitor.last_start_at
+        and (last_done is None or monitor.last_start_at > last_done)
+        and now > monitor.last_start_at + timedelta(seconds=monitor.max_runtime_seconds)
+    ):
+        return "down"
+    awaited = monitor.awaited_due()
+    if now <= awaited:
+        return "new" if monitor.last_success_at is None else "up"
+    if now <= awaited + timedelta(seconds=monitor.grace_seconds):
+        return "late"
+    return "down"
+
+
+# The same rule over the `monitors` table, for one statement over every monitor at $now.
+STATUS_SQL = """
+CASE
+    WHEN paused_at IS NOT NULL AND (paused_until IS NULL OR $now < paused_until) THEN 'paused'
+    WHEN last_failure_at IS NOT NULL
+         AND (last_success_at IS NULL OR last_failure_at > last_success_at) THEN 'down'
+    WHEN max_runtime_seconds IS NOT NULL AND last_start_at IS NOT NULL
+         AND last_start_at > coalesce(greatest(last_success_at, last_failure_at),
+                                      last_success_at, last_failure_at, '-infinity'::TIMESTAMPTZ)
+         AND $now > last_start_at + to_seconds(max_runtime_seconds) THEN 'down'
+    WHEN $now <= awaited_due THEN CASE WHEN last_success_at IS NULL THEN 'new' ELSE 'up' END
+    WHEN $now <= awaited_due + to_seconds(grace_seconds) THEN 'late'
+    ELSE 'down'
+END
+"""
+
+_COLUMNS = (
+    "name, cron, tz, every_seconds, grace_seconds, early_seconds, max_runtime_seconds, "
+    "created_at, last_success_at, last_failure_at, last_start_at, paused_at, paused_until"
+)
+
+
+def _load(conn: Connection, name: str) -> tuple[int, Monitor]:
+    row = conn.execute(
+        f"SELECT monitor_id, {_COLUMNS} FROM monitors WHERE name = ?", [name]
+    ).fetchone()
+    if row is None:
+        raise MonitorError(f"no monitor named {name!r}; see them with `recon monitor list`")
+    return int(row[0]), Monitor(*row[1:])
+
+
+def create(
+    conn: Connection,
+    name: str,
+    *,
+    cron: str | None,
+    tz: str,
+    every_seconds: int | None,
+    grace_seconds: int,
+    early_seconds: int,
+    max_runtime_seconds: int | None,
+    realert_seconds: int | None,
+    tags: list[str],
+    now: datetime,
+    user: str,
+) -> Monitor:
+    """Create a monitor; its first slot is the first due time after now."""
+    if cron:
+        Cron.parse(cron, tz)  # refuses what would be misread
+    monitor = Monitor(
+        name, cron, tz, every_seconds, grace_seconds, early_seconds, max_runtime_seconds, now
+    )
+    awaited = monitor.awaited_due()
+    with transaction(conn):
+        exists = conn.execute("SELECT count(*) FROM monitors WHERE name = ?", [name]).fetchone()
+        if exists and exists[0]:
+            raise MonitorError(
+                f"a monitor named {name!r} exists; remove it first or pick another name"
+            )
+        conn.execute(
+            "INSERT INTO monitors (monitor_id, name, cron, tz, every_seconds, grace_seconds, "
+            "early_seconds, max_runtime_seconds, realert_seconds, tags, created_at, created_by, "
+            "awaited_due, ledger_due, status, status_since) "
+            "VALUES (nextval('monitor_id_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?)",
+            [
+                name,
+                cron,
+                tz,
+                every_seconds,
+                grace_seconds,
+                early_seconds,
+                max_runtime_seconds,
+                realert_seconds,
+                tags,
+                now,
+                user,
+                awaited,
+                awaited,
+                now,
+            ],
+        )
+    return monitor
+
+
+def record_signal(
+    conn: Connection,
+    name: str,
+    kind: str,
+    *,
+    now: datetime,
+    exit_code: int | None = None,
+    message: str | None = None,
+    origin: str = "cli",
+    duration_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Store a signal (masked, at most 10 kB) and fold it into the monitor and its slot ledger."""
+    if kind not in SIGNAL_KINDS:
+        raise ValueError(f"kind must be one of {SIGNAL_KINDS}")
+    text = None
+    if message:
+        text = redact.mask_pans(message.encode()[:MAX_MESSAGE_BYTES].decode(errors="ignore"))
+    with transaction(conn):
+        monitor_id, monitor = _load(conn, name)
+        conn.execute(
+            "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [monitor_id, now, kind, exit_code, text, origin, duration_seconds],
+        )
+        if kind == "start":
+            conn.execute(
+                "UPDATE monitors SET last_start_at = ?, last_signal_at = ? WHERE monitor_id = ?",
+                [now, now, monitor_id],
+            )
+            return {"monitor": name, "kind": kind, "at": now}
+        slots = _close_slots(conn, monitor_id, monitor, now, "failed" if kind == "fail" else None)
+        if kind == "fail":
+            conn.execute(
+                "UPDATE monitors SET last_failure_at = ?, last_signal_at = ? WHERE monitor_id = ?",
+                [now, now, monitor_id],
+            )
+        else:
+            done = replace(monitor, last_success_at=now)
+            awaited = done.awaited_due()
+            conn.execute(
+                "UPDATE monitors SET last_success_at = ?, last_signal_at = ?, awaited_due = ?, "
+                "ledger_due = greatest(ledger_due, ?) WHERE monitor_id = ?",
+                [now, now, awaited, awaited, monitor_id],
+            )
+    return {"monitor": name, "kind": kind, "at": now, "slots": slots}
+
+
+def _close_slots(
+    conn: Connection, monitor_id: int, monitor: Monitor, now: datetime, failed: str | None
+) -> list[dict[str, Any]]:
+    """Ledger entries for an arrival at `now`: the latest slot due by now + early is on time,
+    late or failed; earlier unrecorded slots were missed."""
+    row = conn.execute(
+        "SELECT ledger_due FROM monitors WHERE monitor_id = ?", [monitor_id]
+    ).fetchone()
+    assert row is not None
+    ledger_due = row[0]
+    horizon = now + timedelta(seconds=monitor.early_seconds)
+    due = monitor.slots_between(ledger_due, horizon) if ledger_due <= horizon else []
+    entries = []
+    for index, slot in enumerate(due):
+        if index < len(due) - 1:
+            outcome, arrived = "missed", None
+        else:
+            outcome = failed or ("on_time" if now <= slot else "late")
+            arrived = now
+        entries.append({"due_at": slot, "outcome": outcome, "arrived_at": arrived})
+    _write_slots(conn, monitor_id, entries, now)
+    if due:
+        conn.execute(
+            "UPDATE monitors SET ledger_due = ? WHERE monitor_id = ?",
+            [monitor.due_after(due[-1]), monitor_id],
+        )
+    return entries
+
+
+def _write_slots(
+    conn: Connection, monitor_id: int, entries: list[dict[str, Any]], now: datetime
+) -> None:
+    for entry in entries:
+        conn.execute(
+            "INSERT OR IGNORE INTO slots VALUES (?, ?, ?, ?, ?)",
+            [monitor_id, entry["due_at"], entry["outcome"], entry["arrived_at"], now],
+        )
+
+
+def record_missed_slots(conn: Connection, now: datetime) -> int:
+    """Ledger the slots whose grace has passed with no arrival (called by each watch tick).
+    Only monitors with such a slot are touched, so this stays cheap with many monitors."""
+    rows = conn.execute(
+        f"SELECT monitor_id, ledger_due, {_COLUMNS} FROM monitors "
+        "WHERE (paused_at IS NULL OR paused_until <= $now) "
+        "AND ledger_due + to_seconds(grace_seconds) < $now",
+        {"now": now},
+    ).fetchall()
+    written = 0
+    for monitor_id, ledger_due, *config in rows:
+        monitor = Monitor(*config)
+        last = now - timedelta(seconds=monitor.grace_seconds)
+        due = monitor.slots_between(ledger_due, last)
+        _write_slots(
+            conn,
+            monitor_id,
+            [{"due_at": d, "outcome": "missed", "arrived_at": None} for d in due],
+            now,
+        )
+        written += len(due)
+        if due:
+            conn.execute(
+                "UPDATE monitors SET ledger_due = ? WHERE monitor_id = ?",
+                [monitor.due_after(due[-1]), monitor_id],
+            )
+    return written
+
+
+def pause(
+    conn: Connection, name: str, *, now: datetime, until: datetime | None, reason: str | None
+) -> None:
+    with transaction(conn):
+        monitor_id, _ = _load(conn, name)
+        conn.execute(
+            "UPDATE monitors SET paused_at = ?, paused_until = ?, pause_reason = ? "
+            "WHERE monitor_id = ?",
+            [now, until, reason, monitor_id],
+        )
+
+
+def resume(conn: Connection, name: str, *, now: datetime) -> None:
+    """Resume watching: slots that fell in the pause are not owed; the next one after now is."""
+    with transaction(conn):
+        monitor_id, monitor = _load(conn, name)
+        awaited = max(monitor.awaited_due(), monitor.due_after(now))
+        conn.execute(
+            "UPDATE monitors SET paused_at = NULL, paused_until = NULL, pause_reason = NULL, "
+            "awaited_due = ?, ledger_due = ? WHERE monitor_id = ?",
+            [awaited, awaited, monitor_id],
+        )
+
+
+def remove(conn: Connection, name: str) -> None:
+    """Remove a monitor; its signals, slots and alerts stay as history."""
+    with transaction(conn):
+        monitor_id, _ = _load(conn, name)
+        conn.execute("DELETE FROM monitors WHERE monitor_id = ?", [monitor_id])
+
+
+def describe(conn: Connection, name: str, now: datetime, slots: int = 20) -> dict[str, Any]:
+    """Everything `recon monitor show` prints: config, status now, next due, recent slots."""
+    monitor_id, monitor = _load(conn, name)
+    [row] = fetch_dicts(
+        conn,
+        "SELECT name, cron, tz, every_seconds, grace_seconds, early_seconds, "
+        "max_runtime_seconds, realert_seconds, tags, created_at, paused_at, paused_until, "
+        "pause_reason, last_signal_at, last_success_at, last_failure_at, last_start_at, "
+        "status AS recorded_status, status_since, down_since FROM monitors WHERE monitor_id = ?",
+        [monitor_id],
+    )
+    row["schedule"] = monitor.cron or f"every {monitor.every_seconds}s"
+    row["status"] = status(monitor, now)
+    row["next_due"] = monitor.awaited_due()
+    row["slots"] = fetch_dicts(
+        conn,
+        "SELECT due_at, outcome, arrived_at FROM slots WHERE monitor_id = ? "
+        "ORDER BY due_at DESC LIMIT ?",
+        [monitor_id, slots],
+    )
+    return row
+
+
+def list_monitors(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    return fetch_dicts(
+        conn,
+        f"SELECT name, coalesce(cron, 'every ' || every_seconds || 's') AS schedule, tz, "
+        f"grace_seconds, tags, {STATUS_SQL} AS status, awaited_due AS next_due, last_signal_at "
+        "FROM monitors ORDER BY name",
+        {"now": now},
+    )
+
+
+def _when(moment: datetime | None, tz: str) -> str:
+    if moment is None:
+        return "never"
+    local = moment.astimezone(zone(tz))
+    return f"{local:%a %d %b %Y %H:%M} {tz} ({moment:%Y-%m-%d %H:%M} UTC)"
+
+
+def _span(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m"]
+    return " ".join(p for p in parts if p)
+
+
+def _message(row: dict[str, Any], kind: str, now: datetime) -> tuple[str, str]:
+    """Title and body of an alert people can act on."""
+    name, tz = row["name"], row["tz"]
+    schedule = row["cron"] or f"every {_span(row['every_seconds'])}"
+    tags = ", ".join(row["tags"]) or "none"
+    missed = row["missed"]
+    if kind == "recovered":
+        since = row["down_since"]
+        lasted = f" for {_span((now - since).total_seconds())}" if since else ""
+        return (
+            f"[recon] RECOVERED: {name}",
+            f"{name} is up again: a signal arrived at {_when(row['last_signal_at'], tz)}.\n"
+            f"It was down since {_when(since, tz)}{lasted}; slots missed: {missed}.\n"
+            f"Schedule: {schedule} ({tz}). Tags: {tags}.",
+        )
+    failed = row["last_failure_at"] and (
+        row["last_success_at"] is None or row["last_failure_at"] > row["last_success_at"]
+    )
+    cause = (
+        f"it reported a failure at {_when(row['last_failure_at'], tz)}"
+        if failed
+        else f"the slot due {_when(row['awaited_due'], tz)} passed its grace of "
+        f"{_span(row['grace_seconds'])} with no signal"
+    )
+    still = "still DOWN" if kind == "still_down" else "DOWN"
+    return (
+        f"[recon] {still}: {name}",
+        f"{name} is {still}: {cause}.\n"
+        f"Last signal: {_when(row['last_signal_at'], tz)}. Slots missed so far: {missed}.\n"
+        f"Schedule: {schedule} ({tz}). Tags: {tags}.\n"
+        f"See: recon monitor show {name}",
+    )
+
+
+def tick(conn: Connection, now: datetime, targets: list[Any]) -> dict[str, Any]:
+    """One pass: ledger missed slots, record status changes (compare-and-set), queue alerts.
+    Everything is written in one transaction, before anyone is notified."""
+    from reconcile import notify
+
+    errors: list[str] = []
+    with transaction(conn):
+        try:
+            record_missed_slots(conn, now)
+        except Exception as exc:  # a broken monitor must not stall the rest
+            errors.append(f"slot ledger: {exc}")
+        conn.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE w_changed AS
+            SELECT * FROM (SELECT monitor_id, status AS old, {STATUS_SQL} AS new FROM monitors)
+            WHERE old IS DISTINCT FROM new
+            """,
+            {"now": now},
+        )
+        conn.execute(
+            """
+            UPDATE monitors SET status = c.new, status_since = $now,
+                   down_since = CASE WHEN c.new = 'down' THEN $now
+                                     WHEN c.new IN ('up', 'new', 'late') THEN NULL
+                                     ELSE monitors.down_since END
+            FROM w_changed c
+            WHERE monitors.monitor_id = c.monitor_id AND monitors.status = c.old
+            """,
+            {"now": now},
+        )
+        conn.execute(
+            "INSERT INTO transitions SELECT nextval('transition_seq'), c.monitor_id, m.name, "
+            "c.old, c.new, ? FROM w_changed c JOIN monitors m USING (monitor_id) ORDER BY m.name",
+            [now],
+        )
+        rows = fetch_dicts(
+            conn,
+            """
+            SELECT m.*, c.old, c.new, 'transition' AS why,
+                   (SELECT count(*) FROM slots s WHERE s.monitor_id = m.monitor_id
+                      AND s.outcome = 'missed'
+                      AND s.due_at > coalesce(m.last_success_at, m.created_at)) AS missed,
+                   (SELECT max(changed_at) FROM transitions t WHERE t.monitor_id = m.monitor_id
+                      AND t.to_status = 'down' AND t.changed_at < $now) AS previous_down
+            FROM w_changed c JOIN monitors m USING (monitor_id)
+            UNION ALL
+            SELECT m.*, 'down', 'down', 'realert',
+                   (SELECT count(*) FROM slots s WHERE s.monitor_id = m.monitor_id
+                      AND s.outcome = 'missed'
+                      AND s.due_at > coalesce(m.last_success_at, m.created_at)), NULL
+            FROM monitors m
+            WHERE m.status = 'down' AND m.realert_seconds IS NOT NULL
+              AND m.monitor_id NOT IN (SELECT monitor_id FROM w_changed)
+              AND coalesce(m.last_alert_at, m.status_since) + to_seconds(m.realert_seconds) <= $now
+            ORDER BY name
+            """,
+            {"now": now},
+        )
+        transitions, alerts = [], []
+        for row in rows:
+            if row["why"] == "transition":
+                transitions.append(
+                    {"monitor": row["name"], "from": row["old"], "to": row["new"], "at": now}
+                )
+            kind = _alert_kind(row)
+            if kind is None:
+                continue
+            if kind == "recovered":
+                row["down_since"] = row["previous_down"]
+                row["missed"] = _missed_before_recovery(conn, row)
+            title, body = _message(row, kind, now)
+            alert_id, chosen = notify.enqueue(
+                conn,
+                monitor_id=row["monitor_id"],
+                monitor=row["name"],
+                kind=kind,
+                title=title,
+                body=body,
+                tags=row["tags"],
+                targets=targets,
+                now=now,
+            )
+            conn.execute(
+                "UPDATE monitors SET last_alert_at = ? WHERE monitor_id = ?",
+                [now, row["monitor_id"]],
+            )
+            alerts.append({"id": alert_id, "monitor": row["name"], "kind": kind, "targets": chosen})
+        conn.execute("DROP TABLE IF EXISTS w_changed")
+    return {"transitions": transitions, "alerts": alerts, "errors": errors}
+
+
+def _alert_kind(row: dict[str, Any]) -> str | None:
+    if row["why"] == "realert":
+        return "still_down"
+    if row["new"] == "down" and row["old"] != "down":
+        return "down"
+    if row["old"] == "down" and row["new"] in ("up", "new", "late"):
+        return "recovered"
+    return None
+
+
+def _missed_before_recovery(conn: Connection, row: dict[str, Any]) -> int:
+    """Slots missed between the success before this incident and the one that ended it."""
+    found = conn.execute(
+        """
+        SELECT count(*) FROM slots s
+        WHERE s.monitor_id = $id AND s.outcome = 'missed' AND s.due_at < $ended
+          AND s.due_at > coalesce((SELECT max(received_at) FROM signals
+                                   WHERE monitor_id = $id AND kind = 'success'
+                                     AND received_at < $ended), $created)
+        """,
+        {
+            "id": row["monitor_id"],
+            "ended": row["last_success_at"] or row["last_signal_at"],
+            "created": row["created_at"],
+        },
+    ).fetchone()
+    return int(found[0]) if found else 0
