@@ -1321,7 +1321,12 @@ def alerts_command(app: App, limit: int) -> None:
 
 @cli.group("notify")
 def notify_group() -> None:
-    """Notification targets (apprise URLs under aliases in recon.toml)."""
+    """Notification targets: apprise URLs under aliases in recon.toml.
+
+    \b
+    Example:
+      recon notify test --tag payments
+    """
 
 
 @notify_group.command("test")

@@ -262,6 +262,7 @@ CREATE TABLE monitors (
     paused_at           TIMESTAMPTZ,
     paused_until        TIMESTAMPTZ,
     pause_reason        VARCHAR,
+    resumed_at          TIMESTAMPTZ,
     last_signal_at      TIMESTAMPTZ,
     last_success_at     TIMESTAMPTZ,
     last_failure_at     TIMESTAMPTZ,

@@ -53,6 +53,7 @@ class Monitor:
     last_start_at: datetime | None = None
     paused_at: datetime | None = None
     paused_until: datetime | None = None
+    resumed_at: datetime | None = None
 
     @property
     def schedule(self) -> Cron | Every:
@@ -72,10 +73,14 @@ class Monitor:
 
     def awaited_due(self) -> datetime:
         """The slot being waited for: the first due after the last success (plus `early`, since
-        an arrival that early satisfies the coming slot), or after creation."""
-        if self.last_success_at is None:
-            return self.due_after(self.created_at)
-        return self.due_after(self.last_success_at + timedelta(seconds=self.early_seconds))
+        an arrival that early satisfies the coming slot), after creation, or after the end of a
+        pause (slots that fell in a pause are not owed)."""
+        starts = [self.created_at, self.resumed_at]
+        if self.paused_at and self.paused_until:
+            starts.append(self.paused_until)
+        if self.last_success_at:
+            starts.append(self.last_success_at + timedelta(seconds=self.early_seconds))
+        return self.due_after(max(t for t in starts if t is not None))
 
     def slots_between(self, start: datetime, end: datetime) -> list[datetime]:
         """Due times in [start, end]."""
@@ -134,7 +139,8 @@ END
 
 _COLUMNS = (
     "name, cron, tz, every_seconds, grace_seconds, early_seconds, max_runtime_seconds, "
-    "created_at, last_success_at, last_failure_at, last_start_at, paused_at, paused_until"
+    "created_at, last_success_at, last_failure_at, last_start_at, paused_at, paused_until, "
+    "resumed_at"
 )
 
 
@@ -318,11 +324,12 @@ def pause(
     conn: Connection, name: str, *, now: datetime, until: datetime | None, reason: str | None
 ) -> None:
     with transaction(conn):
-        monitor_id, _ = _load(conn, name)
+        monitor_id, monitor = _load(conn, name)
+        awaited = replace(monitor, paused_at=now, paused_until=until).awaited_due()
         conn.execute(
-            "UPDATE monitors SET paused_at = ?, paused_until = ?, pause_reason = ? "
-            "WHERE monitor_id = ?",
-            [now, until, reason, monitor_id],
+            "UPDATE monitors SET paused_at = ?, paused_until = ?, pause_reason = ?, "
+            "awaited_due = ?, ledger_due = greatest(ledger_due, ?) WHERE monitor_id = ?",
+            [now, until, reason, awaited, awaited if until else now, monitor_id],
         )
 
 
@@ -330,11 +337,11 @@ def resume(conn: Connection, name: str, *, now: datetime) -> None:
     """Resume watching: slots that fell in the pause are not owed; the next one after now is."""
     with transaction(conn):
         monitor_id, monitor = _load(conn, name)
-        awaited = max(monitor.awaited_due(), monitor.due_after(now))
+        awaited = replace(monitor, paused_at=None, paused_until=None, resumed_at=now).awaited_due()
         conn.execute(
             "UPDATE monitors SET paused_at = NULL, paused_until = NULL, pause_reason = NULL, "
-            "awaited_due = ?, ledger_due = ? WHERE monitor_id = ?",
-            [awaited, awaited, monitor_id],
+            "resumed_at = ?, awaited_due = ?, ledger_due = ? WHERE monitor_id = ?",
+            [now, awaited, awaited, monitor_id],
         )
 
 

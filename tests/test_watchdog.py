@@ -1,0 +1,462 @@
+"""The watchdog end to end: monitors, signals, the slot ledger, and alerts delivered through
+apprise to real servers on loopback (HTTP for json://, SMTP for mailto://)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pytest
+from aiosmtpd.controller import Controller
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconcile import watchdog
+from reconcile.migrations import migrate
+
+from .conftest import Recon
+
+
+@dataclass
+class HttpTarget:
+    """A JSON webhook on loopback: records what arrives; can answer 500 or stall first."""
+
+    port: int = 0
+    fail_first: int = 0
+    stall_first: float = 0.0
+    received: list[dict[str, Any]] = field(default_factory=list)
+    answered_ok: list[dict[str, Any]] = field(default_factory=list)
+    first_request: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/alerts"
+
+
+@pytest.fixture
+def http_target() -> Iterator[HttpTarget]:
+    target = HttpTarget()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            target.received.append(body)
+            target.first_request.set()
+            if target.stall_first and len(target.received) == 1:
+                time.sleep(target.stall_first)
+            if len(target.received) <= target.fail_first:
+                self.send_response(500)
+            else:
+                target.answered_ok.append(body)
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    target.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield target
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Mailbox:
+    port: int
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return (
+            f"mailto://127.0.0.1:{self.port}?from=recon@example.com&to=ops@example.com"
+            "&mode=insecure"
+        )
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    box = Mailbox(port)
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            box.messages.append(envelope.content.decode(errors="replace"))
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+def configure(recon: Recon, **urls: str) -> None:
+    recon.write_config(
+        "".join(f'[notify.targets.{alias}]\nurl = "{url}"\n' for alias, url in urls.items())
+    )
+
+
+def at(recon: Recon, when: str, *args: str) -> Any:
+    return recon(*args, env={"RECON_NOW": when})
+
+
+def kinds(received: list[dict[str, Any]]) -> list[str]:
+    return [m["title"].split(":")[0].removeprefix("[recon] ") for m in received]
+
+
+def test_one_down_and_one_recovery_arrive_by_webhook_and_email(
+    recon: Recon, http_target: HttpTarget, mailbox: Mailbox
+) -> None:
+    configure(recon, oncall=http_target.url, mail=mailbox.url)
+    added = at(
+        recon,
+        "2026-11-02T06:00:00Z",
+        "monitor",
+        "add",
+        "daily-report",
+        "--cron",
+        "0 7 * * 1-5",
+        "--tz",
+        "Europe/London",
+        "--grace",
+        "1h",
+        "--early",
+        "2h",
+    )
+    assert added.code == 0, added.stderr
+    assert "2026-11-02T07:00:00+00:00" in added.stderr  # the next three due times are shown
+    assert at(recon, "2026-11-02T06:40:00Z", "ping", "daily-report").code == 0
+    assert at(recon, "2026-11-02T07:30:00Z", "watch", "--once").code == 0
+    for minute in ("08:01", "08:30", "12:00"):  # the 3 Nov report never comes
+        at(recon, f"2026-11-03T{minute}:00Z", "watch", "--once")
+    assert at(recon, "2026-11-04T06:50:00Z", "ping", "daily-report").code == 0
+    assert at(recon, "2026-11-04T06:51:00Z", "watch", "--once").code == 0
+    at(recon, "2026-11-04T07:30:00Z", "watch", "--once")
+    assert kinds(http_target.answered_ok) == ["DOWN", "RECOVERED"]
+    assert len(mailbox.messages) == 2
+    assert "Subject: [recon] DOWN: daily-report" in mailbox.messages[0]
+    down = http_target.answered_ok[0]["message"]
+    assert "Tue 03 Nov 2026 07:00 Europe/London" in down and "Slots missed so far: 1" in down
+    assert "alert id: A-000001" in down
+    recovered = http_target.answered_ok[1]["message"]
+    assert "slots missed: 1" in recovered
+    shown = at(recon, "2026-11-04T07:30:00Z", "--json", "monitor", "show", "daily-report").json()
+    assert shown["status"] == "up"
+    assert [(s["due_at"][:10], s["outcome"]) for s in shown["slots"]] == [
+        ("2026-11-04", "on_time"),
+        ("2026-11-03", "missed"),
+        ("2026-11-02", "on_time"),
+    ]
+    listed = at(recon, "2026-11-04T07:30:00Z", "--json", "alerts").json()["alerts"]
+    assert {(a["kind"], a["target"], a["status"]) for a in listed} == {
+        ("down", "oncall", "delivered"),
+        ("down", "mail", "delivered"),
+        ("recovered", "oncall", "delivered"),
+        ("recovered", "mail", "delivered"),
+    }
+    config = (recon.workdir / "recon.toml").read_text()
+    assert str(http_target.port) in config
+    for table in ("alerts", "deliveries", "monitors"):  # only aliases are ever stored
+        dump = repr(recon.query(f"SELECT * FROM {table}"))
+        assert f"127.0.0.1:{http_target.port}" not in dump and "mailto:" not in dump
+
+
+def test_a_target_answering_500_still_gets_the_alert_once(
+    recon: Recon, http_target: HttpTarget
+) -> None:
+    http_target.fail_first = 2
+    configure(recon, oncall=http_target.url)
+    at(recon, "2026-07-01T00:00:00Z", "monitor", "add", "load", "--every", "1h", "--grace", "5m")
+    first = at(recon, "2026-07-01T01:10:00Z", "--json", "watch", "--once")
+    assert first.json()["alerts"][0]["status"] == "failed"
+    at(recon, "2026-07-01T01:10:10Z", "watch", "--once")  # backoff: not yet due again
+    assert len(http_target.received) == 1
+    at(recon, "2026-07-01T01:11:00Z", "watch", "--once")  # 30 s later: second attempt
+    at(recon, "2026-07-01T01:13:00Z", "watch", "--once")  # 60 s after that: third
+    at(recon, "2026-07-01T01:20:00Z", "watch", "--once")
+    assert len(http_target.received) == 3
+    assert kinds(http_target.answered_ok) == ["DOWN"]
+    [(status, attempts)] = recon.query("SELECT status, attempts FROM deliveries")
+    assert (status, attempts) == ("delivered", 3)
+
+
+def test_a_watcher_killed_mid_send_delivers_after_restart(
+    recon: Recon, http_target: HttpTarget
+) -> None:
+    http_target.stall_first = 20
+    configure(recon, oncall=http_target.url)
+    at(recon, "2026-07-01T00:00:00Z", "monitor", "add", "load", "--every", "1h", "--grace", "5m")
+    env = {**recon.env, "RECON_NOW": "2026-07-01T01:10:00Z"}
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", "watch", "--once"],
+        cwd=recon.workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert http_target.first_request.wait(30), "the watcher never sent"
+    os.kill(watcher.pid, signal.SIGKILL)
+    watcher.wait()
+    [(status,)] = recon.query("SELECT status FROM deliveries")
+    assert status == "claimed"
+    at(recon, "2026-07-01T01:11:00Z", "watch", "--once")  # lease not expired: left alone
+    assert len(http_target.received) == 1
+    at(recon, "2026-07-01T01:13:00Z", "watch", "--once")  # lease expired: sent again
+    assert [(s, n) for s, n in recon.query("SELECT status, attempts FROM deliveries")] == [
+        ("delivered", 2)
+    ]
+    assert kinds(http_target.answered_ok) == ["DOWN"]
+
+
+def test_two_watchers_at_once_send_each_alert_once(recon: Recon, http_target: HttpTarget) -> None:
+    configure(recon, oncall=http_target.url)
+    for name in ("a", "b", "c"):
+        at(recon, "2026-07-01T00:00:00Z", "monitor", "add", name, "--every", "1h", "--grace", "5m")
+    env = {**recon.env, "RECON_NOW": "2026-07-01T01:10:00Z", "RECON_LOCK_TIMEOUT": "30s"}
+    watchers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "reconcile", "watch", "--once"],
+            cwd=recon.workdir,
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    for watcher in watchers:
+        _, err = watcher.communicate(timeout=60)
+        assert watcher.returncode == 3, err
+    assert sorted(m["title"] for m in http_target.received) == [
+        "[recon] DOWN: a [A-000001]",
+        "[recon] DOWN: b [A-000002]",
+        "[recon] DOWN: c [A-000003]",
+    ]
+    assert recon.query("SELECT count(*) FROM transitions WHERE to_status = 'down'") == [(3,)]
+
+
+def test_a_new_monitor_alerts_when_its_first_slot_is_missed_and_pause_silences(
+    recon: Recon, http_target: HttpTarget
+) -> None:
+    configure(recon, oncall=http_target.url)
+    at(
+        recon,
+        "2026-07-01T10:00:00Z",
+        "monitor",
+        "add",
+        "fresh",
+        "--cron",
+        "0 12 * * *",
+        "--grace",
+        "30m",
+    )
+    at(
+        recon,
+        "2026-07-01T10:00:00Z",
+        "monitor",
+        "add",
+        "quiet",
+        "--cron",
+        "0 12 * * *",
+        "--grace",
+        "30m",
+    )
+    at(recon, "2026-07-01T11:00:00Z", "monitor", "pause", "quiet", "--reason", "maintenance")
+    listed = at(recon, "2026-07-01T11:00:00Z", "--json", "monitor", "list").json()["monitors"]
+    assert {m["name"]: m["status"] for m in listed} == {"fresh": "new", "quiet": "paused"}
+    result = at(recon, "2026-07-01T12:31:00Z", "--json", "watch", "--once")
+    assert result.code == 3
+    assert [t["monitor"] for t in result.json()["transitions"] if t["to"] == "down"] == ["fresh"]
+    assert kinds(http_target.answered_ok) == ["DOWN"]
+    at(recon, "2026-07-02T09:00:00Z", "monitor", "resume", "quiet")
+    shown = at(recon, "2026-07-02T09:00:00Z", "--json", "monitor", "show", "quiet").json()
+    assert (shown["status"], shown["next_due"]) == ("new", "2026-07-02T12:00:00+00:00")
+
+
+def test_failure_signals_max_runtime_and_run(recon: Recon, http_target: HttpTarget) -> None:
+    configure(recon, oncall=http_target.url)
+    at(
+        recon,
+        "2026-07-01T00:00:00Z",
+        "monitor",
+        "add",
+        "job",
+        "--every",
+        "1d",
+        "--grace",
+        "1h",
+        "--max-runtime",
+        "10m",
+    )
+    at(recon, "2026-07-01T01:00:00Z", "ping", "job", "--start")
+    assert (
+        at(recon, "2026-07-01T01:05:00Z", "--json", "monitor", "show", "job").json()["status"]
+        == "new"
+    )
+    assert (
+        at(recon, "2026-07-01T01:11:00Z", "--json", "monitor", "show", "job").json()["status"]
+        == "down"
+    )  # started 11 minutes ago, never finished
+    ran = at(
+        recon,
+        "2026-07-01T02:00:00Z",
+        "run",
+        "job",
+        "--",
+        sys.executable,
+        "-c",
+        "print('card 4111 1111 1111 1111 refused'); raise SystemExit(4)",
+    )
+    assert ran.code == 4
+    [(kind, code, message)] = recon.query(
+        "SELECT kind, exit_code, message FROM signals WHERE kind <> 'start' ORDER BY received_at"
+    )
+    assert (kind, code) == ("fail", 4)
+    assert "************1111 refused" in message and "4111 1111" not in message
+    shown = at(recon, "2026-07-01T02:00:01Z", "--json", "monitor", "show", "job").json()
+    assert shown["status"] == "down"
+    huge = "x" * 20_000
+    at(recon, "2026-07-01T03:00:00Z", "ping", "job", "--message", huge)
+    [(length,)] = recon.query("SELECT max(length(message)) FROM signals")
+    assert length == 10 * 1024
+
+
+def test_preview_marks_dst_days_and_add_warns_about_minute_schedules(recon: Recon) -> None:
+    preview = recon(
+        "--json",
+        "monitor",
+        "preview",
+        "30 1 * * *",
+        "--tz",
+        "Europe/London",
+        "--from",
+        "2026-03-27T12:00:00Z",
+        "--count",
+        "3",
+    )
+    assert preview.json() == {
+        "due": [
+            {
+                "utc": "2026-03-28T01:30:00+00:00",
+                "local": "2026-03-28T01:30:00+00:00",
+                "dst_change": False,
+            },
+            {
+                "utc": "2026-03-29T01:00:00+00:00",
+                "local": "2026-03-29T02:00:00+01:00",
+                "dst_change": True,
+            },
+            {
+                "utc": "2026-03-30T00:30:00+00:00",
+                "local": "2026-03-30T01:30:00+01:00",
+                "dst_change": False,
+            },
+        ]
+    }
+    added = recon("monitor", "add", "oops", "--cron", "* 9 * * *", "--grace", "1h")
+    assert added.code == 0 and "every minute from 09:00 to 09:59" in added.stderr
+    refused = recon("monitor", "add", "bad", "--cron", "0 0 31 2 *", "--grace", "1h")
+    assert refused.code == 1 and "never fires" in refused.stderr
+    assert recon("monitor", "add", "x", "--grace", "1h").code == 2
+
+
+def test_notify_test_reaches_the_target(recon: Recon, http_target: HttpTarget) -> None:
+    configure(recon, oncall=http_target.url)
+    result = recon("notify", "test")
+    assert result.code == 0, result.stderr
+    assert [m["title"] for m in http_target.answered_ok] == ["[recon] test alert [A-000001]"]
+    assert "oncall: delivered" in result.stderr and "127.0.0.1" not in result.stderr
+
+
+STATES = st.fixed_dictionaries(
+    {
+        "grace": st.integers(0, 7200),
+        "early": st.integers(0, 3600),
+        "max_runtime": st.one_of(st.none(), st.integers(60, 7200)),
+        "success": st.one_of(st.none(), st.integers(0, 10 * 86400)),
+        "failure": st.one_of(st.none(), st.integers(0, 10 * 86400)),
+        "start": st.one_of(st.none(), st.integers(0, 10 * 86400)),
+        "paused": st.one_of(st.none(), st.integers(0, 10 * 86400)),
+        "paused_for": st.one_of(st.none(), st.integers(1, 86400)),
+        "resumed": st.one_of(st.none(), st.integers(0, 10 * 86400)),
+        "now": st.integers(0, 12 * 86400),
+        "cron": st.sampled_from(["0 7 * * 1-5", "*/15 * * * *", "30 1 * * *", None]),
+    }
+)
+
+
+@given(STATES)
+@settings(max_examples=200, deadline=None)
+def test_the_sql_status_is_the_python_status(state: dict[str, Any]) -> None:
+    """One SQL statement evaluates every monitor; it must agree with the pure function."""
+    base = datetime(2026, 3, 20, tzinfo=UTC)
+
+    def t(offset: int | None) -> datetime | None:
+        return None if offset is None else base + timedelta(seconds=offset)
+
+    paused = t(state["paused"])
+    monitor = watchdog.Monitor(
+        name="m",
+        cron=state["cron"],
+        tz="Europe/London",
+        every_seconds=None if state["cron"] else 3600,
+        grace_seconds=state["grace"],
+        early_seconds=state["early"],
+        max_runtime_seconds=state["max_runtime"],
+        created_at=base,
+        last_success_at=t(state["success"]),
+        last_failure_at=t(state["failure"]),
+        last_start_at=t(state["start"]),
+        paused_at=paused,
+        paused_until=(paused + timedelta(seconds=state["paused_for"]))
+        if paused and state["paused_for"]
+        else None,
+        resumed_at=t(state["resumed"]),
+    )
+    now = base + timedelta(seconds=state["now"])
+    with duckdb.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        migrate(conn)
+        conn.execute(
+            "INSERT INTO monitors (monitor_id, name, cron, tz, every_seconds, grace_seconds, "
+            "early_seconds, max_runtime_seconds, tags, created_at, created_by, paused_at, "
+            "paused_until, resumed_at, last_success_at, last_failure_at, last_start_at, "
+            "awaited_due, ledger_due, status, status_since) VALUES "
+            "(1, 'm', ?, ?, ?, ?, ?, ?, [], ?, 'x', ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?)",
+            [
+                monitor.cron,
+                monitor.tz,
+                monitor.every_seconds,
+                monitor.grace_seconds,
+                monitor.early_seconds,
+                monitor.max_runtime_seconds,
+                base,
+                monitor.paused_at,
+                monitor.paused_until,
+                monitor.resumed_at,
+                monitor.last_success_at,
+                monitor.last_failure_at,
+                monitor.last_start_at,
+                monitor.awaited_due(),
+                monitor.awaited_due(),
+                base,
+            ],
+        )
+        [(in_sql,)] = conn.execute(
+            f"SELECT {watchdog.STATUS_SQL} FROM monitors", {"now": now}
+        ).fetchall()
+    assert in_sql == watchdog.status(monitor, now)
