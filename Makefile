@@ -60,7 +60,8 @@ bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m tests.bench.bench_ingest; a=$$?; \
 	$(BIN)/python -m tests.bench.bench_reconcile; b=$$?; \
-	exit $$(( a || b ))
+	$(BIN)/python -m tests.bench.bench_watch; c=$$?; \
+	exit $$(( a || b || c ))
 
 clean:
 	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal .pytest_cache .mypy_cache .ruff_cache

@@ -1348,17 +1348,16 @@ def notify_test(app: App, tag: str | None) -> None:
     now = settings.current_time()
     with app.connect() as conn:
         with db.transaction(conn):
-            alert_id, chosen = notify.enqueue(
-                conn,
-                monitor_id=None,
-                monitor=None,
-                kind="test",
-                title="[recon] test alert",
-                body="This is a test from recon notify test: alerts reach this target.",
-                tags=[tag] if tag else [],
-                targets=[t for t in targets if tag is None or t.wants([tag])],
-                now=now,
+            test = notify.NewAlert(
+                None,
+                None,
+                "test",
+                "[recon] test alert",
+                "This is a test from recon notify test: alerts reach this target.",
+                [tag] if tag else [],
             )
+            chosen_targets = [t for t in targets if tag is None or t.wants([tag])]
+            [(alert_id, chosen)] = notify.enqueue(conn, [test], chosen_targets, now)
         claims = [c for c in notify.claim(conn, now) if c.alert_id == alert_id]
     outcomes = notify.send(claims, targets, settings.notify_timeout)
     with app.connect() as conn:

@@ -52,39 +52,58 @@ class Claim:
     body: str
 
 
+@dataclass(frozen=True)
+class NewAlert:
+    monitor_id: int | None
+    monitor: str | None
+    kind: str
+    title: str
+    body: str
+    tags: tuple[str, ...] | list[str]
+
+
 def enqueue(
-    conn: Connection,
-    *,
-    monitor_id: int | None,
-    monitor: str | None,
-    kind: str,
-    title: str,
-    body: str,
-    tags: list[str],
-    targets: list[Target],
-    now: datetime,
-) -> tuple[str, list[str]]:
-    """Write an alert and its deliveries (call inside the transaction that decided it)."""
-    row = conn.execute("SELECT nextval('alert_seq')").fetchone()
-    assert row is not None
-    alert_id = f"A-{int(row[0]):06d}"
-    text = f"{body}\n\nalert id: {alert_id}"
+    conn: Connection, alerts: list[NewAlert], targets: list[Target], now: datetime
+) -> list[tuple[str, list[str]]]:
+    """Write alerts and their deliveries, a few statements for any number of alerts (call inside
+    the transaction that decided them). Returns (alert id, target aliases) per alert."""
+    if not alerts:
+        return []
+    numbers = [
+        int(row[0])
+        for row in conn.execute(
+            "SELECT nextval('alert_seq') FROM range(?) ORDER BY 1", [len(alerts)]
+        ).fetchall()
+    ]
+    ids = [f"A-{number:06d}" for number in numbers]
+    chosen = [
+        [t.alias for t in targets if t.wants(list(a.tags))] or ["(no target)"] for a in alerts
+    ]
     conn.execute(
-        "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [alert_id, monitor_id, monitor, kind, now, f"{title} [{alert_id}]", text],
+        "INSERT INTO alerts SELECT unnest($ids), unnest($monitor_ids), unnest($monitors), "
+        "unnest($kinds), $now, unnest($titles), unnest($bodies)",
+        {
+            "ids": ids,
+            "monitor_ids": [a.monitor_id for a in alerts],
+            "monitors": [a.monitor for a in alerts],
+            "kinds": [a.kind for a in alerts],
+            "now": now,
+            "titles": [f"{a.title} [{i}]" for a, i in zip(alerts, ids, strict=True)],
+            "bodies": [f"{a.body}\n\nalert id: {i}" for a, i in zip(alerts, ids, strict=True)],
+        },
     )
-    chosen = [t.alias for t in targets if t.wants(tags)]
-    for alias in chosen:
-        conn.execute(
-            "INSERT INTO deliveries VALUES (?, ?, 'pending', 0, ?, NULL, NULL, NULL)",
-            [alert_id, alias, now],
-        )
-    if not chosen:
-        conn.execute(
-            "INSERT INTO deliveries VALUES (?, '(no target)', 'pending', 0, ?, NULL, NULL, ?)",
-            [alert_id, now, "no notification target matches this alert's tags"],
-        )
-    return alert_id, chosen
+    pairs = [(i, alias) for i, aliases in zip(ids, chosen, strict=True) for alias in aliases]
+    conn.execute(
+        "INSERT INTO deliveries SELECT alert_id, target, 'pending', 0, $now, NULL, NULL, "
+        "CASE WHEN target = '(no target)' "
+        "THEN 'no notification target matches this alert''s tags' END "
+        "FROM (SELECT unnest($ids) AS alert_id, unnest($targets) AS target)",
+        {"ids": [i for i, _ in pairs], "targets": [alias for _, alias in pairs], "now": now},
+    )
+    return [
+        (i, [a for a in aliases if a != "(no target)"])
+        for i, aliases in zip(ids, chosen, strict=True)
+    ]
 
 
 def claim(conn: Connection, now: datetime, lease: timedelta = LEASE) -> list[Claim]:

@@ -284,11 +284,23 @@ def _close_slots(
 def _write_slots(
     conn: Connection, monitor_id: int, entries: list[dict[str, Any]], now: datetime
 ) -> None:
-    for entry in entries:
-        conn.execute(
-            "INSERT OR IGNORE INTO slots VALUES (?, ?, ?, ?, ?)",
-            [monitor_id, entry["due_at"], entry["outcome"], entry["arrived_at"], now],
-        )
+    _write_ledger(
+        conn, [(monitor_id, e["due_at"], e["outcome"], e["arrived_at"]) for e in entries], now
+    )
+
+
+def _write_ledger(
+    conn: Connection, rows: list[tuple[int, datetime, str, datetime | None]], now: datetime
+) -> None:
+    """Slot ledger rows (monitor, due, outcome, arrival) in one statement."""
+    if not rows:
+        return
+    ids, dues, outcomes, arrivals = (list(column) for column in zip(*rows, strict=True))
+    conn.execute(
+        "INSERT OR IGNORE INTO slots SELECT unnest($ids), unnest($dues), unnest($outcomes), "
+        "unnest($arrivals)::TIMESTAMPTZ, $now",
+        {"ids": ids, "dues": dues, "outcomes": outcomes, "arrivals": arrivals, "now": now},
+    )
 
 
 def record_missed_slots(conn: Connection, now: datetime) -> int:
@@ -300,24 +312,25 @@ def record_missed_slots(conn: Connection, now: datetime) -> int:
         "AND ledger_due + to_seconds(grace_seconds) < $now",
         {"now": now},
     ).fetchall()
-    written = 0
+    ledger: list[tuple[int, datetime, str, datetime | None]] = []
+    moved: dict[int, datetime] = {}
     for monitor_id, ledger_due, *config in rows:
         monitor = Monitor(*config)
-        last = now - timedelta(seconds=monitor.grace_seconds)
-        due = monitor.slots_between(ledger_due, last)
-        _write_slots(
-            conn,
-            monitor_id,
-            [{"due_at": d, "outcome": "missed", "arrived_at": None} for d in due],
-            now,
+        try:
+            due = monitor.slots_between(ledger_due, now - timedelta(seconds=monitor.grace_seconds))
+            if due:
+                moved[monitor_id] = monitor.due_after(due[-1])
+        except Exception:  # a broken schedule must not stall the others: push it forward
+            due, moved[monitor_id] = [], now
+        ledger += [(monitor_id, d, "missed", None) for d in due]
+    _write_ledger(conn, ledger, now)
+    if moved:
+        conn.execute(
+            "UPDATE monitors SET ledger_due = u.due FROM "
+            "(SELECT unnest($ids) AS id, unnest($dues) AS due) u WHERE monitor_id = u.id",
+            {"ids": list(moved), "dues": list(moved.values())},
         )
-        written += len(due)
-        if due:
-            conn.execute(
-                "UPDATE monitors SET ledger_due = ? WHERE monitor_id = ?",
-                [monitor.due_after(due[-1]), monitor_id],
-            )
-    return written
+    return len(ledger)
 
 
 def pause(
@@ -492,7 +505,7 @@ def tick(conn: Connection, now: datetime, targets: list[Any]) -> dict[str, Any]:
             """,
             {"now": now},
         )
-        transitions, alerts = [], []
+        transitions, new_alerts = [], []
         for row in rows:
             if row["why"] == "transition":
                 transitions.append(
@@ -505,22 +518,19 @@ def tick(conn: Connection, now: datetime, targets: list[Any]) -> dict[str, Any]:
                 row["down_since"] = row["previous_down"]
                 row["missed"] = _missed_before_recovery(conn, row)
             title, body = _message(row, kind, now)
-            alert_id, chosen = notify.enqueue(
-                conn,
-                monitor_id=row["monitor_id"],
-                monitor=row["name"],
-                kind=kind,
-                title=title,
-                body=body,
-                tags=row["tags"],
-                targets=targets,
-                now=now,
+            new_alerts.append(
+                notify.NewAlert(row["monitor_id"], row["name"], kind, title, body, row["tags"])
             )
+        queued = notify.enqueue(conn, new_alerts, targets, now)
+        if new_alerts:
             conn.execute(
-                "UPDATE monitors SET last_alert_at = ? WHERE monitor_id = ?",
-                [now, row["monitor_id"]],
+                "UPDATE monitors SET last_alert_at = $now WHERE list_contains($ids, monitor_id)",
+                {"now": now, "ids": [a.monitor_id for a in new_alerts]},
             )
-            alerts.append({"id": alert_id, "monitor": row["name"], "kind": kind, "targets": chosen})
+        alerts = [
+            {"id": alert_id, "monitor": a.monitor, "kind": a.kind, "targets": chosen}
+            for a, (alert_id, chosen) in zip(new_alerts, queued, strict=True)
+        ]
         conn.execute("DROP TABLE IF EXISTS w_changed")
     return {"transitions": transitions, "alerts": alerts, "errors": errors}
 
