@@ -30,8 +30,12 @@ NOW = "2026-07-01T12:00:00+00:00"
 
 
 def build(db: Path, monitors: int, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "reconcile", "--db", str(db), "init"], env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "reconcile", "--db", str(db), "init"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     with duckdb.connect(str(db)) as conn:
         conn.execute("SET TimeZone = 'UTC'")
         # 1% are due at 11:00 with 30 min grace (down at noon); the rest are due at 13:00.
@@ -92,10 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     tick = statistics.median(ticks)
-    print(f"\nwatch tick over {args.monitors:,} monitors ({transitions:,} going down, each ledgered "
-          f"and alerted), median of {args.repeats}, CLI process included")
+    print(
+        f"\nwatch tick over {args.monitors:,} monitors ({transitions:,} going down, each ledgered "
+        f"and alerted), median of {args.repeats}, CLI process included"
+    )
     print(f"  recon watch --once: {tick:.2f} s (target < {TARGET_SECONDS} s)")
-    print(f"  recon init on the same store (start-up and open only): {statistics.median(opens):.2f} s")
+    print(
+        f"  recon init on the same store (start-up and open only): {statistics.median(opens):.2f} s"
+    )
     if tick >= TARGET_SECONDS:
         print(f"\nTARGET MISSED: tick {tick:.2f} s >= {TARGET_SECONDS} s")
         return 1
