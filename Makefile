@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DB := demo.duckdb
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo demo-watchdog test lint bench clean
 
 setup: $(STAMP)
 
@@ -42,10 +42,40 @@ demo: setup
 	@echo "== failed transactions of the last day (recon failures) =="
 	@$(BIN)/recon failures --date last
 	@echo
+	@$(MAKE) --no-print-directory demo-watchdog
+	@echo
 	@echo "Database: $(DEMO_DB). Try, with RECON_DB=$(DEMO_DB) RECON_CONFIG=sample_data/recon.toml:"
 	@echo "  .venv/bin/recon failures --date 2026-11-11 --category all"
 	@echo "  .venv/bin/recon breaks --date 2026-11-11"
 	@echo "  .venv/bin/recon export --since 2026-11-09 --until 2026-11-13 --format xlsx -o week.xlsx"
+
+# The story's end: the daily "Failed Transactions" report is watched (weekdays 07:00 London,
+# grace 1h). Reports arrive for two weeks, then stop; the watchdog's tick on Monday 9 November
+# finds the slot missed and delivers the alert to an inbox this demo runs on loopback.
+REPORT_DAYS := 2026-10-26 2026-10-27 2026-10-28 2026-10-29 2026-10-30 \
+               2026-11-02 2026-11-03 2026-11-04 2026-11-05 2026-11-06
+demo-watchdog: export RECON_DB = $(DEMO_DB)
+demo-watchdog: export RECON_CONFIG = sample_data/recon.toml
+demo-watchdog: setup
+	@echo "== the daily report, watched (recon monitor, recon ping, recon watch) =="
+	@rm -f demo-inbox.port; $(BIN)/python sample_data/alert_receiver.py demo-inbox.port & \
+	inbox=$$!; trap 'kill $$inbox 2>/dev/null' EXIT; \
+	while [ ! -s demo-inbox.port ]; do sleep 0.1; done; \
+	export RECON_NOTIFY='{"targets": {"operations": {"url": "json://127.0.0.1:'$$(cat demo-inbox.port)'/alerts"}}}'; \
+	$(BIN)/recon --now 2026-10-25T12:00:00Z monitor add daily-report --cron "0 7 * * 1-5" \
+	    --tz Europe/London --grace 1h --early 2h --tag operations; \
+	for day in $(REPORT_DAYS); do \
+	    $(BIN)/recon --now $${day}T06:40:00Z ping daily-report -m "failed-transactions-$$day.csv" 2>/dev/null; \
+	    $(BIN)/recon --now $${day}T07:05:00Z watch --once >/dev/null 2>&1; \
+	done; \
+	echo "reports arrived 26 Oct to 6 Nov; now it is Monday 9 November, 08:01 in London:"; \
+	$(BIN)/recon --now 2026-11-09T08:01:00Z watch --once || true; \
+	sleep 0.5; echo; \
+	$(BIN)/recon --now 2026-11-16T08:01:00Z watch --once >/dev/null 2>&1; \
+	echo "the slot ledger a week later (recon monitor show daily-report):"; \
+	$(BIN)/recon --now 2026-11-16T08:01:00Z monitor show daily-report | tail -n 12 || true; \
+	echo; echo "What failed while the report was silent (the list the email used to carry):"; \
+	echo "  .venv/bin/recon failures --since 2026-11-09 --until 2026-11-13"
 
 test: setup
 	$(BIN)/pytest -q
@@ -64,4 +94,4 @@ bench: setup
 	exit $$(( a || b || c ))
 
 clean:
-	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal demo-inbox.port .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,7 @@ class HttpTarget:
     received: list[dict[str, Any]] = field(default_factory=list)
     answered_ok: list[dict[str, Any]] = field(default_factory=list)
     first_request: threading.Event = field(default_factory=threading.Event)
+    pinged: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -61,6 +62,11 @@ def http_target() -> Iterator[HttpTarget]:
             else:
                 target.answered_ok.append(body)
                 self.send_response(200)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            target.pinged.append(self.path)
+            self.send_response(200)
             self.end_headers()
 
         def log_message(self, *args: Any) -> None:
@@ -460,3 +466,29 @@ def test_the_sql_status_is_the_python_status(state: dict[str, Any]) -> None:
             f"SELECT {watchdog.STATUS_SQL} FROM monitors", {"now": now}
         ).fetchall()
     assert in_sql == watchdog.status(monitor, now)
+
+
+def test_realert_while_down_and_the_watchdog_pings_its_own_dead_man_url(
+    recon: Recon, http_target: HttpTarget
+) -> None:
+    recon.write_config(
+        f'watchdog_ping_url = "http://127.0.0.1:{http_target.port}/ping/watchdog"\n'
+        f'[notify.targets.oncall]\nurl = "{http_target.url}"\n'
+    )
+    at(
+        recon,
+        "2026-07-01T00:00:00Z",
+        "monitor",
+        "add",
+        "load",
+        "--every",
+        "1h",
+        "--grace",
+        "5m",
+        "--realert",
+        "2h",
+    )
+    for when in ("01:10", "02:00", "03:09", "03:11", "04:00"):
+        at(recon, f"2026-07-01T{when}:00Z", "watch", "--once")
+    assert kinds(http_target.answered_ok) == ["DOWN", "still DOWN"]
+    assert http_target.pinged == ["/ping/watchdog"] * 5
