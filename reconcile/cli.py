@@ -1249,7 +1249,7 @@ def _watch_tick(app: App) -> dict[str, Any]:
     outcomes = notify.send(claims, targets, settings.notify_timeout) if claims else []
     if outcomes:
         with app.connect() as conn:
-            notify.confirm(conn, outcomes, settings.current_time())
+            notify.confirm(conn, outcomes, settings.current_time(), targets)
     for change in result["transitions"]:
         info(f"{change['monitor']}: {change['from']} -> {change['to']}")
     delivered = []
@@ -1361,7 +1361,7 @@ def notify_test(app: App, tag: str | None) -> None:
         claims = [c for c in notify.claim(conn, now) if c.alert_id == alert_id]
     outcomes = notify.send(claims, targets, settings.notify_timeout)
     with app.connect() as conn:
-        notify.confirm(conn, outcomes, settings.current_time())
+        notify.confirm(conn, outcomes, settings.current_time(), targets)
     failed = [item.target for item, error in outcomes if error]
     for item, error in outcomes:
         info(f"{item.target}: {error or 'delivered'}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from reconcile import redact
@@ -37,6 +38,8 @@ class Target:
     alias: str
     url: str
     tags: tuple[str, ...] = ()
+    fallback: str | None = None  # alias that also gets the alert once this one keeps failing
+    escalate_after: int = 3
 
     def wants(self, tags: list[str] | tuple[str, ...]) -> bool:
         """A target without tags receives every alert; else those sharing a tag."""
@@ -156,8 +159,32 @@ def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tup
     return outcomes
 
 
-def confirm(conn: Connection, outcomes: list[tuple[Claim, str]], now: datetime) -> None:
-    """Delivered, or back to pending with exponential backoff (capped)."""
+def targets_from_apprise_config(path: Path) -> list[Target]:
+    """The URLs of an apprise configuration file as targets named "<file name>#<n>"."""
+    import apprise
+
+    from reconcile.errors import ConfigError
+
+    config = apprise.AppriseConfig()
+    if not path.is_file() or not config.add(str(path)):
+        raise ConfigError(f"notify.config_file {path} cannot be read as an apprise config file")
+    sender = apprise.Apprise()
+    sender.add(config)
+    return [
+        Target(f"{path.name}#{number}", server.url(privacy=False), tuple(sorted(server.tags)))
+        for number, server in enumerate(sender, start=1)
+    ]
+
+
+def confirm(
+    conn: Connection,
+    outcomes: list[tuple[Claim, str]],
+    now: datetime,
+    targets: list[Target] | None = None,
+) -> None:
+    """Delivered, or back to pending with exponential backoff (capped); a target that keeps
+    failing escalates the alert to its fallback alias, once."""
+    fallbacks = {t.alias: t for t in targets or [] if t.fallback}
     with transaction(conn):
         for item, error in outcomes:
             if not error:
@@ -173,6 +200,12 @@ def confirm(conn: Connection, outcomes: list[tuple[Claim, str]], now: datetime) 
                 "next_attempt_at = ?, last_error = ? WHERE alert_id = ? AND target = ?",
                 [now + delay, redact.mask_pans(error), item.alert_id, item.target],
             )
+            failing = fallbacks.get(item.target)
+            if failing and failing.fallback and item.attempts >= failing.escalate_after:
+                conn.execute(
+                    "INSERT OR IGNORE INTO deliveries VALUES (?, ?, 'pending', 0, ?, NULL, NULL, ?)",
+                    [item.alert_id, failing.fallback, now, f"escalated: {item.target} failing"],
+                )
 
 
 def history(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:

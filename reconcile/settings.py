@@ -147,11 +147,17 @@ class NotifyTarget(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: SecretStr
     tags: list[str] = Field(default_factory=list)
+    # Escalation: after this many failed attempts, the alert also goes to the fallback alias.
+    fallback: str | None = None
+    escalate_after: int = Field(default=3, ge=1)
 
 
 class NotifyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     targets: dict[str, NotifyTarget] = Field(default_factory=dict)
+    # An apprise configuration file (YAML or TEXT, with its own tags); each URL in it becomes a
+    # target named "<file name>#<n>".
+    config_file: Path | None = None
 
 
 class Settings(BaseSettings):
@@ -219,12 +225,21 @@ class Settings(BaseSettings):
 
     def targets(self) -> list[Any]:
         """Notification targets (alias, apprise URL, tags) from `[notify.targets.ALIAS]`."""
-        from reconcile.notify import Target
+        from reconcile.notify import Target, targets_from_apprise_config
 
-        return [
-            Target(alias, target.url.get_secret_value(), tuple(target.tags))
+        configured = [
+            Target(
+                alias,
+                target.url.get_secret_value(),
+                tuple(target.tags),
+                target.fallback,
+                target.escalate_after,
+            )
             for alias, target in sorted(self.notify.targets.items())
         ]
+        if self.notify.config_file is not None:
+            configured += targets_from_apprise_config(self.notify.config_file)
+        return configured
 
     def pan_key_bytes(self) -> bytes | None:
         return self.pan_key.get_secret_value().encode() if self.pan_key else None

@@ -492,3 +492,35 @@ def test_realert_while_down_and_the_watchdog_pings_its_own_dead_man_url(
         at(recon, f"2026-07-01T{when}:00Z", "watch", "--once")
     assert kinds(http_target.answered_ok) == ["DOWN", "still DOWN"]
     assert http_target.pinged == ["/ping/watchdog"] * 5
+
+
+def test_a_failing_target_escalates_to_its_fallback_and_config_files_work(
+    recon: Recon, http_target: HttpTarget, mailbox: Mailbox, tmp_path: Any
+) -> None:
+    http_target.fail_first = 100  # the webhook is broken for good
+    apprise_config = tmp_path / "apprise.yml"
+    apprise_config.write_text(f"urls:\n  - {mailbox.url}:\n      tag: backup\n")
+    recon.write_config(
+        f'[notify]\nconfig_file = "{apprise_config}"\n'
+        f'[notify.targets.oncall]\nurl = "{http_target.url}"\n'
+        'fallback = "apprise.yml#1"\nescalate_after = 2\ntags = ["payments"]\n'
+    )
+    at(
+        recon,
+        "2026-07-01T00:00:00Z",
+        "monitor",
+        "add",
+        "load",
+        "--every",
+        "1h",
+        "--grace",
+        "5m",
+        "--tag",
+        "payments",
+    )
+    for when in ("01:10:00", "01:11:00", "01:12:00", "01:13:00"):
+        at(recon, f"2026-07-01T{when}Z", "watch", "--once")
+    assert len(http_target.received) == 3 and not http_target.answered_ok  # 30 s, 60 s backoff
+    assert len(mailbox.messages) == 1 and "DOWN: load" in mailbox.messages[0]
+    targets = {t: s for t, s in recon.query("SELECT target, status FROM deliveries")}
+    assert targets == {"oncall": "pending", "apprise.yml#1": "delivered"}
