@@ -514,10 +514,17 @@ def tick(conn: Connection, now: datetime, targets: list[Any]) -> dict[str, Any]:
             kind = _alert_kind(row)
             if kind is None:
                 continue
-            if kind == "recovered":
-                row["down_since"] = row["previous_down"]
-                row["missed"] = _missed_before_recovery(conn, row)
-            title, body = _message(row, kind, now)
+            try:
+                if kind == "recovered":
+                    row["down_since"] = row["previous_down"]
+                    row["missed"] = _missed_before_recovery(conn, row)
+                title, body = _message(row, kind, now)
+            except Exception as exc:  # one monitor's details must not stall the others' alerts
+                errors.append(f"{row['name']}: {type(exc).__name__} while writing its alert")
+                title = f"[recon] {kind.replace('_', ' ').upper()}: {row['name']}"
+                body = (
+                    f"{row['name']} changed to {row['new']}; see: recon monitor show {row['name']}"
+                )
             new_alerts.append(
                 notify.NewAlert(row["monitor_id"], row["name"], kind, title, body, row["tags"])
             )
