@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -99,8 +100,9 @@ class Cron:
             fires = False
         if not fires:
             raise ScheduleError(
-                f"{expression!r} never fires (no such date, e.g. 31 February); check the day "
-                "and month fields"
+                f"{expression!r} never fires within five years (a date that does not exist, "
+                "such as 31 February, or a day of the month and a weekday that rarely fall "
+                "together); check the day, month and weekday fields"
             )
         return cron
 
@@ -154,12 +156,15 @@ class Cron:
         give_up = local + timedelta(days=1830)
         # Instants come out of order only around a fall-back (a repeated hour fires twice), so
         # keep walking a few hours of wall clock past the best candidate.
-        for wall in self._walls(local - timedelta(hours=3)):
-            if wall > give_up or (best is not None and wall > _wall(best, tz) + timedelta(hours=3)):
-                break
-            for instant in self._instants(wall):
-                if instant > moment and (best is None or instant < best):
-                    best = instant
+        with suppress(CroniterError):  # croniter found no further date
+            for wall in self._walls(local - timedelta(hours=3)):
+                if wall > give_up or (
+                    best is not None and wall > _wall(best, tz) + timedelta(hours=3)
+                ):
+                    break
+                for instant in self._instants(wall):
+                    if instant > moment and (best is None or instant < best):
+                        best = instant
         return best
 
 
