@@ -137,13 +137,15 @@ def parse_day(value: str | None, param: str) -> date | None:
 def cli(
     ctx: click.Context, db: str | None, config: str | None, now: str | None, as_json: bool
 ) -> None:
-    """reconcile: transaction logs into DuckDB, validated and masked; failures listed.
+    """reconcile: run logs into DuckDB (validated, masked), reconciled against what was
+    expected, failures listed, and every recurring signal watched.
 
     \b
     Example, on the bundled sample data:
       recon --config sample_data/recon.toml init
       recon ingest --source payments-loader sample_data/payments-loader/runs/*
-      recon runs
+      recon reconcile --date last
+      recon failures --date last
     """
     ctx.obj = App(db_path=db, config=config, now=now, json=as_json)
 
