@@ -73,7 +73,7 @@ demo-watchdog: setup
 	sleep 0.5; echo; \
 	$(BIN)/recon --now 2026-11-16T08:01:00Z watch --once >/dev/null 2>&1; \
 	echo "the slot ledger a week later (recon monitor show daily-report):"; \
-	$(BIN)/recon --now 2026-11-16T08:01:00Z monitor show daily-report | tail -n 12 || true; \
+	$(BIN)/recon --now 2026-11-16T08:01:00Z monitor show daily-report | sed -n '/recent slots/,$$p' | head -n 11 || true; \
 	echo; echo "What failed while the report was silent (the list the email used to carry):"; \
 	echo "  .venv/bin/recon failures --since 2026-11-09 --until 2026-11-13"
 
