@@ -430,17 +430,7 @@ def date_options(function: Any) -> Any:
     return function
 
 
-COUNT_COLUMNS = [
-    "status",
-    "expected_count",
-    "processed_count",
-    "matched",
-    "failed",
-    "missing",
-    "duplicated",
-    "unexpected",
-    "amount_mismatch",
-]
+COUNT_COLUMNS = ["status", *reconciliation.COUNT_FIELDS]
 DAY_COLUMNS = [
     "business_date",
     *COUNT_COLUMNS,

@@ -16,53 +16,40 @@ from typing import Any
 from reconcile import compare
 from reconcile.db import Connection, fetch_dicts, transaction
 
+# Counts and amounts shared by run and day results (their order is the tables' column order).
+COUNT_FIELDS = [
+    "expected_count",
+    "processed_count",
+    "matched",
+    "failed",
+    "missing",
+    "duplicated",
+    "unexpected",
+    "amount_mismatch",
+]
+AMOUNT_FIELDS = [
+    "expected_amount",
+    "processed_amount",
+    "expected_debits",
+    "expected_credits",
+    "processed_debits",
+    "processed_credits",
+    "count_difference",
+    "amount_difference",
+]
 RUN_FIELDS = [
     "business_date",
     "status",
     "has_manifest",
     "has_totals",
     "arrived",
-    "expected_count",
-    "processed_count",
-    "matched",
-    "failed",
-    "missing",
-    "duplicated",
-    "unexpected",
-    "amount_mismatch",
+    *COUNT_FIELDS,
     "pending_records",
     "reprocessed",
     "retried",
-    "expected_amount",
-    "processed_amount",
-    "expected_debits",
-    "expected_credits",
-    "processed_debits",
-    "processed_credits",
-    "count_difference",
-    "amount_difference",
+    *AMOUNT_FIELDS,
 ]
-DAY_FIELDS = [
-    "run_ids",
-    "status",
-    "expected_count",
-    "processed_count",
-    "matched",
-    "failed",
-    "missing",
-    "duplicated",
-    "unexpected",
-    "amount_mismatch",
-    "pending_records",
-    "expected_amount",
-    "processed_amount",
-    "expected_debits",
-    "expected_credits",
-    "processed_debits",
-    "processed_credits",
-    "count_difference",
-    "amount_difference",
-]
+DAY_FIELDS = ["run_ids", "status", *COUNT_FIELDS, "pending_records", *AMOUNT_FIELDS]
 RECORD_FIELDS = [
     "txn_id",
     "business_date",
