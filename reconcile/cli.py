@@ -44,7 +44,7 @@ from reconcile import (
     watchdog,
     workbook,
 )
-from reconcile.errors import ConfigError, InputFileError, ReconError
+from reconcile.errors import ConfigError, DatabaseError, InputFileError, ReconError
 from reconcile.settings import Settings, load_settings, parse_duration, parse_now
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
@@ -1219,7 +1219,14 @@ def watch_command(app: App, once: bool, interval: float) -> None:
       recon watch --interval 30   # as a service
     """
     while True:
-        report = _watch_tick(app)
+        try:
+            report = _watch_tick(app)
+        except DatabaseError as exc:
+            if once:
+                raise
+            info(f"error: {exc}; trying again in {interval:g}s")  # e.g. locked by a long ingest
+            time.sleep(interval)
+            continue
         if once:
             if app.json:
                 emit_json(report)

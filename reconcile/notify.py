@@ -153,7 +153,11 @@ def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tup
                 (item, f"apprise does not understand the URL of target {target.alias!r}")
             )
             continue
-        result = sender.notify(body=item.body, title=item.title, timeout=timeout)
+        try:
+            result = sender.notify(body=item.body, title=item.title, timeout=timeout)
+        except Exception as exc:  # a plugin's bug is one failed attempt, not a stopped watchdog
+            outcomes.append((item, f"apprise raised {type(exc).__name__}"))
+            continue
         status = result.status.name
         outcomes.append((item, "" if status == "SUCCESS" else f"apprise reported {status}"))
     return outcomes
