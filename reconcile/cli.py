@@ -41,6 +41,7 @@ from reconcile import (
     redact,
     runs,
     schedule,
+    spool,
     watchdog,
     workbook,
 )
@@ -1070,7 +1071,10 @@ def monitor_show(app: App, name: str) -> None:
     """
     with app.connect() as conn:
         found = watchdog.describe(conn, name, app.settings.current_time())
-    found["ping_url"] = None  # set once the HTTP server is configured (RECON_BASE_URL)
+    base = app.settings.base_url
+    found["ping_url"] = f"{base.rstrip('/')}/ping/{found['ping_uuid']}" if base else None
+    if found["ping_url"]:
+        found["curl"] = f"curl -fsS -m 10 --retry 5 -o /dev/null {found['ping_url']}"
     if app.json:
         emit_json(found)
         return
@@ -1240,6 +1244,7 @@ def _watch_tick(app: App) -> dict[str, Any]:
     targets = settings.targets()
     now = settings.current_time()
     with app.connect() as conn:
+        spool.drain(conn, spool.folder_for(Path(settings.db), settings.spool_dir))
         result = watchdog.tick(conn, now, targets)
         claims = notify.claim(conn, now)
         down = conn.execute("SELECT count(*) FROM monitors WHERE status = 'down'").fetchone()
@@ -1281,6 +1286,29 @@ def _ping_dead_man(settings: Settings) -> None:
             pass
     except (OSError, ValueError) as exc:
         info(f"warning: the watchdog's own dead-man ping failed ({type(exc).__name__})")
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@pass_app
+def serve_command(app: App, host: str, port: int) -> None:
+    """HTTP ping URLs (healthchecks-compatible) for scripts and low-code flows.
+
+    Every acknowledged ping is on disk before the answer, and reaches the store even while an
+    ingest holds it. Set RECON_BASE_URL so `recon monitor show` prints each monitor's URL.
+
+    \b
+    Examples:
+      recon serve --host 127.0.0.1 --port 8000
+      curl -fsS -m 10 --retry 5 http://127.0.0.1:8000/ping/<uuid>
+    """
+    from reconcile import web
+
+    with app.connect():
+        pass  # migrate before serving
+    info(f"serving pings on http://{host}:{port}/ping/<uuid>")
+    web.serve(app.settings, host, port)
 
 
 @cli.command("alerts")

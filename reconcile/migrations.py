@@ -249,6 +249,7 @@ CREATE SEQUENCE transition_seq START 1;
 CREATE TABLE monitors (
     monitor_id          BIGINT PRIMARY KEY,
     name                VARCHAR NOT NULL UNIQUE,
+    ping_uuid           VARCHAR NOT NULL UNIQUE,  -- unguessable: /ping/<uuid> signals it
     cron                VARCHAR,               -- five-field expression, or NULL for a period
     tz                  VARCHAR NOT NULL,
     every_seconds       BIGINT,
@@ -282,8 +283,14 @@ CREATE TABLE signals (
     exit_code        INTEGER,
     message          VARCHAR,                  -- masked, at most 10 kB
     origin           VARCHAR NOT NULL,
-    duration_seconds DOUBLE
+    duration_seconds DOUBLE,
+    request_id       VARCHAR,                  -- a spooled HTTP ping's id: drained once
+    run_key          VARCHAR                   -- ?rid= pairing start and finish of one run
 );
+
+-- The key of /ping/<ping-key>/<slug> URLs (healthchecks-style), made once per store.
+CREATE TABLE ping_keys (ping_key VARCHAR NOT NULL);
+INSERT INTO ping_keys SELECT replace(gen_random_uuid()::VARCHAR, '-', '');
 
 -- The slot ledger: every due slot with its outcome.
 CREATE TABLE slots (

@@ -182,8 +182,11 @@ class Settings(BaseSettings):
     # an outside service notices when the watchdog itself stops.
     watchdog_ping_url: SecretStr | None = None
     notify_timeout: float = 10.0  # seconds apprise may take per delivery
+    spool_dir: Path | None = None  # where `recon serve` spools pings; default <db>.spool
+    spool_drain_interval: float = 1.0  # seconds between drains of the spool into the store
+    ping_rate_limit: int = Field(default=600, ge=1)  # pings a minute per monitor over HTTP
 
-    @field_validator("notify_timeout", mode="before")
+    @field_validator("notify_timeout", "spool_drain_interval", mode="before")
     @classmethod
     def _parse_notify_timeout(cls, value: Any) -> float:
         return parse_duration(value)

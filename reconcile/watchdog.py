@@ -19,6 +19,7 @@ failed) with the arrival time: the evidence an auditor asks for.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from reconcile.errors import ReconError
 from reconcile.schedule import Cron, Every, zone
 
 MAX_MESSAGE_BYTES = 10 * 1024
-SIGNAL_KINDS = ("success", "start", "fail")
+SIGNAL_KINDS = ("success", "start", "fail", "log")
 
 
 class MonitorError(ReconError):
@@ -182,12 +183,14 @@ def create(
                 f"a monitor named {name!r} exists; remove it first or pick another name"
             )
         conn.execute(
-            "INSERT INTO monitors (monitor_id, name, cron, tz, every_seconds, grace_seconds, "
-            "early_seconds, max_runtime_seconds, realert_seconds, tags, created_at, created_by, "
-            "awaited_due, ledger_due, status, status_since) "
-            "VALUES (nextval('monitor_id_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?)",
+            "INSERT INTO monitors (monitor_id, name, ping_uuid, cron, tz, every_seconds, "
+            "grace_seconds, early_seconds, max_runtime_seconds, realert_seconds, tags, "
+            "created_at, created_by, awaited_due, ledger_due, status, status_since) "
+            "VALUES (nextval('monitor_id_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "'new', ?)",
             [
                 name,
+                str(uuid.uuid4()),
                 cron,
                 tz,
                 every_seconds,
@@ -216,6 +219,8 @@ def record_signal(
     message: str | None = None,
     origin: str = "cli",
     duration_seconds: float | None = None,
+    request_id: str | None = None,
+    run_key: str | None = None,
 ) -> dict[str, Any]:
     """Store a signal (masked, at most 10 kB) and fold it into the monitor and its slot ledger."""
     if kind not in SIGNAL_KINDS:
@@ -226,9 +231,11 @@ def record_signal(
     with transaction(conn):
         monitor_id, monitor = _load(conn, name)
         conn.execute(
-            "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [monitor_id, now, kind, exit_code, text, origin, duration_seconds],
+            "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [monitor_id, now, kind, exit_code, text, origin, duration_seconds, request_id, run_key],
         )
+        if kind == "log":  # kept with the monitor, changes nothing
+            return {"monitor": name, "kind": kind, "at": now}
         if kind == "start":
             conn.execute(
                 "UPDATE monitors SET last_start_at = ?, last_signal_at = ? WHERE monitor_id = ?",
@@ -370,7 +377,7 @@ def describe(conn: Connection, name: str, now: datetime, slots: int = 20) -> dic
     monitor_id, monitor = _load(conn, name)
     [row] = fetch_dicts(
         conn,
-        "SELECT name, cron, tz, every_seconds, grace_seconds, early_seconds, "
+        "SELECT name, ping_uuid, cron, tz, every_seconds, grace_seconds, early_seconds, "
         "max_runtime_seconds, realert_seconds, tags, created_at, paused_at, paused_until, "
         "pause_reason, last_signal_at, last_success_at, last_failure_at, last_start_at, "
         "status AS recorded_status, status_since, down_since FROM monitors WHERE monitor_id = ?",

@@ -438,11 +438,11 @@ def test_the_sql_status_is_the_python_status(state: dict[str, Any]) -> None:
         conn.execute("SET TimeZone = 'UTC'")
         migrate(conn)
         conn.execute(
-            "INSERT INTO monitors (monitor_id, name, cron, tz, every_seconds, grace_seconds, "
+            "INSERT INTO monitors (monitor_id, name, ping_uuid, cron, tz, every_seconds, grace_seconds, "
             "early_seconds, max_runtime_seconds, tags, created_at, created_by, paused_at, "
             "paused_until, resumed_at, last_success_at, last_failure_at, last_start_at, "
             "awaited_due, ledger_due, status, status_since) VALUES "
-            "(1, 'm', ?, ?, ?, ?, ?, ?, [], ?, 'x', ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?)",
+            "(1, 'm', 'u', ?, ?, ?, ?, ?, ?, [], ?, 'x', ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?)",
             [
                 monitor.cron,
                 monitor.tz,

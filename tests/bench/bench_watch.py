@@ -41,11 +41,11 @@ def build(db: Path, monitors: int, env: dict[str, str]) -> None:
         # 1% are due at 11:00 with 30 min grace (down at noon); the rest are due at 13:00.
         conn.execute(
             f"""
-            INSERT INTO monitors (monitor_id, name, cron, tz, every_seconds, grace_seconds,
+            INSERT INTO monitors (monitor_id, name, ping_uuid, cron, tz, every_seconds, grace_seconds,
                 early_seconds, max_runtime_seconds, realert_seconds, tags, created_at,
                 created_by, last_signal_at, last_success_at, awaited_due, ledger_due, status,
                 status_since)
-            SELECT i, 'monitor-' || lpad(i::VARCHAR, 6, '0'),
+            SELECT i, 'monitor-' || lpad(i::VARCHAR, 6, '0'), gen_random_uuid()::VARCHAR,
                    CASE WHEN i % 2 = 0 THEN '0 * * * *' END,
                    ['UTC', 'Europe/London', 'America/New_York', 'Asia/Kolkata'][i % 4 + 1],
                    CASE WHEN i % 2 = 1 THEN 3600 END, 1800, 0, NULL, NULL,

@@ -1,0 +1,151 @@
+"""`recon serve` over real HTTP on loopback: every ping form, and no acknowledged ping lost,
+whether the database is locked or the server is killed right after answering."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from .conftest import Recon
+from .test_setup import lock_held
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def server(recon: Recon, drain: str = "0.1s") -> Iterator[str]:
+    """`recon serve` in a subprocess on a free loopback port; yields its base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**recon.env, "RECON_SPOOL_DRAIN_INTERVAL": drain, "RECON_BASE_URL": base}
+    env.pop("RECON_NOW", None)  # pings carry the real time
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", "serve", "--port", str(port)],
+        cwd=recon.workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("recon serve did not start")
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def hit(url: str, data: bytes | None = None, method: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode()
+
+
+def ping_url(recon: Recon, name: str, base: str) -> str:
+    shown = recon("--json", "monitor", "show", name, env={"RECON_BASE_URL": base}).json()
+    assert shown["curl"].endswith(shown["ping_url"])
+    return str(shown["ping_url"])
+
+
+def signals(recon: Recon) -> list[tuple[object, ...]]:
+    """After draining what is left in the spool (as every watch tick does)."""
+    assert recon("watch", "--once").code in (0, 3)
+    return recon.query(
+        "SELECT kind, exit_code, message, run_key FROM signals ORDER BY received_at, kind"
+    )
+
+
+def test_every_ping_form_is_recorded_and_unknown_urls_are_404(recon: Recon) -> None:
+    assert recon("monitor", "add", "job", "--every", "1d", "--grace", "1h").code == 0
+    [(key,)] = recon.query("SELECT ping_key FROM ping_keys")
+    with server(recon) as base:
+        url = ping_url(recon, "job", base)
+        assert hit(url) == (200, "OK\n")
+        assert hit(f"{url}/start?rid=run-1")[0] == 200
+        assert hit(f"{url}/0?rid=run-1", data=b"done in 3s")[0] == 200
+        assert hit(f"{url}/fail", data=b"card 4111 1111 1111 1111 refused")[0] == 200
+        assert hit(f"{url}/log", data=b"just saying")[0] == 200
+        assert hit(f"{url}/7")[0] == 200
+        assert hit(url, method="HEAD")[0] == 200
+        assert hit(f"{base}/ping/{key}/job/start")[0] == 200
+        status, text = hit(url, data=b"x" * 20_000)
+        assert status == 200 and "cut to 10240 bytes" in text
+        assert hit(f"{base}/ping/00000000-0000-0000-0000-000000000000")[0] == 404
+        assert hit(f"{url}/256")[0] == 404
+        assert hit(f"{base}/ping/{key}/nobody")[0] == 404
+    recorded = signals(recon)
+    assert [(kind, code, run_key) for kind, code, _, run_key in recorded] == [
+        ("success", None, None),
+        ("start", None, "run-1"),
+        ("success", 0, "run-1"),
+        ("fail", None, None),
+        ("log", None, None),
+        ("fail", 7, None),
+        ("success", None, None),
+        ("start", None, None),
+        ("success", None, None),
+    ]
+    messages = [message for _, _, message, _ in recorded]
+    assert messages[3] == "card ************1111 refused"
+    assert len(messages[8]) == 10240
+
+
+def test_pings_acknowledged_while_the_database_is_locked_are_all_recorded(recon: Recon) -> None:
+    assert recon("monitor", "add", "job", "--every", "1d", "--grace", "1h").code == 0
+    with server(recon) as base:
+        url = ping_url(recon, "job", base)
+        with lock_held(recon.db, 4):  # a long ingest, say
+            answers = [hit(f"{url}/log", data=f"ping {n}".encode())[0] for n in range(300)]
+        assert answers == [200] * 300
+    assert len(signals(recon)) == 300
+
+
+@pytest.mark.slow
+def test_a_server_killed_right_after_answering_loses_no_ping(recon: Recon) -> None:
+    assert recon("monitor", "add", "job", "--every", "1d", "--grace", "1h").code == 0
+    with server(recon, drain="1h") as base:  # nothing is drained while it runs
+        url = ping_url(recon, "job", base)
+        answers = [hit(f"{url}/log", data=f"ping {n}".encode())[0] for n in range(200)]
+        [pid] = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_server(int(p), base)]
+        os.kill(pid, signal.SIGKILL)
+    assert answers == [200] * 200
+    assert recon.query("SELECT count(*) FROM signals") == [(0,)]
+    assert len(signals(recon)) == 200  # the next tick drains the spool
+    assert len(signals(recon)) == 200  # and never twice
+
+
+def _is_server(pid: int, base: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return False
+    return b"serve" in argv and base.rsplit(":", 1)[1].encode() in argv
