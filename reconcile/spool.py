@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from reconcile import watchdog
-from reconcile.db import Connection
+from reconcile.db import Connection, transaction
 
 PENDING = "pending.jsonl"
 _append_lock = threading.Lock()  # appends and the rename never interleave within the server
@@ -49,16 +51,50 @@ def folder_for(db: Path, configured: Path | None) -> Path:
     return folder
 
 
-def append(folder: Path, ping: Ping) -> None:
-    """Write one ping durably (fsync) before the caller acknowledges it."""
-    line = (json.dumps(ping.as_json(), ensure_ascii=False) + "\n").encode()
+def append(folder: Path, pings: list[Ping]) -> None:
+    """Write pings durably (one write, one fsync) before the caller acknowledges them."""
+    data = b"".join(
+        (json.dumps(ping.as_json(), ensure_ascii=False) + "\n").encode() for ping in pings
+    )
     with _append_lock:
         fd = os.open(folder / PENDING, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, line)
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class Appender:
+    """Group commit: one thread writes whatever pings are queued and fsyncs once per batch, then
+    releases their requests; under load many pings share one fsync."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.queue: queue.SimpleQueue[tuple[Ping, Future[None]]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="ping-spool", daemon=True).start()
+
+    def submit(self, ping: Ping) -> Future[None]:
+        done: Future[None] = Future()
+        self.queue.put((ping, done))
+        return done
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            while len(batch) < 1000:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                append(self.folder, [ping for ping, _ in batch])
+            except OSError as exc:
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for _, done in batch:
+                done.set_result(None)
 
 
 def waiting(folder: Path) -> bool:
@@ -77,34 +113,41 @@ def _rotate(folder: Path) -> list[Path]:
 
 
 def drain(conn: Connection, folder: Path) -> int:
-    """Record spooled pings as signals (each once); returns how many were new."""
+    """Record spooled pings as signals (each once, one transaction per spool file); returns
+    how many were new."""
     recorded = 0
     for path in _rotate(folder):
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        for line in lines:
+        entries = []
+        for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                entry = json.loads(line)
+                entries.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a line cut by a crash mid-write was never acknowledged
-            seen = conn.execute(
-                "SELECT count(*) FROM signals WHERE request_id = ?", [entry["request_id"]]
-            ).fetchone()
-            if seen and seen[0]:
-                continue
-            try:
-                watchdog.record_signal(
-                    conn,
-                    entry["monitor"],
-                    entry["kind"],
-                    now=datetime.fromisoformat(entry["received_at"]),
-                    exit_code=entry.get("exit_code"),
-                    message=entry.get("body"),
-                    origin=f"http {entry.get('client') or ''}".strip(),
-                    request_id=entry["request_id"],
-                    run_key=entry.get("run_key"),
-                )
-            except watchdog.MonitorError:
-                continue  # the monitor was removed after the ping arrived
-            recorded += 1
+        with transaction(conn):
+            seen = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT request_id FROM signals WHERE list_contains(?, request_id)",
+                    [[e["request_id"] for e in entries]],
+                ).fetchall()
+            }
+            for entry in entries:
+                if entry["request_id"] in seen:
+                    continue
+                try:
+                    watchdog.apply_signal(
+                        conn,
+                        entry["monitor"],
+                        entry["kind"],
+                        now=datetime.fromisoformat(entry["received_at"]),
+                        exit_code=entry.get("exit_code"),
+                        message=entry.get("body"),
+                        origin=f"http {entry.get('client') or ''}".strip(),
+                        request_id=entry["request_id"],
+                        run_key=entry.get("run_key"),
+                    )
+                except watchdog.MonitorError:
+                    continue  # the monitor was removed after the ping arrived
+                recorded += 1
         path.unlink()
     return recorded

@@ -223,39 +223,66 @@ def record_signal(
     run_key: str | None = None,
 ) -> dict[str, Any]:
     """Store a signal (masked, at most 10 kB) and fold it into the monitor and its slot ledger."""
+    with transaction(conn):
+        return apply_signal(
+            conn,
+            name,
+            kind,
+            now=now,
+            exit_code=exit_code,
+            message=message,
+            origin=origin,
+            duration_seconds=duration_seconds,
+            request_id=request_id,
+            run_key=run_key,
+        )
+
+
+def apply_signal(
+    conn: Connection,
+    name: str,
+    kind: str,
+    *,
+    now: datetime,
+    exit_code: int | None = None,
+    message: str | None = None,
+    origin: str = "cli",
+    duration_seconds: float | None = None,
+    request_id: str | None = None,
+    run_key: str | None = None,
+) -> dict[str, Any]:
+    """`record_signal` inside the caller's transaction (the spool drains many in one)."""
     if kind not in SIGNAL_KINDS:
         raise ValueError(f"kind must be one of {SIGNAL_KINDS}")
     text = None
     if message:
         text = redact.mask_pans(message.encode()[:MAX_MESSAGE_BYTES].decode(errors="ignore"))
-    with transaction(conn):
-        monitor_id, monitor = _load(conn, name)
+    monitor_id, monitor = _load(conn, name)
+    conn.execute(
+        "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [monitor_id, now, kind, exit_code, text, origin, duration_seconds, request_id, run_key],
+    )
+    if kind == "log":  # kept with the monitor, changes nothing
+        return {"monitor": name, "kind": kind, "at": now}
+    if kind == "start":
         conn.execute(
-            "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [monitor_id, now, kind, exit_code, text, origin, duration_seconds, request_id, run_key],
+            "UPDATE monitors SET last_start_at = ?, last_signal_at = ? WHERE monitor_id = ?",
+            [now, now, monitor_id],
         )
-        if kind == "log":  # kept with the monitor, changes nothing
-            return {"monitor": name, "kind": kind, "at": now}
-        if kind == "start":
-            conn.execute(
-                "UPDATE monitors SET last_start_at = ?, last_signal_at = ? WHERE monitor_id = ?",
-                [now, now, monitor_id],
-            )
-            return {"monitor": name, "kind": kind, "at": now}
-        slots = _close_slots(conn, monitor_id, monitor, now, "failed" if kind == "fail" else None)
-        if kind == "fail":
-            conn.execute(
-                "UPDATE monitors SET last_failure_at = ?, last_signal_at = ? WHERE monitor_id = ?",
-                [now, now, monitor_id],
-            )
-        else:
-            done = replace(monitor, last_success_at=now)
-            awaited = done.awaited_due()
-            conn.execute(
-                "UPDATE monitors SET last_success_at = ?, last_signal_at = ?, awaited_due = ?, "
-                "ledger_due = greatest(ledger_due, ?) WHERE monitor_id = ?",
-                [now, now, awaited, awaited, monitor_id],
-            )
+        return {"monitor": name, "kind": kind, "at": now}
+    slots = _close_slots(conn, monitor_id, monitor, now, "failed" if kind == "fail" else None)
+    if kind == "fail":
+        conn.execute(
+            "UPDATE monitors SET last_failure_at = ?, last_signal_at = ? WHERE monitor_id = ?",
+            [now, now, monitor_id],
+        )
+    else:
+        awaited = replace(monitor, last_success_at=now).awaited_due()
+        conn.execute(
+            "UPDATE monitors SET last_success_at = ?, last_signal_at = ?, awaited_due = ?, "
+            "ledger_due = greatest(ledger_due, ?) WHERE monitor_id = ?",
+            [now, now, awaited, awaited, monitor_id],
+        )
     return {"monitor": name, "kind": kind, "at": now, "slots": slots}
 
 

@@ -79,6 +79,7 @@ class Directory:
 def create_app(settings: Settings) -> Starlette:
     folder = spool.folder_for(Path(settings.db), settings.spool_dir)
     directory = Directory(settings)
+    appender = spool.Appender(folder)
     recent: dict[str, deque[float]] = defaultdict(deque)
 
     def drain_once() -> None:
@@ -148,7 +149,7 @@ def create_app(settings: Settings) -> Starlette:
             run_key=request.query_params.get("rid"),
             client=request.client.host if request.client else None,
         )
-        await anyio.to_thread.run_sync(spool.append, folder, entry)
+        await asyncio.wrap_future(appender.submit(entry))  # on disk before we answer
         note = f" (body cut to {MAX_MESSAGE_BYTES} bytes)" if truncated else ""
         return PlainTextResponse(f"OK{note}\n")
 
