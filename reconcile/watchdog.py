@@ -209,33 +209,11 @@ def create(
     return monitor
 
 
-def record_signal(
-    conn: Connection,
-    name: str,
-    kind: str,
-    *,
-    now: datetime,
-    exit_code: int | None = None,
-    message: str | None = None,
-    origin: str = "cli",
-    duration_seconds: float | None = None,
-    request_id: str | None = None,
-    run_key: str | None = None,
-) -> dict[str, Any]:
-    """Store a signal (masked, at most 10 kB) and fold it into the monitor and its slot ledger."""
+def record_signal(conn: Connection, name: str, kind: str, **details: Any) -> dict[str, Any]:
+    """Store a signal (masked, at most 10 kB) and fold it into the monitor and its slot ledger,
+    in its own transaction; `details` are `apply_signal`'s keyword arguments."""
     with transaction(conn):
-        return apply_signal(
-            conn,
-            name,
-            kind,
-            now=now,
-            exit_code=exit_code,
-            message=message,
-            origin=origin,
-            duration_seconds=duration_seconds,
-            request_id=request_id,
-            run_key=run_key,
-        )
+        return apply_signal(conn, name, kind, **details)
 
 
 def apply_signal(
