@@ -42,6 +42,7 @@ from reconcile import (
     runs,
     schedule,
     spool,
+    tokens,
     watchdog,
     workbook,
 )
@@ -1309,6 +1310,74 @@ def serve_command(app: App, host: str, port: int) -> None:
         pass  # migrate before serving
     info(f"serving pings on http://{host}:{port}/ping/<uuid>")
     web.serve(app.settings, host, port)
+
+
+@cli.group("token")
+def token_group() -> None:
+    """Bearer tokens for the HTTP API, one source each (only a hash is stored).
+
+    \b
+    Example:
+      recon token create loader-flow --source payments-loader
+    """
+
+
+@token_group.command("create")
+@click.argument("name")
+@click.option("--source", "-s", metavar="NAME", required=True, help="The source it may post to.")
+@pass_app
+def token_create(app: App, name: str, source: str) -> None:
+    """Create a token; it is printed once, now, and never stored.
+
+    \b
+    Example:
+      recon token create loader-flow --source payments-loader
+    """
+    with app.connect() as conn:
+        token = tokens.create(
+            conn, name, source, now=app.settings.current_time(), user=current_user()
+        )
+    if app.json:
+        emit_json({"name": name, "source": source, "token": token})
+        return
+    click.echo(token)
+    info(f"token {name} for source {source}: keep it now, it is not shown again")
+
+
+@token_group.command("list")
+@pass_app
+def token_list(app: App) -> None:
+    """Tokens by name, with their source, when they were made and last used.
+
+    \b
+    Example:
+      recon token list
+    """
+    with app.connect() as conn:
+        rows = tokens.list_tokens(conn)
+    if app.json:
+        emit_json({"tokens": rows})
+    elif rows:
+        emit_table(
+            rows, ["name", "source", "created_at", "created_by", "last_used_at", "revoked_at"]
+        )
+    else:
+        info("no tokens: recon token create NAME --source S")
+
+
+@token_group.command("revoke")
+@click.argument("name")
+@pass_app
+def token_revoke(app: App, name: str) -> None:
+    """Revoke a token; calls with it get 401 from then on.
+
+    \b
+    Example:
+      recon token revoke loader-flow
+    """
+    with app.connect() as conn:
+        tokens.revoke(conn, name, now=app.settings.current_time())
+    info(f"token {name} revoked")
 
 
 @cli.command("alerts")

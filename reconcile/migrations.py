@@ -336,10 +336,33 @@ CREATE TABLE deliveries (
 );
 """
 
+API_SCHEMA = """
+-- Bearer tokens of the HTTP API, one source each. Only a SHA-256 of the token is kept.
+CREATE TABLE api_tokens (
+    name         VARCHAR PRIMARY KEY,
+    source       VARCHAR NOT NULL,
+    token_sha256 VARCHAR NOT NULL UNIQUE,
+    created_at   TIMESTAMPTZ NOT NULL,
+    created_by   VARCHAR NOT NULL,
+    revoked_at   TIMESTAMPTZ,
+    last_used_at TIMESTAMPTZ
+);
+
+-- Runs a flow declared finished (POST .../runs/<run_id>/complete).
+CREATE TABLE run_completions (
+    source       VARCHAR NOT NULL,
+    run_id       VARCHAR NOT NULL,
+    completed_at TIMESTAMPTZ NOT NULL,
+    completed_by VARCHAR NOT NULL,
+    PRIMARY KEY (source, run_id)
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_ingest", INGEST_SCHEMA),
     ("002_reconcile", RECONCILE_SCHEMA),
     ("003_watchdog", WATCHDOG_SCHEMA),
+    ("004_api", API_SCHEMA),
 ]
 
 

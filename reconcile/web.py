@@ -29,10 +29,10 @@ from typing import Any
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from reconcile import db, redact, spool
+from reconcile import api, db, redact, spool
 from reconcile.errors import DatabaseError
 from reconcile.settings import Settings
 from reconcile.watchdog import MAX_MESSAGE_BYTES
@@ -156,6 +156,27 @@ def create_app(settings: Settings) -> Starlette:
     async def health(request: Request) -> PlainTextResponse:
         return PlainTextResponse("OK\n")
 
+    async def transactions(request: Request) -> JSONResponse:
+        body = await request.body()
+        return await anyio.to_thread.run_sync(
+            api.post_transactions,
+            settings,
+            folder,
+            request.path_params["source"],
+            request.path_params["run_id"],
+            request.headers.get("authorization", ""),
+            body,
+        )
+
+    async def complete(request: Request) -> JSONResponse:
+        return await anyio.to_thread.run_sync(
+            api.complete_run,
+            settings,
+            request.path_params["source"],
+            request.path_params["run_id"],
+            request.headers.get("authorization", ""),
+        )
+
     methods = ["GET", "POST", "HEAD"]
     return Starlette(
         routes=[
@@ -163,6 +184,12 @@ def create_app(settings: Settings) -> Starlette:
             Route("/ping/{a}", ping, methods=methods),
             Route("/ping/{a}/{b}", ping, methods=methods),
             Route("/ping/{a}/{b}/{c}", ping, methods=methods),
+            Route(
+                "/api/v1/sources/{source}/runs/{run_id}/transactions",
+                transactions,
+                methods=["POST"],
+            ),
+            Route("/api/v1/sources/{source}/runs/{run_id}/complete", complete, methods=["POST"]),
         ],
         lifespan=lifespan,
     )

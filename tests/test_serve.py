@@ -3,6 +3,7 @@ whether the database is locked or the server is killed right after answering."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -149,3 +150,63 @@ def _is_server(pid: int, base: str) -> bool:
     except OSError:
         return False
     return b"serve" in argv and base.rsplit(":", 1)[1].encode() in argv
+
+
+def post(url: str, body: bytes, token: str | None) -> tuple[int, dict[str, object]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def test_a_flow_posts_transactions_with_its_token_and_gets_what_was_quarantined(
+    recon: Recon,
+) -> None:
+    token = recon("token", "create", "flow", "--source", "pay").stdout.strip()
+    other = recon("token", "create", "elsewhere", "--source", "erp").stdout.strip()
+    assert token.startswith("rct_") and token not in repr(recon.query("SELECT * FROM api_tokens"))
+    rows = [
+        {"txn_id": "T1", "amount": 12.10, "status": "PROCESSED", "currency": "GBP"},
+        {"txn_id": "T2", "amount": "abc", "status": "PROCESSED"},
+        {
+            "txn_id": "T3",
+            "amount": "5.00",
+            "status": "FAILED",
+            "error_message": "card 4111 1111 1111 1111 declined",
+        },
+    ]
+    body = json.dumps(rows).encode()
+    with server(recon) as base:
+        url = f"{base}/api/v1/sources/pay/runs/R1/transactions"
+        assert post(url, body, None)[0] == 401
+        assert post(url, body, "rct_wrong")[0] == 401
+        assert post(url, body, other)[0] == 403
+        status, answer = post(url, b'[{"txn_id": "T1", "amount": }]', token)
+        assert status == 400 and "line 1, column" in str(answer["error"])
+        status, answer = post(url, body, token)
+        assert status == 200, answer
+        assert (answer["rows_read"], answer["rows_loaded"], answer["rows_quarantined"]) == (3, 2, 1)
+        assert answer["quarantined"] == [
+            {
+                "item": 2,
+                "column": "amount",
+                "reason": "amount is not a number (write digits with a '.' decimal point)",
+            }
+        ]
+        assert post(url, body, token)[1]["already_ingested"] is True
+        lines = b'{"txn_id": "T4", "amount": "1.00", "status": "OK"}\n{"txn_id": "T5"'
+        status, answer = post(url, lines, token)
+        assert status == 400 and "line 2" in str(answer["error"])
+        status, answer = post(f"{base}/api/v1/sources/pay/runs/R1/complete", b"", token)
+        assert status == 200 and answer["rows_loaded"] == 2
+        assert recon("token", "revoke", "flow").code == 0
+        assert post(url, body, token)[0] == 401
+    loaded = recon.query("SELECT txn_id, amount, error_message FROM transactions ORDER BY txn_id")
+    assert [(t, str(a)) for t, a, _ in loaded] == [("T1", "12.1000"), ("T3", "5.0000")]
+    assert loaded[1][2] == "card ************1111 declined"
+    assert recon.query("SELECT ingested_by FROM ingested_files") == [("token:flow",)]
+    assert not list((recon.db.parent / "recon.duckdb.spool" / "api").iterdir())

@@ -1,0 +1,171 @@
+"""The JSON API of `recon serve`, for flows that cannot write files: transactions in, runs closed.
+
+    POST /api/v1/sources/<source>/runs/<run_id>/transactions   JSON array, object or JSON Lines
+    POST /api/v1/sources/<source>/runs/<run_id>/complete        the run is finished
+
+Each call needs `Authorization: Bearer <token>` for that source (`recon token create`). The
+rows go through the same validation, masking and quarantine as files (the body becomes one
+ingested "file", so posting the same body twice changes nothing), and the answer says what was
+loaded and quarantined, and why. Errors are JSON: 401 bad token, 403 another source's token,
+400 a body that is not JSON (naming the line and column), 503 the store is busy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from reconcile import db, export, ingest, tokens
+from reconcile.errors import DatabaseError, DatabaseLockedError, InputFileError
+from reconcile.settings import Settings
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _bearer(header: str) -> str:
+    return header[7:].strip() if header.lower().startswith("bearer ") else ""
+
+
+def _rows(body: bytes) -> list[Any]:
+    """The posted rows: a JSON array, one object, or JSON Lines. Numbers stay as written."""
+    text = body.decode("utf-8-sig")
+    try:
+        parsed = json.loads(text, parse_float=str, parse_int=str)
+        return parsed if isinstance(parsed, list) else [parsed]
+    except json.JSONDecodeError as whole:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) <= 1 or text.lstrip().startswith("["):
+            raise ValueError(
+                f"not JSON: {whole.msg} at line {whole.lineno}, column {whole.colno}"
+            ) from None
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line, parse_float=str, parse_int=str))
+            except json.JSONDecodeError as broken:
+                raise ValueError(
+                    f"not JSON Lines: line {number}, column {broken.colno}: {broken.msg}"
+                ) from None
+        return rows
+
+
+def _authorise(conn: db.Connection, settings: Settings, header: str, source: str) -> Any:
+    found = tokens.check(conn, _bearer(header), now=settings.current_time())
+    if found is None:
+        return _error(401, "missing, unknown or revoked token: send Authorization: Bearer <token>")
+    if found[1] != source:
+        return _error(403, f"this token is for source {found[1]!r}, not {source!r}")
+    return found[0]
+
+
+def post_transactions(
+    settings: Settings, folder: Path, source: str, run_id: str, header: str, body: bytes
+) -> JSONResponse:
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, f"body over {MAX_BODY_BYTES // (1024 * 1024)} MB: send the run in parts")
+    try:
+        with db.connect(Path(settings.db), settings.lock_timeout) as conn:
+            who = _authorise(conn, settings, header, source)
+            if isinstance(who, JSONResponse):
+                return who
+            try:
+                rows = _rows(body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                return _error(400, str(exc))
+            if not rows:
+                return _error(400, "no transactions in the body")
+            if not all(isinstance(row, dict) for row in rows):
+                bad = next(i for i, row in enumerate(rows, start=1) if not isinstance(row, dict))
+                return _error(400, f"item {bad} is not a JSON object with the canonical fields")
+            return _ingest(conn, settings, folder, source, run_id, who, rows)
+    except DatabaseLockedError:
+        return _error(503, "the store is busy (another process holds its lock): retry shortly")
+    except DatabaseError as exc:
+        return _error(503, str(exc))
+
+
+def _ingest(
+    conn: db.Connection,
+    settings: Settings,
+    folder: Path,
+    source: str,
+    run_id: str,
+    who: str,
+    rows: list[dict[str, Any]],
+) -> JSONResponse:
+    """The rows as one JSON Lines file, ingested like any other; the file is removed after."""
+    staging = folder / "api"
+    staging.mkdir(mode=0o700, exist_ok=True)
+    path = staging / f"{source}-{run_id}-{uuid.uuid4().hex[:8]}.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    try:
+        result = ingest.ingest_file(
+            conn,
+            path,
+            source=source,
+            config=settings.source(source),
+            kind="processed",
+            run_id=run_id,
+            now=settings.current_time(),
+            user=f"token:{who}",
+            pan_key=settings.pan_key_bytes(),
+        )
+    except InputFileError as exc:
+        return _error(400, exc.problem + (f"; {exc.hint}" if exc.hint else ""))
+    finally:
+        path.unlink(missing_ok=True)  # the raw rows never stay on disk
+    quarantined = db.fetch_dicts(
+        conn,
+        "SELECT line AS item, column_name AS column, reason FROM quarantine "
+        "WHERE file_id = ? ORDER BY line",
+        [result.file_id],
+    )
+    payload = {
+        "source": source,
+        "run_id": run_id,
+        "rows_read": result.rows_read,
+        "rows_loaded": result.rows_loaded,
+        "rows_quarantined": result.rows_quarantined,
+        "already_ingested": result.already_ingested,
+        "quarantined": quarantined,
+    }
+    return JSONResponse(json.loads(export.json_line(payload)))
+
+
+def complete_run(settings: Settings, source: str, run_id: str, header: str) -> JSONResponse:
+    try:
+        with db.connect(Path(settings.db), settings.lock_timeout) as conn:
+            who = _authorise(conn, settings, header, source)
+            if isinstance(who, JSONResponse):
+                return who
+            now = settings.current_time()
+            conn.execute(
+                "INSERT OR REPLACE INTO run_completions VALUES (?, ?, ?, ?)",
+                [source, run_id, now, f"token:{who}"],
+            )
+            summary = db.fetch_dicts(
+                conn,
+                "SELECT rows_loaded, rows_succeeded, rows_failed, rows_quarantined FROM runs "
+                "WHERE source = ? AND run_id = ?",
+                [source, run_id],
+            )
+    except DatabaseError:
+        return _error(503, "the store is busy (another process holds its lock): retry shortly")
+    totals = summary[0] if summary else {"rows_loaded": 0}
+    return JSONResponse(
+        {"source": source, "run_id": run_id, "completed_at": now.isoformat(), **totals}
+    )
