@@ -25,6 +25,7 @@ from reconcile.errors import DatabaseError, DatabaseLockedError, InputFileError
 from reconcile.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
+READS = ("monitors", "runs", "reconciliation", "failures")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -169,3 +170,55 @@ def complete_run(settings: Settings, source: str, run_id: str, header: str) -> J
     return JSONResponse(
         {"source": source, "run_id": run_id, "completed_at": now.isoformat(), **totals}
     )
+
+
+def read(settings: Settings, header: str, what: str, query: dict[str, str]) -> JSONResponse:
+    """Token-protected reads: monitors, runs, a day's reconciliation, a day's failures. Rows of
+    runs, reconciliation and failures are limited to the token's source; results are as of the
+    last reconcile."""
+    from datetime import date as Date
+
+    from reconcile import compare, failures, runs, watchdog
+
+    if what not in READS:
+        return _error(404, f"no such resource; the API reads {', '.join(READS)}")
+    chosen = [c for c in query.get("category", "failed").split(",") if c]
+    if not set(chosen) <= set(compare.CATEGORIES):
+        return _error(400, f"category must be among {', '.join(compare.CATEGORIES)}")
+    try:
+        day = Date.fromisoformat(query["date"]) if query.get("date") else None
+    except ValueError:
+        return _error(400, f"date must be YYYY-MM-DD, got {query.get('date')!r}")
+    try:
+        with db.connect(Path(settings.db), settings.lock_timeout) as conn:
+            found = tokens.check(conn, _bearer(header), now=settings.current_time())
+            if found is None:
+                return _error(
+                    401, "missing, unknown or revoked token: send Authorization: Bearer <token>"
+                )
+            source = found[1]
+            now = settings.current_time()
+            if what == "monitors":
+                payload: dict[str, Any] = {"monitors": watchdog.list_monitors(conn, now)}
+            elif what == "runs":
+                payload = {"runs": runs.list_runs(conn, source, day, day)}
+            elif day is None:
+                return _error(400, f"give the business date: /api/v1/{what}?date=YYYY-MM-DD")
+            elif what == "reconciliation":
+                payload = {
+                    "days": db.fetch_dicts(
+                        conn,
+                        "SELECT * FROM day_results WHERE source = ? AND business_date = ? "
+                        "ORDER BY version DESC LIMIT 1",
+                        [source, day],
+                    )
+                }
+            else:
+                payload = {
+                    "failures": failures.list_failures(
+                        conn, day, day, categories=chosen, source=source, now=now
+                    )
+                }
+    except DatabaseError:
+        return _error(503, "the store is busy (another process holds its lock): retry shortly")
+    return JSONResponse(json.loads(export.json_line(payload)))

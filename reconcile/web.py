@@ -168,6 +168,15 @@ def create_app(settings: Settings) -> Starlette:
             body,
         )
 
+    async def reads(request: Request) -> JSONResponse:
+        return await anyio.to_thread.run_sync(
+            api.read,
+            settings,
+            request.headers.get("authorization", ""),
+            request.path_params["what"],
+            dict(request.query_params),
+        )
+
     async def complete(request: Request) -> JSONResponse:
         return await anyio.to_thread.run_sync(
             api.complete_run,
@@ -190,6 +199,7 @@ def create_app(settings: Settings) -> Starlette:
                 methods=["POST"],
             ),
             Route("/api/v1/sources/{source}/runs/{run_id}/complete", complete, methods=["POST"]),
+            Route("/api/v1/{what:str}", reads, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -210,3 +210,42 @@ def test_a_flow_posts_transactions_with_its_token_and_gets_what_was_quarantined(
     assert loaded[1][2] == "card ************1111 declined"
     assert recon.query("SELECT ingested_by FROM ingested_files") == [("token:flow",)]
     assert not list((recon.db.parent / "recon.duckdb.spool" / "api").iterdir())
+
+
+def get(url: str, token: str | None) -> tuple[int, dict[str, object]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as a:
+            return a.status, json.loads(a.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def test_the_read_api_serves_monitors_runs_a_day_and_its_failures(
+    recon: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    log = write_file(
+        "l.csv",
+        "txn_id,amount,status,run_id,business_date\nA,1.00,OK,R1,2026-07-01\n"
+        "B,2.00,FAILED,R1,2026-07-01\n",
+    )
+    assert recon.ingest(log, source="pay")[0].code == 0
+    assert recon("reconcile").code == 3
+    assert recon("monitor", "add", "job", "--every", "1d", "--grace", "1h").code == 0
+    token = recon("token", "create", "reader", "--source", "pay").stdout.strip()
+    with server(recon) as base:
+        api = f"{base}/api/v1"
+        assert get(f"{api}/monitors", None)[0] == 401
+        assert [m["name"] for m in get(f"{api}/monitors", token)[1]["monitors"]] == ["job"]
+        assert [r["run_id"] for r in get(f"{api}/runs", token)[1]["runs"]] == ["R1"]
+        day = get(f"{api}/reconciliation?date=2026-07-01", token)[1]["days"]
+        assert (day[0]["status"], day[0]["failed"], day[0]["matched"]) == ("breaks", 1, 1)
+        failed = get(f"{api}/failures?date=2026-07-01", token)[1]["failures"]
+        assert [(f["txn_id"], f["amount"], f["break_status"]) for f in failed] == [
+            ("B", "2.00", "open")
+        ]
+        assert get(f"{api}/failures", token)[0] == 400
+        assert get(f"{api}/failures?date=2026-07-01&category=bogus", token)[0] == 400
+        assert get(f"{api}/secrets", token)[0] == 404
