@@ -26,6 +26,7 @@ from reconcile.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 READS = ("monitors", "runs", "reconciliation", "failures")
+BUSY = "the store is busy (another process holds its lock): retry shortly"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -61,13 +62,16 @@ def _rows(body: bytes) -> list[Any]:
         return rows
 
 
-def _authorise(conn: db.Connection, settings: Settings, header: str, source: str) -> Any:
+def _authorise(
+    conn: db.Connection, settings: Settings, header: str, source: str | None = None
+) -> tuple[str, str] | JSONResponse:
+    """(token name, its source), or the error to answer: 401 bad token, 403 another source's."""
     found = tokens.check(conn, _bearer(header), now=settings.current_time())
     if found is None:
         return _error(401, "missing, unknown or revoked token: send Authorization: Bearer <token>")
-    if found[1] != source:
+    if source is not None and found[1] != source:
         return _error(403, f"this token is for source {found[1]!r}, not {source!r}")
-    return found[0]
+    return found
 
 
 def post_transactions(
@@ -89,9 +93,9 @@ def post_transactions(
             if not all(isinstance(row, dict) for row in rows):
                 bad = next(i for i, row in enumerate(rows, start=1) if not isinstance(row, dict))
                 return _error(400, f"item {bad} is not a JSON object with the canonical fields")
-            return _ingest(conn, settings, folder, source, run_id, who, rows)
+            return _ingest(conn, settings, folder, source, run_id, who[0], rows)
     except DatabaseLockedError:
-        return _error(503, "the store is busy (another process holds its lock): retry shortly")
+        return _error(503, BUSY)
     except DatabaseError as exc:
         return _error(503, str(exc))
 
@@ -156,7 +160,7 @@ def complete_run(settings: Settings, source: str, run_id: str, header: str) -> J
             now = settings.current_time()
             conn.execute(
                 "INSERT OR REPLACE INTO run_completions VALUES (?, ?, ?, ?)",
-                [source, run_id, now, f"token:{who}"],
+                [source, run_id, now, f"token:{who[0]}"],
             )
             summary = db.fetch_dicts(
                 conn,
@@ -165,7 +169,7 @@ def complete_run(settings: Settings, source: str, run_id: str, header: str) -> J
                 [source, run_id],
             )
     except DatabaseError:
-        return _error(503, "the store is busy (another process holds its lock): retry shortly")
+        return _error(503, BUSY)
     totals = summary[0] if summary else {"rows_loaded": 0}
     return JSONResponse(
         {"source": source, "run_id": run_id, "completed_at": now.isoformat(), **totals}
@@ -191,11 +195,9 @@ def read(settings: Settings, header: str, what: str, query: dict[str, str]) -> J
         return _error(400, f"date must be YYYY-MM-DD, got {query.get('date')!r}")
     try:
         with db.connect(Path(settings.db), settings.lock_timeout) as conn:
-            found = tokens.check(conn, _bearer(header), now=settings.current_time())
-            if found is None:
-                return _error(
-                    401, "missing, unknown or revoked token: send Authorization: Bearer <token>"
-                )
+            found = _authorise(conn, settings, header)
+            if isinstance(found, JSONResponse):
+                return found
             source = found[1]
             now = settings.current_time()
             if what == "monitors":
@@ -220,5 +222,5 @@ def read(settings: Settings, header: str, what: str, query: dict[str, str]) -> J
                     )
                 }
     except DatabaseError:
-        return _error(503, "the store is busy (another process holds its lock): retry shortly")
+        return _error(503, BUSY)
     return JSONResponse(json.loads(export.json_line(payload)))
