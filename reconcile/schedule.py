@@ -1,4 +1,4 @@
-"""When a monitor is due: cron expressions in an IANA zone (Debian cron semantics), or a period.
+"""When a cron monitor is due: five-field expressions in an IANA zone, Debian cron semantics.
 
 The only module that imports croniter. croniter walks the *wall clock* (naive local times);
 this module turns each wall time into UTC instants the way Debian's cron does across DST:
@@ -181,23 +181,3 @@ def _transition(tz: ZoneInfo, skipped: datetime) -> datetime:
         moment = later.replace(tzinfo=tz)
         if moment.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == later:
             return moment.astimezone(UTC)
-
-
-@dataclass(frozen=True)
-class Every:
-    """A plain period: each due time is `seconds` after the one before, from an anchor (the
-    monitor's creation, or its last successful signal)."""
-
-    seconds: int
-
-    def due_between(self, start: datetime, end: datetime, anchor: datetime) -> list[datetime]:
-        """Every due instant in (start, end], counting periods from `anchor`."""
-        step = timedelta(seconds=self.seconds)
-        due = anchor + step * max(1, (start - anchor) // step)
-        while due <= start:
-            due += step
-        found = []
-        while due <= end:
-            found.append(due)
-            due += step
-        return found

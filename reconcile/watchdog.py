@@ -27,7 +27,7 @@ from typing import Any
 from reconcile import redact
 from reconcile.db import Connection, fetch_dicts, transaction
 from reconcile.errors import ReconError
-from reconcile.schedule import Cron, Every, zone
+from reconcile.schedule import Cron, zone
 
 MAX_MESSAGE_BYTES = 10 * 1024
 SIGNAL_KINDS = ("success", "start", "fail", "log")
@@ -55,13 +55,6 @@ class Monitor:
     paused_at: datetime | None = None
     paused_until: datetime | None = None
     resumed_at: datetime | None = None
-
-    @property
-    def schedule(self) -> Cron | Every:
-        if self.cron:
-            return Cron(self.cron, self.tz)
-        assert self.every_seconds
-        return Every(self.every_seconds)
 
     def due_after(self, moment: datetime) -> datetime:
         """The first due time strictly after `moment`."""

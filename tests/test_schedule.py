@@ -11,7 +11,7 @@ from cronsim import CronSim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconcile.schedule import Cron, Every, ScheduleError
+from reconcile.schedule import Cron, ScheduleError
 
 
 def z(text: str) -> datetime:
@@ -259,16 +259,6 @@ def test_leap_day_schedules_are_allowed_and_macros_expand() -> None:
         "2028-02-29T00:00Z"
     )
     assert Cron.parse("@daily", "UTC").expression == "0 0 * * *"
-
-
-def test_every_counts_periods_from_its_anchor() -> None:
-    every = Every(3600)
-    anchor = z("2026-07-01T10:00Z")
-    assert every.due_between(anchor, anchor + timedelta(hours=3), anchor) == [
-        z("2026-07-01T11:00Z"),
-        z("2026-07-01T12:00Z"),
-        z("2026-07-01T13:00Z"),
-    ]
 
 
 def _field(low: int, high: int) -> st.SearchStrategy[str]:
