@@ -29,7 +29,7 @@ from reconcile.db import Connection
 BREAK_CATEGORIES = ("failed", "missing", "duplicated", "unexpected", "amount_mismatch")
 CATEGORIES = ("matched", *BREAK_CATEGORIES)
 # Bumped when the classification changes, so stored results are recomputed, not trusted.
-ALGORITHM = "compare-1"
+ALGORITHM = "compare-2"
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,8 @@ _STATEMENTS = [
         QUALIFY row_number() OVER (PARTITION BY e.source, e.txn_id
                                    ORDER BY o.run_at DESC NULLS LAST, e.run_id DESC) = 1),
     manifests AS (SELECT DISTINCT source, run_id FROM r_exp),
+    run_days AS (  -- a run's business date, for expected records that carry none
+        SELECT source, run_id, min(business_date) AS business_date FROM r_groups GROUP BY ALL),
     quarantined AS (
         SELECT source, run_id, json_extract_string(raw, '$.txn_id') AS txn_id,
                min(line) AS line, arg_min(path, line) AS path
@@ -241,8 +243,8 @@ _STATEMENTS = [
         FROM r_exp e FULL OUTER JOIN grouped g
              ON e.source = g.source AND e.run_id = g.run_id AND e.txn_id = g.txn_id)
     SELECT j.source, j.run_id, j.txn_id, j.is_expected,
-           coalesce(j.expected_business_date, j.business_date, o.owner_business_date)
-               AS business_date,
+           coalesce(j.expected_business_date, j.business_date, o.owner_business_date,
+                    d.business_date) AS business_date,
            CASE
                WHEN j.is_expected AND a.run_id IS NULL THEN 'pending'
                WHEN j.is_expected AND coalesce(j.attempts, 0) = 0 THEN 'missing'
@@ -288,6 +290,7 @@ _STATEMENTS = [
     JOIN r_scope s ON s.source = j.source AND s.run_id = j.run_id
     LEFT JOIN owner o ON NOT j.is_expected AND o.source = j.source AND o.txn_id = j.txn_id
     LEFT JOIN manifests m ON m.source = j.source AND m.run_id = j.run_id
+    LEFT JOIN run_days d ON d.source = j.source AND d.run_id = j.run_id
     LEFT JOIN (SELECT DISTINCT source, run_id FROM runs) a
          ON a.source = j.source AND a.run_id = j.run_id
     LEFT JOIN r_tolerance t ON t.source = j.source
