@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from reconcile import db, export, ingest, tokens
+from reconcile import db, export, ingest, tokens, watchdog
 from reconcile.errors import DatabaseError, DatabaseLockedError, InputFileError
 from reconcile.settings import Settings
 
@@ -128,6 +128,7 @@ def _ingest(
             now=settings.current_time(),
             user=f"token:{who}",
             pan_key=settings.pan_key_bytes(),
+            signal_monitors=False,  # the run is whole at .../complete
         )
     except InputFileError as exc:
         return _error(400, exc.problem + (f"; {exc.hint}" if exc.hint else ""))
@@ -158,10 +159,14 @@ def complete_run(settings: Settings, source: str, run_id: str, header: str) -> J
             if isinstance(who, JSONResponse):
                 return who
             now = settings.current_time()
-            conn.execute(
-                "INSERT OR REPLACE INTO run_completions VALUES (?, ?, ?, ?)",
-                [source, run_id, now, f"token:{who[0]}"],
-            )
+            with db.transaction(conn):
+                conn.execute(
+                    "INSERT OR REPLACE INTO run_completions VALUES (?, ?, ?, ?)",
+                    [source, run_id, now, f"token:{who[0]}"],
+                )
+                watchdog.runs_arrived(
+                    conn, source, [run_id], now=now, origin="http", what=f"run {run_id} completed"
+                )
             summary = db.fetch_dicts(
                 conn,
                 "SELECT rows_loaded, rows_succeeded, rows_failed, rows_quarantined FROM runs "

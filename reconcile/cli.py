@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,10 +31,12 @@ from reconcile import (
     __version__,
     breaks,
     compare,
+    content,
     db,
     expected,
     export,
     failures,
+    gap,
     ingest,
     migrations,
     notify,
@@ -942,6 +945,39 @@ def _preview_rows(cron: schedule.Cron, start: datetime, count: int) -> list[dict
 @click.option("--tag", "tags", multiple=True, help="Routes alerts to targets with this tag.")
 @click.option("--max-runtime", type=DURATION, help="A started run longer than this is down.")
 @click.option("--realert", type=DURATION, help="Alert again this often while down.")
+@click.option("--source", help="The source this monitor is about: its runs are the signal.")
+@click.option(
+    "--hears",
+    type=click.Choice(watchdog.HEARS),
+    help="The signal: ping, run (of --source) or email (in --mailbox). "
+    "Default: email with --mailbox, run with --source, else ping.",
+)
+@click.option("--mailbox", metavar="ALIAS", help="Watch this mailbox ([mailboxes.ALIAS]).")
+@click.option("--subject", metavar="REGEX", help="Email: subject pattern (case-insensitive).")
+@click.option("--from", "sender", metavar="ADDRESS", help="Email: the sender's address.")
+@click.option(
+    "--min-transactions",
+    type=click.IntRange(0),
+    help="A run with fewer loaded transactions fails (default 1 for monitors hearing runs).",
+)
+@click.option(
+    "--max-count-diff",
+    type=click.FloatRange(0),
+    metavar="PERCENT",
+    help="A run whose loaded count is this far off its expected count fails.",
+)
+@click.option(
+    "--max-failure-rate",
+    type=click.FloatRange(0, 100),
+    metavar="PERCENT",
+    help="A run with a higher failure rate fails.",
+)
+@click.option(
+    "--failure-rate-jump",
+    type=click.FloatRange(1),
+    metavar="TIMES",
+    help="A run whose failure rate is this many times the median of the 7 before fails.",
+)
 @pass_app
 def monitor_add(
     app: App,
@@ -954,16 +990,58 @@ def monitor_add(
     tags: tuple[str, ...],
     max_runtime: int | None,
     realert: int | None,
+    source: str | None,
+    hears: str | None,
+    mailbox: str | None,
+    subject: str | None,
+    sender: str | None,
+    min_transactions: int | None,
+    max_count_diff: float | None,
+    max_failure_rate: float | None,
+    failure_rate_jump: float | None,
 ) -> None:
     """Create a monitor; it expects its first slot after now and alerts if that one is missed.
+
+    A monitor with --source hears the arrival of that source's runs (a file ingested, or a
+    run completed over HTTP) and judges each by its content checks; its alerts say what
+    piled up while it was silent. With --mailbox it hears a matching email instead.
 
     \b
     Examples:
       recon monitor add daily-report --cron "0 7 * * 1-5" --tz Europe/London --grace 1h
       recon monitor add nightly-load --every 1d --grace 2h --tag payments --max-runtime 3h
+      recon monitor add loader-runs --cron "30 22 * * 1-5" --tz Europe/London --grace 1h \\
+          --source payments-loader --failure-rate-jump 3 --max-count-diff 5
+      recon monitor add report-email --cron "0 7 * * 1-5" --tz Europe/London --grace 1h \\
+          --mailbox ops --subject "^Failed Transactions" --from reports@example.com \\
+          --source payments-loader
     """
     if bool(cron_expr) == bool(every):
         raise click.UsageError("give either --cron EXPR (with --tz) or --every DURATION")
+    hears = hears or ("email" if mailbox else "run" if source else "ping")
+    if hears == "email" and mailbox and mailbox not in app.settings.mailboxes:
+        known = ", ".join(sorted(app.settings.mailboxes)) or "none configured"
+        raise click.UsageError(
+            f"no mailbox {mailbox!r} in the settings ({known}); add [mailboxes.{mailbox}] "
+            "to recon.toml"
+        )
+    if subject:
+        try:
+            re.compile(subject)
+        except re.error as exc:
+            raise click.BadParameter(
+                f"not a regular expression: {exc}", param_hint="--subject"
+            ) from None
+    if min_transactions is None and hears == "run":
+        min_transactions = 1
+    link = watchdog.Link(
+        source,
+        hears,
+        content.Thresholds(min_transactions, max_count_diff, max_failure_rate, failure_rate_jump),
+        mailbox,
+        subject,
+        sender.lower() if sender else None,
+    )
     now = app.settings.current_time()
     with app.connect() as conn:
         watchdog.create(
@@ -979,6 +1057,7 @@ def monitor_add(
             tags=list(tags),
             now=now,
             user=current_user(),
+            link=link,
         )
     due: list[dict[str, Any]] = []
     if cron_expr:
@@ -1246,7 +1325,12 @@ def _watch_tick(app: App) -> dict[str, Any]:
     now = settings.current_time()
     with app.connect() as conn:
         spool.drain(conn, spool.folder_for(Path(settings.db), settings.spool_dir))
-        result = watchdog.tick(conn, now, targets)
+        zones = {}
+        for source, since in watchdog.gap_windows(conn, now):
+            zones[source] = settings.source(source).timezone
+            first, last = gap.dates(since, now, zones[source])
+            _reconcile(app, conn, compare.Scope(source=source, since=first, until=last))
+        result = watchdog.tick(conn, now, targets, zones)
         claims = notify.claim(conn, now)
         down = conn.execute("SELECT count(*) FROM monitors WHERE status = 'down'").fetchone()
     for error in result["errors"]:

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconcile import redact
+from reconcile import redact, watchdog
 from reconcile.canonical import CANONICAL_COLUMNS, KINDS
 from reconcile.db import Connection, QueryError, session_time_zone, sql_literal, transaction
 from reconcile.readers import (
@@ -337,8 +337,11 @@ def ingest_file(
     now: datetime,
     user: str,
     pan_key: bytes | None = None,
+    signal_monitors: bool = True,
 ) -> FileResult:
-    """Load one file in one transaction, or report that these bytes were already loaded."""
+    """Load one file in one transaction, or report that these bytes were already loaded.
+    A run log is also the signal of the monitors that hear its source (`watchdog.runs_arrived`),
+    in the same transaction; the HTTP API signals at `.../complete` instead."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     fmt = detect_format(path, config) if path.is_file() else "csv"
@@ -395,6 +398,10 @@ def ingest_file(
                 )
                 if kind == "processed":
                     _refresh_runs(conn, source, run_ids)
+                    if signal_monitors:
+                        watchdog.runs_arrived(
+                            conn, source, run_ids, now=now, origin="file", what=path.name
+                        )
         except _AlreadyIngested as skipped:
             return skipped.result
         finally:

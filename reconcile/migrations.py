@@ -358,11 +358,46 @@ CREATE TABLE run_completions (
 );
 """
 
+SIGNALS_SCHEMA = """
+-- What a monitor hears (`signal`): pings (ping), the arrival of a run of `source` (run), or a
+-- message in an IMAP mailbox (email). `source` also names the data its alerts summarise.
+ALTER TABLE monitors ADD COLUMN source VARCHAR;
+ALTER TABLE monitors ADD COLUMN signal VARCHAR DEFAULT 'ping';
+UPDATE monitors SET signal = 'ping';
+-- Content checks on each arriving run (NULL: not checked).
+ALTER TABLE monitors ADD COLUMN min_transactions BIGINT;
+ALTER TABLE monitors ADD COLUMN max_count_diff_percent DOUBLE;
+ALTER TABLE monitors ADD COLUMN max_failure_rate_percent DOUBLE;
+ALTER TABLE monitors ADD COLUMN failure_rate_jump DOUBLE;
+-- Email monitors: the mailbox alias (settings [mailboxes.<alias>]), what to match, and how far
+-- the mailbox has been read (UIDs are only comparable within one UIDVALIDITY).
+ALTER TABLE monitors ADD COLUMN mailbox VARCHAR;
+ALTER TABLE monitors ADD COLUMN subject_pattern VARCHAR;
+ALTER TABLE monitors ADD COLUMN sender VARCHAR;
+ALTER TABLE monitors ADD COLUMN mail_uidvalidity BIGINT;
+ALTER TABLE monitors ADD COLUMN mail_last_uid BIGINT;
+
+-- Rows of a failure report (the daily "Failed Transactions" email's CSV), as reported.
+CREATE TABLE reported_failures (
+    source        VARCHAR NOT NULL,
+    report_date   DATE NOT NULL,
+    run_id        VARCHAR,
+    txn_id        VARCHAR NOT NULL,
+    amount        DECIMAL(18, 4),
+    currency      VARCHAR,
+    error_code    VARCHAR,
+    error_message VARCHAR,                  -- masked
+    file_id       BIGINT NOT NULL,
+    line          BIGINT
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_ingest", INGEST_SCHEMA),
     ("002_reconcile", RECONCILE_SCHEMA),
     ("003_watchdog", WATCHDOG_SCHEMA),
     ("004_api", API_SCHEMA),
+    ("005_signals", SIGNALS_SCHEMA),
 ]
 
 

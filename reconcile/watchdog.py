@@ -20,17 +20,33 @@ failed) with the arrival time: the evidence an auditor asks for.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconcile import redact
+from reconcile import content, redact
 from reconcile.db import Connection, fetch_dicts, transaction
 from reconcile.errors import ReconError
 from reconcile.schedule import Cron, zone
 
 MAX_MESSAGE_BYTES = 10 * 1024
+MAX_QUOTED = 600  # characters of a failure's message quoted in its alert
 SIGNAL_KINDS = ("success", "start", "fail", "log")
+# What a monitor hears: pings (HTTP, `recon ping`, `recon run`), the arrival of a run of its
+# source (files or HTTP), or a matching message in an IMAP mailbox.
+HEARS = ("ping", "run", "email")
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a monitor is about and what it hears, beyond pings."""
+
+    source: str | None = None
+    signal: str = "ping"
+    checks: content.Thresholds = field(default_factory=content.Thresholds)
+    mailbox: str | None = None
+    subject_pattern: str | None = None
+    sender: str | None = None
 
 
 class MonitorError(ReconError):
@@ -161,10 +177,18 @@ def create(
     tags: list[str],
     now: datetime,
     user: str,
+    link: Link | None = None,
 ) -> Monitor:
     """Create a monitor; its first slot is the first due time after now."""
     if cron:
         Cron.parse(cron, tz)  # refuses what would be misread
+    link = link or Link()
+    if link.signal not in HEARS:
+        raise MonitorError(f"a monitor hears one of {', '.join(HEARS)}, not {link.signal!r}")
+    if link.signal == "run" and not link.source:
+        raise MonitorError("a monitor that hears runs needs --source NAME")
+    if link.signal == "email" and not link.mailbox:
+        raise MonitorError("a monitor that hears email needs --mailbox ALIAS")
     monitor = Monitor(
         name, cron, tz, every_seconds, grace_seconds, early_seconds, max_runtime_seconds, now
     )
@@ -178,9 +202,11 @@ def create(
         conn.execute(
             "INSERT INTO monitors (monitor_id, name, ping_uuid, cron, tz, every_seconds, "
             "grace_seconds, early_seconds, max_runtime_seconds, realert_seconds, tags, "
-            "created_at, created_by, awaited_due, ledger_due, status, status_since) "
+            "created_at, created_by, awaited_due, ledger_due, status, status_since, source, "
+            "signal, min_transactions, max_count_diff_percent, max_failure_rate_percent, "
+            "failure_rate_jump, mailbox, subject_pattern, sender) "
             "VALUES (nextval('monitor_id_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "'new', ?)",
+            "'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 name,
                 str(uuid.uuid4()),
@@ -197,9 +223,59 @@ def create(
                 awaited,
                 awaited,
                 now,
+                link.source,
+                link.signal,
+                link.checks.min_transactions,
+                link.checks.max_count_diff_percent,
+                link.checks.max_failure_rate_percent,
+                link.checks.failure_rate_jump,
+                link.mailbox,
+                link.subject_pattern,
+                link.sender,
             ],
         )
     return monitor
+
+
+def runs_arrived(
+    conn: Connection,
+    source: str,
+    run_ids: list[str],
+    *,
+    now: datetime,
+    origin: str,
+    what: str,
+) -> list[dict[str, Any]]:
+    """Each monitor that hears runs of `source` gets a signal, inside the caller's transaction
+    (the ingest's): success, or a failure naming what its content checks found wrong. An
+    arrival with no run in it (a file with a header and no rows) is judged as an empty run."""
+    monitors = fetch_dicts(
+        conn,
+        "SELECT name, min_transactions, max_count_diff_percent, max_failure_rate_percent, "
+        "failure_rate_jump FROM monitors WHERE source = ? AND signal = 'run' ORDER BY name",
+        [source],
+    )
+    if not monitors:
+        return []
+    runs = content.run_facts(conn, source, run_ids) if run_ids else []
+    if not runs:  # nothing loaded and no run named: the emptiest run there is
+        empty = {"run_id": "(none)", "rows_loaded": 0, "rows_failed": 0, "rate": None}
+        runs = [{**empty, "median_rate": None, "history": 0, "expected_count": None}]
+    signals = []
+    for monitor in monitors:
+        found = [p for run in runs for p in content.problems(content.Thresholds.of(monitor), run)]
+        lines = found or [content.summary(run) for run in runs]
+        signals.append(
+            apply_signal(
+                conn,
+                monitor["name"],
+                "fail" if found else "success",
+                now=now,
+                message="\n".join([f"{what}:", *lines]),
+                origin=origin,
+            )
+        )
+    return signals
 
 
 def record_signal(conn: Connection, name: str, kind: str, **details: Any) -> dict[str, Any]:
@@ -378,7 +454,9 @@ def describe(conn: Connection, name: str, now: datetime, slots: int = 20) -> dic
         "SELECT name, ping_uuid, cron, tz, every_seconds, grace_seconds, early_seconds, "
         "max_runtime_seconds, realert_seconds, tags, created_at, paused_at, paused_until, "
         "pause_reason, last_signal_at, last_success_at, last_failure_at, last_start_at, "
-        "status AS recorded_status, status_since, down_since FROM monitors WHERE monitor_id = ?",
+        "status AS recorded_status, status_since, down_since, signal AS hears, source, "
+        "min_transactions, max_count_diff_percent, max_failure_rate_percent, "
+        "failure_rate_jump, mailbox, subject_pattern, sender FROM monitors WHERE monitor_id = ?",
         [monitor_id],
     )
     row["schedule"] = monitor.cron or f"every {monitor.every_seconds}s"
@@ -442,6 +520,10 @@ def _message(row: dict[str, Any], kind: str, now: datetime) -> tuple[str, str]:
         else f"the slot due {_when(row['awaited_due'], tz)} passed its grace of "
         f"{_span(row['grace_seconds'])} with no signal"
     )
+    if failed and row.get("failure_message"):
+        said = row["failure_message"]
+        said = said[:MAX_QUOTED] + " [...]" if len(said) > MAX_QUOTED else said
+        cause += ":\n" + "\n".join(f"  {line}" for line in said.splitlines())
     still = "still DOWN" if kind == "still_down" else "DOWN"
     return (
         f"[recon] {still}: {name}",
@@ -452,10 +534,35 @@ def _message(row: dict[str, Any], kind: str, now: datetime) -> tuple[str, str]:
     )
 
 
-def tick(conn: Connection, now: datetime, targets: list[Any]) -> dict[str, Any]:
+def gap_windows(conn: Connection, now: datetime) -> list[tuple[str, datetime]]:
+    """(source, since) of monitors about a source whose alert this tick may summarise the gap
+    for (a status about to change, or a re-alert due): the caller reconciles those windows
+    first, so the counts in the alert are the ones `recon failures` lists."""
+    rows = conn.execute(
+        f"""
+        SELECT source, min(coalesce(
+            (SELECT max(received_at) FROM signals s WHERE s.monitor_id = m.monitor_id
+               AND s.kind = 'success' AND s.received_at < m.last_success_at),
+            last_success_at, created_at))
+        FROM monitors m
+        WHERE source IS NOT NULL
+          AND (status IS DISTINCT FROM ({STATUS_SQL})
+               OR (status = 'down' AND realert_seconds IS NOT NULL
+                   AND coalesce(last_alert_at, status_since) + to_seconds(realert_seconds) <= $now))
+        GROUP BY source ORDER BY source
+        """,
+        {"now": now},
+    ).fetchall()
+    return [(source, since) for source, since in rows]
+
+
+def tick(
+    conn: Connection, now: datetime, targets: list[Any], zones: dict[str, str] | None = None
+) -> dict[str, Any]:
     """One pass: ledger missed slots, record status changes (compare-and-set), queue alerts.
-    Everything is written in one transaction, before anyone is notified."""
-    from reconcile import notify
+    Everything is written in one transaction, before anyone is notified. `zones` gives each
+    source's time zone, for the business dates of a gap summary (default: the monitor's)."""
+    from reconcile import gap, notify
 
     errors: list[str] = []
     with transaction(conn):
@@ -491,6 +598,8 @@ def tick(conn: Connection, now: datetime, targets: list[Any]) -> dict[str, Any]:
             conn,
             """
             SELECT m.*, c.old, c.new, 'transition' AS why,
+                   (SELECT arg_max(message, received_at) FROM signals s
+                     WHERE s.monitor_id = m.monitor_id AND s.kind = 'fail') AS failure_message,
                    (SELECT count(*) FROM slots s WHERE s.monitor_id = m.monitor_id
                       AND s.outcome = 'missed'
                       AND s.due_at > coalesce(m.last_success_at, m.created_at)) AS missed,
@@ -499,6 +608,8 @@ def tick(conn: Connection, now: datetime, targets: list[Any]) -> dict[str, Any]:
             FROM w_changed c JOIN monitors m USING (monitor_id)
             UNION ALL
             SELECT m.*, 'down', 'down', 'realert',
+                   (SELECT arg_max(message, received_at) FROM signals s
+                     WHERE s.monitor_id = m.monitor_id AND s.kind = 'fail'),
                    (SELECT count(*) FROM slots s WHERE s.monitor_id = m.monitor_id
                       AND s.outcome = 'missed'
                       AND s.due_at > coalesce(m.last_success_at, m.created_at)), NULL
@@ -520,10 +631,16 @@ def tick(conn: Connection, now: datetime, targets: list[Any]) -> dict[str, Any]:
             if kind is None:
                 continue
             try:
+                since = row["last_success_at"] or row["created_at"]
                 if kind == "recovered":
                     row["down_since"] = row["previous_down"]
-                    row["missed"] = _missed_before_recovery(conn, row)
+                    since = _success_before(conn, row)
+                    row["missed"] = _missed_before_recovery(conn, row, since)
                 title, body = _message(row, kind, now)
+                if row["source"]:
+                    zone_name = (zones or {}).get(row["source"], row["tz"])
+                    found = gap.find(conn, row["source"], since, now, zone_name, now)
+                    body += "\n\n" + gap.describe(found)
             except Exception as exc:  # one monitor's details must not stall the others' alerts
                 errors.append(f"{row['name']}: {type(exc).__name__} while writing its alert")
                 title = f"[recon] {kind.replace('_', ' ').upper()}: {row['name']}"
@@ -557,20 +674,21 @@ def _alert_kind(row: dict[str, Any]) -> str | None:
     return None
 
 
-def _missed_before_recovery(conn: Connection, row: dict[str, Any]) -> int:
+def _success_before(conn: Connection, row: dict[str, Any]) -> datetime:
+    """The last good signal before the one that ended this incident (or the creation)."""
+    found = conn.execute(
+        "SELECT max(received_at) FROM signals WHERE monitor_id = ? AND kind = 'success' "
+        "AND received_at < ?",
+        [row["monitor_id"], row["last_success_at"] or row["last_signal_at"]],
+    ).fetchone()
+    return found[0] if found and found[0] else row["created_at"]
+
+
+def _missed_before_recovery(conn: Connection, row: dict[str, Any], since: datetime) -> int:
     """Slots missed between the success before this incident and the one that ended it."""
     found = conn.execute(
-        """
-        SELECT count(*) FROM slots s
-        WHERE s.monitor_id = $id AND s.outcome = 'missed' AND s.due_at < $ended
-          AND s.due_at > coalesce((SELECT max(received_at) FROM signals
-                                   WHERE monitor_id = $id AND kind = 'success'
-                                     AND received_at < $ended), $created)
-        """,
-        {
-            "id": row["monitor_id"],
-            "ended": row["last_success_at"] or row["last_signal_at"],
-            "created": row["created_at"],
-        },
+        "SELECT count(*) FROM slots WHERE monitor_id = ? AND outcome = 'missed' "
+        "AND due_at < ? AND due_at > ?",
+        [row["monitor_id"], row["last_success_at"] or row["last_signal_at"], since],
     ).fetchone()
     return int(found[0]) if found else 0
