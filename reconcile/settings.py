@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -160,6 +168,81 @@ class NotifyConfig(BaseModel):
     config_file: Path | None = None
 
 
+class MailboxConfig(BaseModel):
+    """An IMAP mailbox under `[mailboxes.ALIAS]`, read (never changed) by `reconcile.mailbox`.
+
+    The password is a secret: keep it out of recon.toml, in `RECON_MAILBOXES__ALIAS__PASSWORD`
+    (alias in upper case) or in a file named by `password_file`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)  # default: 993 for tls, else 143
+    security: Literal["tls", "starttls", "none"] = "tls"
+    user: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    folder: str = "INBOX"
+    ca_file: Path | None = None  # PEM bundle of a private CA, instead of the system's CAs
+    timeout: float = 30.0  # seconds allowed for each network step
+
+    @field_validator("host", "user")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @field_validator("folder")
+    @classmethod
+    def _ascii_folder(cls, value: str) -> str:
+        # imaplib sends names as they are; a non-ASCII name needs the server's modified UTF-7.
+        if not value or not value.isascii():
+            raise ValueError(
+                "expected the folder's IMAP name in ASCII, such as INBOX or Reports/Daily "
+                "(write non-ASCII names in modified UTF-7, as the server lists them)"
+            )
+        return value
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _positive_duration(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError("expected a duration above zero, such as 30s")
+        return seconds
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MailboxConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        return self
+
+    @property
+    def imap_port(self) -> int:
+        """The configured port, else the usual one for the security mode."""
+        if self.port is not None:
+            return self.port
+        return 993 if self.security == "tls" else 143
+
+    def secret(self) -> str | None:
+        """The password, from the setting or read from `password_file` on each use (so that a
+        rotated file is picked up); None when neither is set."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"password_file {self.password_file} cannot be read ({reason}); check the path "
+                f"and that this user may read it"
+            ) from None
+
+
 class Settings(BaseSettings):
     """Everything a command may need, validated once."""
 
@@ -178,6 +261,7 @@ class Settings(BaseSettings):
     base_url: str | None = None
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    mailboxes: dict[str, MailboxConfig] = Field(default_factory=dict)  # by alias
     # Watching the watchdog: every `recon watch` tick fetches this URL (healthchecks-style), so
     # an outside service notices when the watchdog itself stops.
     watchdog_ping_url: SecretStr | None = None
