@@ -3,7 +3,7 @@ when a source needs no column mapping."""
 
 from __future__ import annotations
 
-KINDS: tuple[str, ...] = ("processed", "expected", "totals")
+KINDS: tuple[str, ...] = ("processed", "expected", "totals", "report")
 
 # Canonical columns per kind: (required, optional). See PRODUCT.md "Canonical files".
 KIND_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -13,6 +13,11 @@ KIND_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "expected": (("txn_id", "amount"), ("currency", "business_date", "run_id")),
     "totals": (("run_id", "expected_count"), ("expected_amount",)),
+    # A failure report as the old daily email carried it (kept to compare with our own list).
+    "report": (
+        ("txn_id", "amount"),
+        ("run_id", "currency", "business_date", "error_code", "error_message"),
+    ),
 }
 CANONICAL_COLUMNS = frozenset(
     name for required, optional in KIND_COLUMNS.values() for name in required + optional

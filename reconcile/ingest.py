@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,12 @@ def _store(
             f"processed_at, business_date, error_code, error_message, card_hmac, attributes, ?, __line {good}",
             [source, file_id],
         )
+    elif kind == "report":
+        conn.execute(
+            "INSERT INTO reported_failures SELECT ?, business_date, run_id, txn_id, amount, "
+            f"currency, error_code, error_message, ?, __line {good}",
+            [source, file_id],
+        )
     elif kind == "expected":
         conn.execute(
             "INSERT INTO expected_transactions SELECT ?, run_id, txn_id, amount, currency, "
@@ -338,6 +344,7 @@ def ingest_file(
     user: str,
     pan_key: bytes | None = None,
     signal_monitors: bool = True,
+    report_date: date | None = None,
 ) -> FileResult:
     """Load one file in one transaction, or report that these bytes were already loaded.
     A run log is also the signal of the monitors that hear its source (`watchdog.runs_arrived`),
@@ -367,7 +374,7 @@ def ingest_file(
                     with session_time_zone(conn, config.timezone):
                         conn.execute(
                             "CREATE OR REPLACE TEMP TABLE recon_staged AS "
-                            + Stage(plan, config, run_id).sql(kind, pan_key)
+                            + Stage(plan, config, run_id, report_date).sql(kind, pan_key)
                         )
                 except QueryError as exc:
                     raise explain_read_error(path, fmt, exc, config) from None

@@ -6,7 +6,7 @@ Card numbers are masked here, before anything is stored; each row gets its first
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 
 from reconcile import redact
 from reconcile.canonical import KEY_COLUMNS, TYPED_COLUMNS
@@ -67,6 +67,15 @@ _OUTPUTS = {
     ],
     "expected": ["run_id", "txn_id", "amount", "currency", "business_date", "attributes"],
     "totals": ["run_id", "expected_count", "expected_amount"],
+    "report": [
+        "run_id",
+        "txn_id",
+        "amount",
+        "currency",
+        "business_date",
+        "error_code",
+        "error_message",
+    ],
 }
 
 
@@ -78,10 +87,13 @@ class Stage:
     problem of each row.
     """
 
-    def __init__(self, plan: Plan, config: SourceConfig, run_id: str | None) -> None:
+    def __init__(
+        self, plan: Plan, config: SourceConfig, run_id: str | None, report_date: date | None = None
+    ) -> None:
         self.plan = plan
         self.config = config
         self.run_id = run_id
+        self.report_date = report_date
         self.mapped_to = {actual: canonical for canonical, actual in plan.mapping.items()}
         self.sensitive = {normalise_name(name) for name in config.sensitive_columns}
         self.kept = [name for name in plan.columns if not redact.is_never_stored(name)]
@@ -243,6 +255,20 @@ class Stage:
             "processed_at is not a valid ISO 8601 timestamp (impossible date or time?)",
         )
 
+    def report(self) -> None:
+        """A reported failure: its day is the file's business_date, else the report's date."""
+        given = f"DATE '{self.report_date.isoformat()}'" if self.report_date else "NULL::DATE"
+        self.values |= {
+            "error_code": self.text("error_code"),
+            "error_message": self.text("error_message"),
+            "report_date": f"coalesce(try_cast({self.raw('business_date')} AS DATE), {given})",
+        }
+        self.problem(
+            "__v_report_date IS NULL",
+            "business_date",
+            "no business_date; give the report's date with --date",
+        )
+
     def totals(self) -> None:
         self.values |= {
             "expected_count": f"try_cast({self.raw('expected_count')} AS BIGINT)",
@@ -264,13 +290,17 @@ class Stage:
 
     def sql(self, kind: str, key: bytes | None) -> str:
         self.common(kind)
-        if kind in ("processed", "expected"):
+        if kind in ("processed", "expected", "report"):
             self.transactions()
+        if kind == "report":
+            self.report()
         if kind == "processed":
             self.processed(key)
         if kind == "totals":
             self.totals()
         final = {name: f"__v_{name}" for name in _OUTPUTS[kind]}
+        if kind == "report":
+            final["business_date"] = "__v_report_date"
         if kind == "processed":
             # The business day: from the file, else processed_at in the source's zone, turning
             # over at its cut-off time.
