@@ -63,7 +63,8 @@ demo-watchdog: setup
 	while [ ! -s demo-inbox.port ]; do sleep 0.1; done; \
 	export RECON_NOTIFY='{"targets": {"operations": {"url": "json://127.0.0.1:'$$(cat demo-inbox.port)'/alerts"}}}'; \
 	$(BIN)/recon --now 2026-10-25T12:00:00Z monitor add daily-report --cron "0 7 * * 1-5" \
-	    --tz Europe/London --grace 1h --early 2h --tag operations; \
+	    --tz Europe/London --grace 1h --early 2h --tag operations \
+	    --source payments-loader --hears ping; \
 	for day in $(REPORT_DAYS); do \
 	    $(BIN)/recon --now $${day}T06:40:00Z ping daily-report -m "failed-transactions-$$day.csv" 2>/dev/null; \
 	    $(BIN)/recon --now $${day}T07:05:00Z watch --once >/dev/null 2>&1; \
@@ -74,8 +75,7 @@ demo-watchdog: setup
 	$(BIN)/recon --now 2026-11-16T08:01:00Z watch --once >/dev/null 2>&1; \
 	echo "the slot ledger a week later (recon monitor show daily-report):"; \
 	$(BIN)/recon --now 2026-11-16T08:01:00Z monitor show daily-report | sed -n '/recent slots/,$$p' | head -n 11 || true; \
-	echo; echo "What failed while the report was silent (the list the email used to carry):"; \
-	echo "  .venv/bin/recon failures --since 2026-11-09 --until 2026-11-13"
+	echo; echo "The alert's own command lists what failed while the report was silent."
 
 test: setup
 	$(BIN)/pytest -q

@@ -38,6 +38,7 @@ from reconcile import (
     failures,
     gap,
     ingest,
+    mailwatch,
     migrations,
     notify,
     reconciliation,
@@ -192,11 +193,22 @@ def init(app: App) -> None:
     type=click.Choice(ingest.KINDS),
     default="processed",
     show_default=True,
-    help="processed run log, expected manifest, or control totals.",
+    help="processed run log, expected manifest, control totals, or a failure report.",
+)
+@click.option(
+    "--date",
+    "report_date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="A failure report's date, where the file has no business_date column.",
 )
 @pass_app
 def ingest_command(
-    app: App, files: tuple[Path, ...], source: str | None, run_id: str | None, kind: str
+    app: App,
+    files: tuple[Path, ...],
+    source: str | None,
+    run_id: str | None,
+    kind: str,
+    report_date: datetime | None,
 ) -> None:
     """Load run logs (CSV, JSON Lines, Parquet) into the store, validated and masked.
 
@@ -209,6 +221,8 @@ def ingest_command(
       recon ingest --source payments-loader runs/PL-20261026.csv
       recon ingest --source payments-loader --kind expected expected/*.csv
       recon ingest --source payments-loader --kind totals control_totals.csv
+      recon ingest --source payments-loader --kind report --date 2026-10-26 \\
+          reports/failed-transactions-2026-10-26.csv
     """
     settings = app.settings
     source_name = _pick_source(settings, source)
@@ -228,6 +242,7 @@ def ingest_command(
                     now=settings.current_time(),
                     user=current_user(),
                     pan_key=settings.pan_key_bytes(),
+                    report_date=report_date.date() if report_date else None,
                 )
             except InputFileError as exc:
                 failed = True
@@ -1295,7 +1310,8 @@ def run_command(app: App, name: str, command: tuple[str, ...]) -> None:
 def watch_command(app: App, once: bool, interval: float) -> None:
     """The watchdog: evaluate every monitor, record changes, deliver alerts from the outbox.
 
-    Exit (with --once) 3 when a monitor is down or an alert could not be delivered.
+    Exit (with --once) 3 when a monitor is down, an alert could not be delivered, or a
+    mailbox could not be read.
 
     \b
     Examples:
@@ -1314,7 +1330,11 @@ def watch_command(app: App, once: bool, interval: float) -> None:
         if once:
             if app.json:
                 emit_json(report)
-            attention = report["down"] or any(a["status"] != "delivered" for a in report["alerts"])
+            attention = (
+                report["down"]
+                or report["errors"]
+                or any(a["status"] != "delivered" for a in report["alerts"])
+            )
             sys.exit(EXIT_FINDINGS if attention else EXIT_OK)
         time.sleep(interval)
 
@@ -1324,6 +1344,16 @@ def _watch_tick(app: App) -> dict[str, Any]:
     targets = settings.targets()
     now = settings.current_time()
     with app.connect() as conn:
+        listening = mailwatch.watched(conn, now)
+    mail = mailwatch.fetch_all(settings, listening) if listening else []  # no lock held
+    mail_errors = [f"{m.name}: {found}" for m, found in mail if isinstance(found, str)]
+    with app.connect() as conn:
+        heard = [
+            arrival
+            for monitor, found in mail
+            if not isinstance(found, str)
+            for arrival in mailwatch.record(conn, settings, monitor, found, now)
+        ]
         spool.drain(conn, spool.folder_for(Path(settings.db), settings.spool_dir))
         zones = {}
         for source, since in watchdog.gap_windows(conn, now):
@@ -1333,7 +1363,11 @@ def _watch_tick(app: App) -> dict[str, Any]:
         result = watchdog.tick(conn, now, targets, zones)
         claims = notify.claim(conn, now)
         down = conn.execute("SELECT count(*) FROM monitors WHERE status = 'down'").fetchone()
-    for error in result["errors"]:
+    for arrival in heard:
+        info(f"{arrival['monitor']}: email arrived at {arrival['arrived_at']:%Y-%m-%d %H:%M} UTC")
+        for line in arrival["reports"]:
+            info(f"  {line}")
+    for error in result["errors"] + mail_errors:
         info(f"error: {error}")
     outcomes = notify.send(claims, targets, settings.notify_timeout) if claims else []
     if outcomes:
@@ -1359,6 +1393,8 @@ def _watch_tick(app: App) -> dict[str, Any]:
         "alerts": delivered,
         "queued": result["alerts"],
         "down": int(down[0]) if down else 0,
+        "emails": heard,
+        "errors": result["errors"] + mail_errors,
     }
 
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+
+from tests.dovecot import INSTALL_HINT, Dovecot, DovecotServer, dovecot_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -101,3 +106,75 @@ def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[DovecotServer]:
+    """One real Dovecot on loopback for the session (see tests/dovecot.py)."""
+    binary = dovecot_binary()
+    if binary is None:
+        pytest.fail(INSTALL_HINT, pytrace=False)
+    server = DovecotServer(binary)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dovecot(dovecot_server: DovecotServer) -> Dovecot:
+    """A fresh account, with an empty INBOX, on the session's Dovecot."""
+    return dovecot_server.account()
+
+
+@dataclass
+class HttpTarget:
+    """A JSON webhook on loopback: records what arrives; can answer 500 or stall first."""
+
+    port: int = 0
+    fail_first: int = 0
+    stall_first: float = 0.0
+    received: list[dict[str, Any]] = field(default_factory=list)
+    answered_ok: list[dict[str, Any]] = field(default_factory=list)
+    first_request: threading.Event = field(default_factory=threading.Event)
+    pinged: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/alerts"
+
+
+@pytest.fixture
+def http_target() -> Iterator[HttpTarget]:
+    target = HttpTarget()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            target.received.append(body)
+            target.first_request.set()
+            if target.stall_first and len(target.received) == 1:
+                time.sleep(target.stall_first)
+            if len(target.received) <= target.fail_first:
+                self.send_response(500)
+            else:
+                target.answered_ok.append(body)
+                self.send_response(200)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            target.pinged.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    target.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield target
+    server.shutdown()
+    server.server_close()

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import Recon
+from .conftest import HttpTarget, Recon
 from .test_serve import post, server
-from .test_watchdog import HttpTarget, configure, http_target  # noqa: F401 (fixture)
+from .test_watchdog import configure
 
 FIRST_DAY = date(2026, 11, 2)  # a Monday
 

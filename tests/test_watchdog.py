@@ -3,15 +3,11 @@ apprise to real servers on loopback (HTTP for json://, SMTP for mailto://)."""
 
 from __future__ import annotations
 
-import http.server
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,59 +22,7 @@ from hypothesis import strategies as st
 from reconcile import watchdog
 from reconcile.migrations import migrate
 
-from .conftest import Recon
-
-
-@dataclass
-class HttpTarget:
-    """A JSON webhook on loopback: records what arrives; can answer 500 or stall first."""
-
-    port: int = 0
-    fail_first: int = 0
-    stall_first: float = 0.0
-    received: list[dict[str, Any]] = field(default_factory=list)
-    answered_ok: list[dict[str, Any]] = field(default_factory=list)
-    first_request: threading.Event = field(default_factory=threading.Event)
-    pinged: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/alerts"
-
-
-@pytest.fixture
-def http_target() -> Iterator[HttpTarget]:
-    target = HttpTarget()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-            target.received.append(body)
-            target.first_request.set()
-            if target.stall_first and len(target.received) == 1:
-                time.sleep(target.stall_first)
-            if len(target.received) <= target.fail_first:
-                self.send_response(500)
-            else:
-                target.answered_ok.append(body)
-                self.send_response(200)
-            self.end_headers()
-
-        def do_GET(self) -> None:
-            target.pinged.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    target.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield target
-    server.shutdown()
-    server.server_close()
+from .conftest import HttpTarget, Recon
 
 
 @dataclass
