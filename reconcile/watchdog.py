@@ -492,7 +492,11 @@ def _span(seconds: float) -> str:
     minutes = int(seconds // 60)
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
-    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m"]
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes or not (days or hours) else "",
+    ]
     return " ".join(p for p in parts if p)
 
 
