@@ -23,7 +23,7 @@ demo: export RECON_PAN_KEY = demo-only-not-a-secret
 # The story is read on the Monday morning after its last run.
 demo: export RECON_NOW = 2026-11-16T08:00:00+00:00
 demo: setup
-	@rm -f $(DEMO_DB) $(DEMO_DB).wal
+	@rm -rf $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool
 	@$(BIN)/recon init
 	@echo "== ingest: expected manifests, control totals, run logs =="
 	@$(BIN)/recon ingest --source payments-loader --kind expected sample_data/payments-loader/expected/*.csv 2>&1 | tail -n 1
@@ -94,4 +94,4 @@ bench: setup
 	exit $$(( a || b || c ))
 
 clean:
-	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal demo-inbox.port .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool demo-inbox.port .pytest_cache .mypy_cache .ruff_cache
