@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from starlette.responses import JSONResponse
 
-from reconcile import db, export, ingest, tokens, watchdog
+from reconcile import audit, db, export, ingest, tokens, watchdog
 from reconcile.errors import DatabaseError, DatabaseLockedError, InputFileError
 from reconcile.settings import Settings
 
@@ -62,25 +65,64 @@ def _rows(body: bytes) -> list[Any]:
         return rows
 
 
+@contextmanager
+def _session(settings: Settings, client: str | None) -> Iterator[db.Connection]:
+    """The store for one request, with an audit trail naming the caller's address (and, once
+    its token is checked, the token); the chain's head is anchored on the way out."""
+    trail = audit.Trail(
+        "anonymous",
+        {"via": "http", "host": socket.gethostname(), "client": client or ""},
+        settings.audit_key_bytes(),
+        settings.anchor_path(),
+    )
+    with db.connect(Path(settings.db), settings.lock_timeout) as conn, audit.acting(trail):
+        try:
+            yield conn
+        finally:
+            audit.anchor(conn, settings.anchor_path())
+
+
 def _authorise(
     conn: db.Connection, settings: Settings, header: str, source: str | None = None
 ) -> tuple[str, str] | JSONResponse:
-    """(token name, its source), or the error to answer: 401 bad token, 403 another source's."""
-    found = tokens.check(conn, _bearer(header), now=settings.current_time())
+    """(token name, its source), or the error to answer: 401 bad token, 403 another source's.
+    Refusals are audited (`auth.failure`), never with the token presented."""
+    now = settings.current_time()
+    found = tokens.check(conn, _bearer(header), now=now)
+    if found is not None and (source is None or found[1] == source):
+        audit.identify(f"token:{found[0]}")
+        return found
     if found is None:
-        return _error(401, "missing, unknown or revoked token: send Authorization: Bearer <token>")
-    if source is not None and found[1] != source:
-        return _error(403, f"this token is for source {found[1]!r}, not {source!r}")
-    return found
+        status, reason = 401, "missing, unknown or revoked token"
+        answer = f"{reason}: send Authorization: Bearer <token>"
+    else:
+        status, reason = 403, f"token {found[0]!r} is for source {found[1]!r}, not {source!r}"
+        answer = f"this token is for source {found[1]!r}, not {source!r}"
+    with db.transaction(conn):
+        audit.record(
+            conn,
+            "auth.failure",
+            source or "",
+            now=now,
+            outcome="denied",
+            details={"status": status, "reason": reason},
+        )
+    return _error(status, answer)
 
 
 def post_transactions(
-    settings: Settings, folder: Path, source: str, run_id: str, header: str, body: bytes
+    settings: Settings,
+    folder: Path,
+    source: str,
+    run_id: str,
+    header: str,
+    body: bytes,
+    client: str | None = None,
 ) -> JSONResponse:
     if len(body) > MAX_BODY_BYTES:
         return _error(413, f"body over {MAX_BODY_BYTES // (1024 * 1024)} MB: send the run in parts")
     try:
-        with db.connect(Path(settings.db), settings.lock_timeout) as conn:
+        with _session(settings, client) as conn:
             who = _authorise(conn, settings, header, source)
             if isinstance(who, JSONResponse):
                 return who
@@ -152,9 +194,11 @@ def _ingest(
     return JSONResponse(json.loads(export.json_line(payload)))
 
 
-def complete_run(settings: Settings, source: str, run_id: str, header: str) -> JSONResponse:
+def complete_run(
+    settings: Settings, source: str, run_id: str, header: str, client: str | None = None
+) -> JSONResponse:
     try:
-        with db.connect(Path(settings.db), settings.lock_timeout) as conn:
+        with _session(settings, client) as conn:
             who = _authorise(conn, settings, header, source)
             if isinstance(who, JSONResponse):
                 return who
@@ -167,6 +211,7 @@ def complete_run(settings: Settings, source: str, run_id: str, header: str) -> J
                 watchdog.runs_arrived(
                     conn, source, [run_id], now=now, origin="http", what=f"run {run_id} completed"
                 )
+                audit.record(conn, "run.complete", f"{source}:{run_id}", now=now)
             summary = db.fetch_dicts(
                 conn,
                 "SELECT rows_loaded, rows_succeeded, rows_failed, rows_quarantined FROM runs "
@@ -181,7 +226,9 @@ def complete_run(settings: Settings, source: str, run_id: str, header: str) -> J
     )
 
 
-def read(settings: Settings, header: str, what: str, query: dict[str, str]) -> JSONResponse:
+def read(
+    settings: Settings, header: str, what: str, query: dict[str, str], client: str | None = None
+) -> JSONResponse:
     """Token-protected reads: monitors, runs, a day's reconciliation, a day's failures. Rows of
     runs, reconciliation and failures are limited to the token's source; results are as of the
     last reconcile."""
@@ -199,7 +246,7 @@ def read(settings: Settings, header: str, what: str, query: dict[str, str]) -> J
     except ValueError:
         return _error(400, f"date must be YYYY-MM-DD, got {query.get('date')!r}")
     try:
-        with db.connect(Path(settings.db), settings.lock_timeout) as conn:
+        with _session(settings, client) as conn:
             found = _authorise(conn, settings, header)
             if isinstance(found, JSONResponse):
                 return found
@@ -226,6 +273,14 @@ def read(settings: Settings, header: str, what: str, query: dict[str, str]) -> J
                         conn, day, day, categories=chosen, source=source, now=now
                     )
                 }
+            with db.transaction(conn):  # reading (masked) data is an access
+                audit.record(
+                    conn,
+                    "api.read",
+                    f"{source}:{what}",
+                    now=now,
+                    details={"date": day, "categories": chosen if what == "failures" else None},
+                )
     except DatabaseError:
         return _error(503, BUSY)
     return JSONResponse(json.loads(export.json_line(payload)))

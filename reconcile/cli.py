@@ -29,6 +29,7 @@ from tabulate import tabulate
 
 from reconcile import (
     __version__,
+    audit,
     breaks,
     compare,
     content,
@@ -51,6 +52,7 @@ from reconcile import (
     workbook,
 )
 from reconcile.errors import ConfigError, DatabaseError, InputFileError, ReconError
+from reconcile.reconciliation import scope_text as audit_scope
 from reconcile.settings import Settings, load_settings, parse_duration, parse_now
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
@@ -74,8 +76,15 @@ class App:
 
     @contextmanager
     def connect(self) -> Iterator[db.Connection]:
-        with db.connect(Path(self.settings.db), self.settings.lock_timeout) as conn:
-            yield conn
+        """The store, with this command's audit trail active; the chain's head is anchored
+        outside the database on the way out, whatever happened."""
+        settings = self.settings
+        trail = audit.cli_trail(settings.audit_key_bytes(), settings.anchor_path())
+        with db.connect(Path(settings.db), settings.lock_timeout) as conn, audit.acting(trail):
+            try:
+                yield conn
+            finally:
+                audit.anchor(conn, settings.anchor_path())
 
 
 format_amount = export.amount_text
@@ -250,7 +259,18 @@ def ingest_command(
                     {"path": str(path), "source": source_name, "kind": kind, "error": str(exc)}
                 )
                 info(f"error: {exc}")
+                _record_refusal(app, conn, "ingest", f"{source_name}:{path.name}", str(exc))
                 continue
+            if result.already_ingested:
+                with db.transaction(conn):
+                    audit.record(
+                        conn,
+                        "ingest",
+                        f"{source_name}:{path.name}",
+                        now=settings.current_time(),
+                        outcome="skipped",
+                        details={"path": str(path), "sha256": result.sha256, "reason": "already"},
+                    )
             quarantined |= result.rows_quarantined > 0 and not result.already_ingested
             results.append(result.as_json())
             if not app.json:
@@ -262,6 +282,19 @@ def ingest_command(
     elif quarantined:
         info(f"some rows were quarantined: see them with `recon quarantine --source {source_name}`")
     sys.exit(EXIT_ERROR if failed else EXIT_FINDINGS if quarantined else EXIT_OK)
+
+
+def _record_refusal(app: App, conn: db.Connection, action: str, target: str, why: str) -> None:
+    """An action that failed: nothing of it was written, but the attempt is on the record."""
+    with db.transaction(conn):
+        audit.record(
+            conn,
+            action,
+            target,
+            now=app.settings.current_time(),
+            outcome="failure",
+            details={"problem": _safe(why)},
+        )
 
 
 def _pick_source(settings: Settings, given: str | None) -> str:
@@ -633,6 +666,32 @@ def failures_command(
         info(f"{len(rows)} {label}, business date {span_text}")
         if rows:
             emit_table(rows, failures.COLUMNS)
+    _record_access(
+        app,
+        "failures.list",
+        f"{source or 'all'}:{span_text}",
+        [output] if output else [],
+        {"categories": wanted, "format": fmt, "rows": len(rows) if fmt != "parquet" else None},
+    )
+
+
+def _record_access(
+    app: App, action: str, target: str, paths: Sequence[Path], details: dict[str, Any]
+) -> None:
+    """Reading stored (masked) transaction data is an access: record what was written where,
+    with the SHA-256 of each file, once the files are complete."""
+    written: dict[str, str | None] = {
+        str(path): export.sha256_file(path) for path in paths if path.is_file()
+    }
+    written = written or {"stdout": None}
+    with app.connect() as conn, db.transaction(conn):
+        audit.record(
+            conn,
+            action,
+            target,
+            now=app.settings.current_time(),
+            details={**details, "written": written},
+        )
 
 
 def _categories(text: str) -> list[str]:
@@ -856,6 +915,13 @@ def export_command(
             f"wrote {', '.join(str(p) for p in written.paths)}: {written.days} day(s), "
             f"{written.runs} run(s), {written.breaks} break row(s)"
         )
+    _record_access(
+        app,
+        "export",
+        audit_scope(scope),
+        written.paths,
+        {"format": fmt, "days": written.days, "runs": written.runs, "breaks": written.breaks},
+    )
 
 
 @cli.command("history")
@@ -1223,7 +1289,7 @@ def monitor_remove(app: App, name: str) -> None:
       recon monitor remove old-report
     """
     with app.connect() as conn:
-        watchdog.remove(conn, name)
+        watchdog.remove(conn, name, now=app.settings.current_time())
     info(f"{name} removed")
 
 
@@ -1318,6 +1384,21 @@ def watch_command(app: App, once: bool, interval: float) -> None:
       recon watch --once          # from cron, every minute
       recon watch --interval 30   # as a service
     """
+    if not once:
+        _record_event(app, "watch.start", "watchdog", {"interval_seconds": interval})
+    try:
+        _watch_loop(app, once, interval)
+    finally:
+        if not once:
+            _record_event(app, "watch.stop", "watchdog", {})
+
+
+def _record_event(app: App, action: str, target: str, details: dict[str, Any]) -> None:
+    with app.connect() as conn, db.transaction(conn):
+        audit.record(conn, action, target, now=app.settings.current_time(), details=details)
+
+
+def _watch_loop(app: App, once: bool, interval: float) -> None:
     while True:
         try:
             report = _watch_tick(app)
@@ -1426,10 +1507,12 @@ def serve_command(app: App, host: str, port: int) -> None:
     """
     from reconcile import web
 
-    with app.connect():
-        pass  # migrate before serving
+    _record_event(app, "serve.start", f"{host}:{port}", {})  # migrates before serving, too
     info(f"serving pings on http://{host}:{port}/ping/<uuid>")
-    web.serve(app.settings, host, port)
+    try:
+        web.serve(app.settings, host, port)
+    finally:
+        _record_event(app, "serve.stop", f"{host}:{port}", {})
 
 
 @cli.group("token")
@@ -1498,6 +1581,102 @@ def token_revoke(app: App, name: str) -> None:
     with app.connect() as conn:
         tokens.revoke(conn, name, now=app.settings.current_time())
     info(f"token {name} revoked")
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The audit trail: who did what, when, from where; tamper-evident.
+
+    \b
+    Examples:
+      recon audit verify
+      recon audit log --action monitor --since 2026-11-01T00:00:00Z
+    """
+
+
+@audit_group.command("verify")
+@pass_app
+def audit_verify(app: App) -> None:
+    """Check every event of the chain and the anchor outside the database.
+
+    Exit 0 when intact, 3 when broken (the first bad seq and what is wrong are printed), 1 when
+    it cannot be checked (keyed rows and no key configured).
+
+    \b
+    Example:
+      RECON_AUDIT_KEY=... recon audit verify
+    """
+    settings = app.settings
+    with app.connect() as conn:
+        verdict = audit.verify(conn, settings.audit_key_bytes(), settings.anchor_path())
+        with db.transaction(conn):
+            audit.record(
+                conn,
+                "audit.verify",
+                now=settings.current_time(),
+                outcome="success" if verdict.intact else "failure",
+                details={"checked": verdict.checked, "first_bad_seq": verdict.first_bad_seq,
+                         "problem": verdict.problem},
+            )  # fmt: skip
+    if app.json:
+        emit_json(verdict.__dict__)
+    for warning in verdict.warnings:
+        info(f"warning: {warning}")
+    if verdict.intact:
+        end = f", head seq {verdict.head[0]}" if verdict.head else ""
+        info(f"audit trail intact: {verdict.checked} event(s) checked{end}")
+        sys.exit(EXIT_OK)
+    info(f"audit trail BROKEN at seq {verdict.first_bad_seq}: {verdict.problem}")
+    if verdict.problem and "no audit key is configured" in verdict.problem:
+        sys.exit(EXIT_ERROR)
+    info("  keep this database as evidence (copy it, and the anchor file, before anything else)")
+    sys.exit(EXIT_FINDINGS)
+
+
+@audit_group.command("log")
+@click.option("--since", type=INSTANT, help="Events at or after this time.")
+@click.option("--until", type=INSTANT, help="Events at or before this time.")
+@click.option("--actor", help="Only this actor (OS user, token:<name>, ...).")
+@click.option("--action", help="Only this action, or a family: `monitor` finds monitor.add.")
+@click.option("--object", "target", help="Only this object (or its prefix before ':').")
+@click.option("--limit", type=click.IntRange(1), default=200, show_default=True)
+@pass_app
+def audit_log(
+    app: App,
+    since: datetime | None,
+    until: datetime | None,
+    actor: str | None,
+    action: str | None,
+    target: str | None,
+    limit: int,
+) -> None:
+    """Audit events, oldest first (the latest LIMIT). Reading the trail is itself recorded.
+
+    \b
+    Examples:
+      recon audit log --action monitor --since 2026-11-01T00:00:00Z
+      recon audit log --actor token:loader-flow --json
+    """
+    settings = app.settings
+    with app.connect() as conn:
+        rows = audit.events(
+            conn, since=since, until=until, actor=actor, action=action, target=target, limit=limit
+        )
+        with db.transaction(conn):
+            audit.record(
+                conn,
+                "audit.log",
+                now=settings.current_time(),
+                details={"since": since, "until": until, "actor": actor, "action": action,
+                         "object": target, "returned": len(rows)},
+            )  # fmt: skip
+    if app.json:
+        emit_json({"events": rows})
+        return
+    for row in rows:
+        row["origin"] = row["origin"].get("via", "")
+        row["details"] = audit.canonical(row["details"])
+    emit_table(rows, ["seq", "ts", "actor", "origin", "action", "object", "outcome", "details"])
 
 
 @cli.command("alerts")

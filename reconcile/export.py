@@ -8,6 +8,7 @@ spreadsheet could run as a formula are neutralised. Files are created private (0
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -177,3 +178,9 @@ def write_parquet(conn: Connection, sql: str, params: dict[str, Any], path: Path
         os.chmod(path, 0o600)
     finally:
         conn.execute("DROP TABLE IF EXISTS export_rows")
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a written file, as recorded in the audit trail."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

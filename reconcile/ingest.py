@@ -20,7 +20,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from reconcile import redact, watchdog
+from reconcile import audit, redact, watchdog
 from reconcile.canonical import CANONICAL_COLUMNS, KINDS
 from reconcile.db import Connection, QueryError, session_time_zone, sql_literal, transaction
 from reconcile.readers import (
@@ -402,6 +402,22 @@ def ingest_file(
                         now,
                         user,
                     ],
+                )
+                audit.record(
+                    conn,
+                    "ingest",
+                    f"{source}:{path.name}",
+                    now=now,
+                    details={
+                        "path": str(path),
+                        "sha256": digest,
+                        "kind": kind,
+                        "format": fmt,
+                        "rows_read": rows_read,
+                        "rows_loaded": loaded,
+                        "rows_quarantined": quarantined,
+                        "runs": run_ids[:50],
+                    },
                 )
                 if kind == "processed":
                     _refresh_runs(conn, source, run_ids)

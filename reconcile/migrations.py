@@ -392,12 +392,43 @@ CREATE TABLE reported_failures (
 );
 """
 
+AUDIT_SCHEMA = """
+-- The audit trail (audit.py): one row per action, HMAC-chained. Append-only in code.
+CREATE TABLE audit_events (
+    seq       BIGINT NOT NULL,
+    ts        TIMESTAMPTZ NOT NULL,
+    actor     VARCHAR NOT NULL,              -- OS user, or token:<name>, or email:<mailbox>
+    origin    VARCHAR NOT NULL,              -- JSON: via (cli | http | library), host, client
+    action    VARCHAR NOT NULL,              -- ingest, reconcile, monitor.add, token.revoke, ...
+    object    VARCHAR NOT NULL,              -- what it acted on ('' when nothing in particular)
+    outcome   VARCHAR NOT NULL,              -- success | failure | denied
+    details   VARCHAR NOT NULL,              -- JSON, masked
+    alg       VARCHAR NOT NULL,              -- hmac-sha256 | sha256 (no key configured)
+    prev_hash VARCHAR NOT NULL,
+    hash      VARCHAR NOT NULL,
+    PRIMARY KEY (seq, ts, actor, origin, action, object, outcome, details, alg, prev_hash, hash)
+);
+
+-- DuckDB has no triggers. This foreign key over every column makes DuckDB refuse any UPDATE
+-- or DELETE of an event, and DROP TABLE audit_events, as long as the guard row exists.
+CREATE TABLE audit_guard (
+    seq BIGINT NOT NULL, ts TIMESTAMPTZ NOT NULL, actor VARCHAR NOT NULL,
+    origin VARCHAR NOT NULL, action VARCHAR NOT NULL, object VARCHAR NOT NULL,
+    outcome VARCHAR NOT NULL, details VARCHAR NOT NULL, alg VARCHAR NOT NULL,
+    prev_hash VARCHAR NOT NULL, hash VARCHAR NOT NULL,
+    FOREIGN KEY (seq, ts, actor, origin, action, object, outcome, details, alg, prev_hash, hash)
+        REFERENCES audit_events (seq, ts, actor, origin, action, object, outcome, details, alg,
+                                 prev_hash, hash)
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_ingest", INGEST_SCHEMA),
     ("002_reconcile", RECONCILE_SCHEMA),
     ("003_watchdog", WATCHDOG_SCHEMA),
     ("004_api", API_SCHEMA),
     ("005_signals", SIGNALS_SCHEMA),
+    ("006_audit", AUDIT_SCHEMA),
 ]
 
 

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconcile import redact
+from reconcile import audit, redact
 from reconcile.db import Connection, fetch_dicts, transaction
 
 BACKOFF_FIRST = timedelta(seconds=30)
@@ -191,6 +191,14 @@ def confirm(
     fallbacks = {t.alias: t for t in targets or [] if t.fallback}
     with transaction(conn):
         for item, error in outcomes:
+            audit.record(
+                conn,
+                "alert.sent" if not error else "alert.failed",
+                item.alert_id,
+                now=now,
+                outcome="success" if not error else "failure",
+                details={"target": item.target, "attempts": item.attempts, "error": error or None},
+            )
             if not error:
                 conn.execute(
                     "UPDATE deliveries SET status = 'delivered', delivered_at = ?, "

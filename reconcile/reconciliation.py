@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconcile import compare
+from reconcile import audit, compare
 from reconcile.db import Connection, fetch_dicts, transaction
 
 # Counts and amounts shared by run and day results (their order is the tables' column order).
@@ -120,6 +120,21 @@ def reconcile(
                     days_changed,
                 ],
             )
+            audit.record(
+                conn,
+                "reconcile",
+                scope_text(scope),
+                now=now,
+                details={
+                    "reconciliation_id": reconciliation_id,
+                    "inputs_sha256": digest,
+                    "runs_changed": runs_changed,
+                    "days_changed": days_changed,
+                    "breaks_opened": opened,
+                    "breaks_resolved": resolved,
+                    "product_version": product_version,
+                },
+            )
             runs = _results(conn, "r_runs", "run_results", ["source", "run_id"], "run_id")
             days = _results(
                 conn, "r_days", "day_results", ["source", "business_date"], "business_date"
@@ -129,6 +144,14 @@ def reconcile(
     return Outcome(
         reconciliation_id, digest, runs, days, runs_changed, days_changed, opened, resolved
     )
+
+
+def scope_text(scope: compare.Scope) -> str:
+    """The scope as an audit object: `source:run`, `source:since..until`, or `all`."""
+    what = scope.run_id or (
+        f"{scope.since or ''}..{scope.until or ''}" if scope.since or scope.until else "all"
+    )
+    return f"{scope.source}:{what}" if scope.source else what
 
 
 def _scope_json(scope: compare.Scope) -> dict[str, Any]:

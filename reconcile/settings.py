@@ -257,7 +257,9 @@ class Settings(BaseSettings):
     now: datetime | None = None
     lock_timeout: float = 30.0
     pan_key: SecretStr | None = None
-    audit_key: SecretStr | None = None
+    audit_key: SecretStr | None = None  # HMAC key of the audit chain; never in the database
+    audit_key_file: Path | None = None  # or a file holding it (keep it 0600, outside the data)
+    audit_anchor: Path | None = None  # the chain's head, appended outside the database
     base_url: str | None = None
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
@@ -327,6 +329,24 @@ class Settings(BaseSettings):
         if self.notify.config_file is not None:
             configured += targets_from_apprise_config(self.notify.config_file)
         return configured
+
+    def audit_key_bytes(self) -> bytes | None:
+        """The audit chain's key: RECON_AUDIT_KEY, else the file `audit_key_file` names."""
+        if self.audit_key:
+            return self.audit_key.get_secret_value().encode()
+        if self.audit_key_file:
+            try:
+                return self.audit_key_file.read_bytes().strip() or None
+            except OSError as exc:
+                raise ConfigError(
+                    f"audit_key_file {self.audit_key_file}: {exc.strerror}; "
+                    "make it readable by this user, or set RECON_AUDIT_KEY"
+                ) from None
+        return None
+
+    def anchor_path(self) -> Path:
+        """Where the chain's head is anchored: `audit_anchor`, else `<db>.anchor` beside it."""
+        return self.audit_anchor or self.db.with_name(self.db.name + ".anchor")
 
     def pan_key_bytes(self) -> bytes | None:
         return self.pan_key.get_secret_value().encode() if self.pan_key else None

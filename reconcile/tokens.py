@@ -12,6 +12,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from reconcile import audit
 from reconcile.db import Connection, fetch_dicts, transaction
 from reconcile.errors import ReconError
 
@@ -37,6 +38,7 @@ def create(conn: Connection, name: str, source: str, *, now: datetime, user: str
             "INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, NULL, NULL)",
             [name, source, _digest(token), now, user],
         )
+        audit.record(conn, "token.create", name, now=now, details={"source": source})
     return token
 
 
@@ -47,6 +49,8 @@ def revoke(conn: Connection, name: str, *, now: datetime) -> None:
             "RETURNING name",
             [now, name],
         ).fetchone()
+        if row is not None:
+            audit.record(conn, "token.revoke", name, now=now)
     if row is None:
         raise TokenError(f"no active token named {name!r}; see them with `recon token list`")
 

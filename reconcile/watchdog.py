@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconcile import content, redact
+from reconcile import audit, content, redact
 from reconcile.db import Connection, fetch_dicts, transaction
 from reconcile.errors import ReconError
 from reconcile.schedule import Cron, zone
@@ -234,6 +234,7 @@ def create(
                 link.sender,
             ],
         )
+        audit.record(conn, "monitor.add", name, now=now, details={"after": config(conn, name)})
     return monitor
 
 
@@ -425,6 +426,9 @@ def pause(
             "awaited_due = ?, ledger_due = greatest(ledger_due, ?) WHERE monitor_id = ?",
             [now, until, reason, awaited, awaited if until else now, monitor_id],
         )
+        audit.record(
+            conn, "monitor.pause", name, now=now, details={"until": until, "reason": reason}
+        )
 
 
 def resume(conn: Connection, name: str, *, now: datetime) -> None:
@@ -437,13 +441,29 @@ def resume(conn: Connection, name: str, *, now: datetime) -> None:
             "resumed_at = ?, awaited_due = ?, ledger_due = ? WHERE monitor_id = ?",
             [now, awaited, awaited, monitor_id],
         )
+        audit.record(conn, "monitor.resume", name, now=now)
 
 
-def remove(conn: Connection, name: str) -> None:
+def remove(conn: Connection, name: str, *, now: datetime) -> None:
     """Remove a monitor; its signals, slots and alerts stay as history."""
     with transaction(conn):
         monitor_id, _ = _load(conn, name)
+        before = config(conn, name)
         conn.execute("DELETE FROM monitors WHERE monitor_id = ?", [monitor_id])
+        audit.record(conn, "monitor.remove", name, now=now, details={"before": before})
+
+
+CONFIG_COLUMNS = (
+    "cron, tz, every_seconds, grace_seconds, early_seconds, max_runtime_seconds, "
+    "realert_seconds, tags, source, signal AS hears, min_transactions, max_count_diff_percent, "
+    "max_failure_rate_percent, failure_rate_jump, mailbox, subject_pattern, sender"
+)
+
+
+def config(conn: Connection, name: str) -> dict[str, Any]:
+    """A monitor's configuration (what a person set, not its state): audited and versioned."""
+    rows = fetch_dicts(conn, f"SELECT {CONFIG_COLUMNS} FROM monitors WHERE name = ?", [name])
+    return rows[0] if rows else {}
 
 
 def describe(conn: Connection, name: str, now: datetime, slots: int = 20) -> dict[str, Any]:

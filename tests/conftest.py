@@ -87,7 +87,12 @@ def recon(tmp_path: Path) -> Recon:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
     db = tmp_path / "recon.duckdb"
     env.update(
-        {"RECON_DB": str(db), "RECON_NOW": "2026-11-24T09:00:00+00:00", "RECON_LOCK_TIMEOUT": "5s"}
+        {
+            "RECON_DB": str(db),
+            "RECON_NOW": "2026-11-24T09:00:00+00:00",
+            "RECON_LOCK_TIMEOUT": "5s",
+            "RECON_AUDIT_KEY": "test-audit-key-not-a-secret",
+        }
     )
     return Recon(workdir=tmp_path, db=db, env=env)
 
