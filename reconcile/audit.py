@@ -102,8 +102,9 @@ def record(
 ) -> int:
     """Append one event inside the caller's transaction; returns its seq."""
     trail = current()
-    head = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, GENESIS)
+    target = redact.mask_pans(target) if target else target
+    last = head(conn)
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     event = {
         "seq": seq,
         "ts": now.astimezone(UTC).isoformat(),
@@ -132,10 +133,10 @@ def record(
             digest,
         ],
     )
-    guarded = conn.execute(
+    [(guarded,)] = conn.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'audit_guard'"
-    ).fetchone()
-    if guarded and guarded[0]:  # someone dropped it: keep recording; `verify` will say so
+    ).fetchall()
+    if guarded:  # someone dropped it: keep recording; `verify` will say so
         conn.execute(
             f"INSERT INTO audit_guard SELECT {COLUMNS} FROM audit_events WHERE seq = ?", [seq]
         )
@@ -185,8 +186,9 @@ def _row_event(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def head(conn: Connection) -> tuple[int, str] | None:
-    found = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-    return (int(found[0]), str(found[1])) if found else None
+    """The last (seq, hash); fetched whole, so the connection is free for what comes next."""
+    found = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchall()
+    return (int(found[0][0]), str(found[0][1])) if found else None
 
 
 def anchor(conn: Connection, path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import io
+import logging
 import os
 import re
 import subprocess
@@ -39,6 +40,7 @@ from reconcile import (
     failures,
     gap,
     ingest,
+    logs,
     mailwatch,
     migrations,
     notify,
@@ -54,6 +56,8 @@ from reconcile import (
 from reconcile.errors import ConfigError, DatabaseError, InputFileError, ReconError
 from reconcile.reconciliation import scope_text as audit_scope
 from reconcile.settings import Settings, load_settings, parse_duration, parse_now
+
+log = logging.getLogger("reconcile")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
 
@@ -72,6 +76,12 @@ class App:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config, db=self.db_path, now=self.now)
+            logs.configure(
+                level=self._settings.log_level,
+                log_file=self._settings.log_file,
+                file_level=self._settings.log_file_level,
+                secrets=self._settings.secret_values(),
+            )
         return self._settings
 
     @contextmanager
@@ -163,6 +173,7 @@ def cli(
       recon failures --date last
     """
     ctx.obj = App(db_path=db, config=config, now=now, json=as_json)
+    logs.set_command(ctx.invoked_subcommand or "")
 
 
 pass_app = click.make_pass_decorator(App)
@@ -255,10 +266,17 @@ def ingest_command(
                 )
             except InputFileError as exc:
                 failed = True
+                problem = _safe(str(exc))
                 results.append(
-                    {"path": str(path), "source": source_name, "kind": kind, "error": str(exc)}
+                    {
+                        "path": _safe(str(path)),
+                        "source": source_name,
+                        "kind": kind,
+                        "error": problem,
+                    }
                 )
-                info(f"error: {exc}")
+                info(f"error: {problem}")
+                logs.event(log, logging.WARNING, "file refused", path=str(path), error=str(exc))
                 _record_refusal(app, conn, "ingest", f"{source_name}:{path.name}", str(exc))
                 continue
             if result.already_ingested:
@@ -271,6 +289,22 @@ def ingest_command(
                         outcome="skipped",
                         details={"path": str(path), "sha256": result.sha256, "reason": "already"},
                     )
+            with logs.correlate(run_id=result.run_ids[0] if len(result.run_ids) == 1 else None):
+                logs.event(
+                    log,
+                    logging.INFO,
+                    "file skipped: already ingested"
+                    if result.already_ingested
+                    else "file ingested",
+                    path=str(path),
+                    source=source_name,
+                    kind=kind,
+                    sha256=result.sha256,
+                    run_ids=result.run_ids[:50],
+                    rows_read=result.rows_read,
+                    rows_loaded=result.rows_loaded,
+                    rows_quarantined=result.rows_quarantined,
+                )
             quarantined |= result.rows_quarantined > 0 and not result.already_ingested
             results.append(result.as_json())
             if not app.json:
@@ -680,6 +714,10 @@ def _record_access(
 ) -> None:
     """Reading stored (masked) transaction data is an access: record what was written where,
     with the SHA-256 of each file, once the files are complete."""
+    mode = int(app.settings.export_mode, 8)
+    for path in paths:
+        if path.is_file():
+            path.chmod(mode)  # private (0600) unless export_mode shares them
     written: dict[str, str | None] = {
         str(path): export.sha256_file(path) for path in paths if path.is_file()
     }
@@ -1446,16 +1484,20 @@ def _watch_tick(app: App) -> dict[str, Any]:
         down = conn.execute("SELECT count(*) FROM monitors WHERE status = 'down'").fetchone()
     for arrival in heard:
         info(f"{arrival['monitor']}: email arrived at {arrival['arrived_at']:%Y-%m-%d %H:%M} UTC")
+        logs.event(log, logging.INFO, "email arrived", **arrival)
         for line in arrival["reports"]:
             info(f"  {line}")
     for error in result["errors"] + mail_errors:
         info(f"error: {error}")
+        logs.event(log, logging.ERROR, "watch tick error", error=error)
     outcomes = notify.send(claims, targets, settings.notify_timeout) if claims else []
     if outcomes:
         with app.connect() as conn:
             notify.confirm(conn, outcomes, settings.current_time(), targets)
     for change in result["transitions"]:
         info(f"{change['monitor']}: {change['from']} -> {change['to']}")
+        logs.event(log, logging.WARNING if change["to"] == "down" else logging.INFO,
+                   f"monitor {change['monitor']} is {change['to']}", **change)  # fmt: skip
     delivered = []
     for item, error in outcomes:
         delivered.append(
@@ -1767,11 +1809,12 @@ def notify_test(app: App, tag: str | None) -> None:
 
 def _safe(text: str) -> str:
     """Error text may quote input; never let a card number through."""
-    return redact.mask_pans(text) or text
+    return redact.mask_secrets(text)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: translate every failure into a message and an exit code, never a traceback."""
+    os.umask(0o077)  # everything recon creates (WAL, spool, logs, exports) is private
     try:
         cli.main(args=argv, prog_name="recon", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -1787,6 +1830,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_ERROR)
     except ReconError as exc:
         info(f"error: {_safe(str(exc))}")
+        logs.event(log, logging.ERROR, "command failed", error=str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         info("interrupted: nothing half-written (each file loads in one transaction)")
@@ -1794,6 +1838,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # the last line of defence: a message, not a traceback
         if os.environ.get("RECON_DEBUG"):
             traceback.print_exc()
+        log.error("internal error", exc_info=exc)
         info(
             f"internal error: {type(exc).__name__}: {_safe(str(exc))[:500]}\n"
             "  this is a bug in recon; set RECON_DEBUG=1 to see the traceback and report it"

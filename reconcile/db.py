@@ -8,6 +8,7 @@ process at a time; when another holds the lock we retry with backoff until `lock
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +47,7 @@ def open_connection(path: Path, lock_timeout: float) -> Connection:
             f"cannot create database {path}: folder {path.parent} does not exist; "
             f"create it or point --db / RECON_DB elsewhere"
         )
+    refuse_shared_folder(path.parent)
     retrying = Retrying(
         retry=retry_if_exception(_is_lock_conflict),
         # 50 ms, 100 ms, 200 ms ... up to 1 s, with jitter so waiting processes do not collide.
@@ -62,6 +64,18 @@ def open_connection(path: Path, lock_timeout: float) -> Connection:
         ) from None
     except duckdb.Error as exc:
         raise DatabaseError(f"cannot open database {path}: {exc}") from None
+
+
+def refuse_shared_folder(folder: Path) -> None:
+    """A data folder anyone may write to lets anyone replace the database or plant its WAL
+    (or the audit anchor) before we open it: refuse, and say how to fix it."""
+    mode = (folder if str(folder) else Path(".")).stat().st_mode
+    if mode & stat.S_IWOTH:
+        raise DatabaseError(
+            f"refusing to keep the database in {folder.resolve()}: the folder is world-writable "
+            f"(mode {stat.S_IMODE(mode):o}), so anyone on this machine could replace the database "
+            f"or its files; use a private folder (--db / RECON_DB), or run chmod o-w {folder}"
+        )
 
 
 @contextmanager

@@ -23,8 +23,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconcile import audit, redact
+from reconcile import audit, logs, redact
 from reconcile.db import Connection, fetch_dicts, transaction
+
+log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
@@ -139,7 +141,7 @@ def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tup
     """Deliver each claim through apprise; '' for success, else why not (never the URL)."""
     import apprise  # imported here: only sending needs it
 
-    logging.getLogger("apprise").setLevel(logging.WARNING)  # its DEBUG logs carry URLs
+    # apprise logs URLs with their tokens: the handlers' filter (logs.py) masks them.
     by_alias = {t.alias: t for t in targets}
     outcomes = []
     for item in claims:
@@ -153,13 +155,22 @@ def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tup
                 (item, f"apprise does not understand the URL of target {target.alias!r}")
             )
             continue
-        try:
-            result = sender.notify(body=item.body, title=item.title, timeout=timeout)
-        except Exception as exc:  # a plugin's bug is one failed attempt, not a stopped watchdog
-            outcomes.append((item, f"apprise raised {type(exc).__name__}"))
-            continue
-        status = result.status.name
-        outcomes.append((item, "" if status == "SUCCESS" else f"apprise reported {status}"))
+        with logs.correlate(alert_id=item.alert_id):
+            try:
+                result = sender.notify(body=item.body, title=item.title, timeout=timeout)
+                status = result.status.name
+                error = "" if status == "SUCCESS" else f"apprise reported {status}"
+            except Exception as exc:  # a plugin's bug is one failed attempt, not a stop
+                error = f"apprise raised {type(exc).__name__}"
+            logs.event(
+                log,
+                logging.WARNING if error else logging.INFO,
+                f"alert {'not ' if error else ''}delivered to {item.target}",
+                target=item.target,
+                attempts=item.attempts,
+                error=error or None,
+            )
+        outcomes.append((item, error))
     return outcomes
 
 

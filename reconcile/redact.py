@@ -20,6 +20,7 @@ import hmac
 import re
 import unicodedata
 from collections.abc import Iterable
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 PAN_MIN_DIGITS = 12
 PAN_MAX_DIGITS = 19
@@ -236,3 +237,44 @@ def pan_fingerprint(text: str | None, key: bytes | None) -> str | None:
     if len(digits) < PAN_MIN_DIGITS:
         return None
     return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()
+
+
+SECRET = "[secret]"
+# A URL: its scheme and host are kept, user, password, path and query (where webhook tokens
+# live: apprise URLs carry them) are cut. The SQL twin does the same inside DuckDB.
+_URL = re.compile(
+    r"\b([A-Za-z][A-Za-z0-9+.-]{1,20})://(?:[^\s/@'\"<>]*@)?([^\s/?#@'\"<>]*)[^\s'\"<>]*"
+)
+URL_SQL = r"([A-Za-z][A-Za-z0-9+.-]{1,20})://(?:[^\s/@'\"<>]*@)?([^\s/?#@'\"<>]*)[^\s'\"<>]*"
+
+
+def cut_urls(text: str) -> str:
+    return _URL.sub(lambda m: f"{m.group(1)}://{m.group(2)}/...", text)
+
+
+_KNOWN: set[str] = set()  # the configured secrets of this process (`remember_secrets`)
+MIN_SECRET = 8  # shorter parts of a secret URL (a port, "alerts") are not secret on their own
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """Register configured secrets (keys, passwords, notification URLs) for `mask_secrets`.
+    A URL also registers its user, password, path segments and query values, because a token
+    shows up on its own (apprise logs rewritten URLs; scripts echo them)."""
+    for value in values:
+        if not value:
+            continue
+        _KNOWN.add(value)
+        if "://" in value:
+            parts = urlsplit(value)
+            pieces = [parts.username, parts.password, *parts.path.split("/")]
+            pieces += [v for _, v in parse_qsl(parts.query)]
+            _KNOWN.update(p for p in map(unquote, filter(None, pieces)) if len(p) >= MIN_SECRET)
+
+
+def mask_secrets(text: str, known: Iterable[str] = ()) -> str:
+    """Card numbers masked, each known secret replaced, every URL cut to scheme://host/..."""
+    secrets = {s for s in (*_KNOWN, *known) if len(s) >= 6}
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, SECRET)
+    return mask_pans(cut_urls(text)) or text

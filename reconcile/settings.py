@@ -33,6 +33,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from reconcile import redact
 from reconcile.errors import ConfigError
 
 DEFAULT_SUCCESS_VALUES = ["PROCESSED", "SUCCESS", "SUCCEEDED", "OK", "COMPLETED"]
@@ -261,6 +262,10 @@ class Settings(BaseSettings):
     audit_key_file: Path | None = None  # or a file holding it (keep it 0600, outside the data)
     audit_anchor: Path | None = None  # the chain's head, appended outside the database
     base_url: str | None = None
+    log_level: str | None = None  # JSON log lines on stderr at this level (e.g. INFO, DEBUG)
+    log_file: Path | None = None  # JSON log lines appended here (0600)
+    log_file_level: str = "INFO"
+    export_mode: str = "600"  # file mode of exports and failure lists, e.g. "640" to share
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     mailboxes: dict[str, MailboxConfig] = Field(default_factory=dict)  # by alias
@@ -330,6 +335,33 @@ class Settings(BaseSettings):
             configured += targets_from_apprise_config(self.notify.config_file)
         return configured
 
+    @field_validator("export_mode")
+    @classmethod
+    def _octal_mode(cls, value: str) -> str:
+        if not re.fullmatch(r"0?[0-7]{3}", value) or int(value, 8) & 0o002:
+            raise ValueError(
+                "expected an octal file mode such as 600 or 640 (never world-writable)"
+            )
+        return value
+
+    @field_validator("log_level", "log_file_level")
+    @classmethod
+    def _known_level(cls, value: str | None) -> str | None:
+        if value is not None and value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+        return value.upper() if value else value
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so the log filter can replace it wherever it shows up."""
+        found = [
+            secret.get_secret_value()
+            for secret in (self.pan_key, self.audit_key, self.watchdog_ping_url)
+            if secret is not None
+        ]
+        found += [target.url.get_secret_value() for target in self.notify.targets.values()]
+        found += [m.password.get_secret_value() for m in self.mailboxes.values() if m.password]
+        return found
+
     def audit_key_bytes(self) -> bytes | None:
         """The audit chain's key: RECON_AUDIT_KEY, else the file `audit_key_file` names."""
         if self.audit_key:
@@ -388,7 +420,9 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
     given = {key: value for key, value in overrides.items() if value is not None}
     token = _toml_path.set(toml_file)
     try:
-        return Settings(**given)
+        settings = Settings(**given)
+        redact.remember_secrets(settings.secret_values())  # masked wherever they show up
+        return settings
     except ValidationError as exc:
         problems = "\n  ".join(_describe(error, toml_file) for error in exc.errors())
         origin = f" (config file {toml_file})" if toml_file else ""

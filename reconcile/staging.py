@@ -33,6 +33,15 @@ def _amount_sql(expr: str) -> str:
     )
 
 
+def _urls_cut(expr: str) -> str:
+    """Free text keeps no URL past its host: webhook URLs carry tokens (`redact.cut_urls`)."""
+    pattern = sql_literal(redact.URL_SQL)
+    return (
+        f"CASE WHEN contains({expr}, '://') "
+        f"THEN regexp_replace({expr}, {pattern}, '\\1://\\2/...', 'g') ELSE {expr} END"
+    )
+
+
 def may_hold_pan_sql(column: str) -> str:
     """SQL: the value might hold a card number, so the Python masker must see it. A PAN has at
     least 12 digits, so shorter values (most ids, codes, statuses) skip the pattern."""
@@ -229,7 +238,7 @@ class Stage:
             # query runs with the session time zone set to it (`db.session_time_zone`).
             "processed_at": f"try_cast({ts} AS TIMESTAMPTZ)",
             "error_code": self.text("error_code"),
-            "error_message": self.text("error_message"),
+            "error_message": _urls_cut(self.text("error_message")),
             "card_hmac": f"recon_pan_hmac({sql_ident(card)})" if card and key else "NULL::VARCHAR",
         }
         self.derived |= {
@@ -260,7 +269,7 @@ class Stage:
         given = f"DATE '{self.report_date.isoformat()}'" if self.report_date else "NULL::DATE"
         self.values |= {
             "error_code": self.text("error_code"),
-            "error_message": self.text("error_message"),
+            "error_message": _urls_cut(self.text("error_message")),
             "report_date": f"coalesce(try_cast({self.raw('business_date')} AS DATE), {given})",
         }
         self.problem(

@@ -19,16 +19,18 @@ failed) with the arrival time: the evidence an auditor asks for.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconcile import audit, content, redact
+from reconcile import audit, content, logs, redact
 from reconcile.db import Connection, fetch_dicts, transaction
 from reconcile.errors import ReconError
 from reconcile.schedule import Cron, zone
 
+log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 10 * 1024
 MAX_QUOTED = 600  # characters of a failure's message quoted in its alert
 SIGNAL_KINDS = ("success", "start", "fail", "log")
@@ -304,8 +306,9 @@ def apply_signal(
         raise ValueError(f"kind must be one of {SIGNAL_KINDS}")
     text = None
     if message:
-        text = redact.mask_pans(message.encode()[:MAX_MESSAGE_BYTES].decode(errors="ignore"))
+        text = redact.mask_secrets(message.encode()[:MAX_MESSAGE_BYTES].decode(errors="ignore"))
     monitor_id, monitor = _load(conn, name)
+    logs.event(log, logging.DEBUG, f"{kind} signal", monitor=name, at=now, note=text)
     conn.execute(
         "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [monitor_id, now, kind, exit_code, text, origin, duration_seconds, request_id, run_key],
