@@ -42,6 +42,9 @@ demo: setup
 	@echo "== failed transactions of the last day (recon failures) =="
 	@$(BIN)/recon failures --date last
 	@echo
+	@echo "== the failure rate tripled: which change did it? (recon bisect) =="
+	@$(BIN)/recon bisect --source payments-loader 2>&1 | tail -n 6 || true
+	@echo
 	@$(MAKE) --no-print-directory demo-watchdog
 	@echo
 	@echo "Database: $(DEMO_DB). Try, with RECON_DB=$(DEMO_DB) RECON_CONFIG=sample_data/recon.toml:"
@@ -85,13 +88,14 @@ lint: setup
 	$(BIN)/ruff format --check reconcile tests sample_data
 	$(BIN)/mypy reconcile
 
-# Benchmarks print their figures and exit 1 when a target is missed; both always run.
+# Benchmarks print their figures and exit 1 when a target is missed; all always run.
 bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m tests.bench.bench_ingest; a=$$?; \
 	$(BIN)/python -m tests.bench.bench_reconcile; b=$$?; \
 	$(BIN)/python -m tests.bench.bench_watch; c=$$?; \
-	exit $$(( a || b || c ))
+	$(BIN)/python -m tests.bench.bench_ping; d=$$?; \
+	exit $$(( a || b || c || d ))
 
 clean:
 	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool demo-inbox.port .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import io
+import json
 import logging
 import os
 import re
@@ -32,6 +33,7 @@ from reconcile import (
     __version__,
     audit,
     breaks,
+    changepoint,
     compare,
     content,
     db,
@@ -50,6 +52,7 @@ from reconcile import (
     schedule,
     spool,
     tokens,
+    versions,
     watchdog,
     workbook,
 )
@@ -92,6 +95,7 @@ class App:
         trail = audit.cli_trail(settings.audit_key_bytes(), settings.anchor_path())
         with db.connect(Path(settings.db), settings.lock_timeout) as conn, audit.acting(trail):
             try:
+                versions.sync_file_config(conn, settings, settings.current_time())
                 yield conn
             finally:
                 audit.anchor(conn, settings.anchor_path())
@@ -1097,6 +1101,7 @@ def _preview_rows(cron: schedule.Cron, start: datetime, count: int) -> list[dict
     metavar="TIMES",
     help="A run whose failure rate is this many times the median of the 7 before fails.",
 )
+@click.option("--reason", help="Why (kept with the configuration version).")
 @pass_app
 def monitor_add(
     app: App,
@@ -1118,6 +1123,7 @@ def monitor_add(
     max_count_diff: float | None,
     max_failure_rate: float | None,
     failure_rate_jump: float | None,
+    reason: str | None,
 ) -> None:
     """Create a monitor; it expects its first slot after now and alerts if that one is missed.
 
@@ -1177,6 +1183,7 @@ def monitor_add(
             now=now,
             user=current_user(),
             link=link,
+            reason=reason,
         )
     due: list[dict[str, Any]] = []
     if cron_expr:
@@ -1318,8 +1325,9 @@ def monitor_resume(app: App, name: str) -> None:
 
 @monitor_group.command("remove")
 @click.argument("name")
+@click.option("--reason", help="Why (kept with the configuration version).")
 @pass_app
-def monitor_remove(app: App, name: str) -> None:
+def monitor_remove(app: App, name: str, reason: str | None) -> None:
     """Delete a monitor (its signals, slots and alerts stay as history).
 
     \b
@@ -1327,7 +1335,7 @@ def monitor_remove(app: App, name: str) -> None:
       recon monitor remove old-report
     """
     with app.connect() as conn:
-        watchdog.remove(conn, name, now=app.settings.current_time())
+        watchdog.remove(conn, name, now=app.settings.current_time(), reason=reason)
     info(f"{name} removed")
 
 
@@ -1719,6 +1727,183 @@ def audit_log(
         row["origin"] = row["origin"].get("via", "")
         row["details"] = audit.canonical(row["details"])
     emit_table(rows, ["seq", "ts", "actor", "origin", "action", "object", "outcome", "details"])
+
+
+@cli.command("bisect")
+@click.option("--source", "-s", metavar="NAME", required=True, help="The source to examine.")
+@click.option(
+    "--metric", type=click.Choice(changepoint.METRICS), default="failure_rate", show_default=True
+)
+@pass_app
+def bisect_command(app: App, source: str, metric: str) -> None:
+    """Find the first run where a metric shifted, and what changed just before it.
+
+    The per-run series is split where two levels fit it best; the shift counts when the levels
+    differ by more than three times the noise. Then: configuration versions recorded between
+    the run before and that run (who, why), and the application versions their logs carry.
+
+    \b
+    Examples:
+      recon bisect --source payments-loader
+      recon bisect --source payments-loader --metric missing
+    """
+    with app.connect() as conn:
+        if metric != "failure_rate":
+            _reconcile(app, conn, compare.Scope(source=source))
+        shift = changepoint.find(conn, source, metric)
+    if shift is None:
+        info(f"too few runs of {source} to look for a shift (at least 4 are needed)")
+        sys.exit(EXIT_ERROR)
+    run = shift.run
+    if app.json:
+        emit_json(shift.__dict__)
+    else:
+        unit = "%" if metric == "failure_rate" else " record(s)"
+        for point in shift.series:
+            mark = "  <- shift" if point["run_id"] == run["run_id"] and shift.significant else ""
+            click.echo(f"  {point['run_id']:<24} {point['value']:8.2f}{unit}{mark}")
+        if not shift.significant:
+            info(
+                f"no clear shift in {metric}: the best split (before {run['run_id']}) moves it "
+                f"from {shift.before:.2f} to {shift.after:.2f}, within the noise ({shift.noise:.2f})"
+            )
+            sys.exit(EXIT_OK)
+        info(
+            f"{metric} shifted at run {run['run_id']} (first processed "
+            f"{run['started']:%Y-%m-%d %H:%M} UTC): from {shift.before:.2f} to "
+            f"{shift.after:.2f}{unit} on average"
+        )
+        info("what changed just before it:")
+        (before_run, apps_before), (this_run, apps_now) = shift.app_versions.items()
+        if apps_before != apps_now:
+            info(f"  application version: {', '.join(apps_before) or 'not in the log'} "
+                 f"({before_run}) -> {', '.join(apps_now) or 'not in the log'} ({this_run})")  # fmt: skip
+        for change in shift.config_changes:
+            info(
+                f"  configuration version {change['version']}: {change['object']} changed "
+                f"{change['changed_at']:%Y-%m-%d %H:%M} UTC by {change['changed_by']} "
+                f"({change['via']}{'; ' + change['reason'] if change['reason'] else ''})"
+            )
+        if apps_before == apps_now and not shift.config_changes:
+            info("  nothing recorded: no configuration version and the same application version")
+        info(f"see the runs: recon runs --source {source}; the diff: recon config diff V1 V2")
+    sys.exit(EXIT_FINDINGS if shift.significant else EXIT_OK)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Configuration history: every change of a monitor, source, target or setting.
+
+    \b
+    Examples:
+      recon config history monitor:daily-report
+      recon config diff 3 7
+      recon config revert monitor:daily-report --to 3 --reason "grace was too short"
+    """
+
+
+@config_group.command("history")
+@click.argument("target", metavar="[OBJECT]", required=False)
+@pass_app
+def config_history(app: App, target: str | None) -> None:
+    """Every version, oldest first: monitor:NAME, source:NAME, target:ALIAS, mailbox:ALIAS or
+    settings.
+
+    \b
+    Example:
+      recon config history source:payments-loader
+    """
+    with app.connect() as conn:
+        rows = versions.history(conn, target)
+    if app.json:
+        emit_json({"versions": rows})
+        return
+    if not rows:
+        info("no configuration versions" + (f" of {target}" if target else ""))
+        return
+    for row in rows:
+        row["value"] = "(removed)" if row["value"] is None else audit.canonical(row["value"])
+    emit_table(rows, ["version", "object", "changed_at", "changed_by", "via", "reason", "value"])
+
+
+@config_group.command("diff")
+@click.argument("first", type=int)
+@click.argument("second", type=int)
+@pass_app
+def config_diff(app: App, first: int, second: int) -> None:
+    """What differs between two versions, field by field.
+
+    \b
+    Example:
+      recon config diff 3 7
+    """
+    with app.connect() as conn:
+        found = versions.diff(conn, first, second)
+    if app.json:
+        emit_json(found)
+        return
+    a, b = found["from"], found["to"]
+    info(f"{first} ({a['object']}, {a['changed_at']:%Y-%m-%d %H:%M} UTC, {a['changed_by']}) -> "
+         f"{second} ({b['object']}, {b['changed_at']:%Y-%m-%d %H:%M} UTC, {b['changed_by']})")  # fmt: skip
+    if not found["changes"]:
+        info("no difference")
+    for key, change in found["changes"].items():
+        click.echo(f"  {key}: {json.dumps(change['from'])} -> {json.dumps(change['to'])}")
+
+
+@config_group.command("revert")
+@click.argument("target", metavar="OBJECT")
+@click.option("--to", "version", type=int, required=True, help="The version to go back to.")
+@click.option("--reason", help="Why (kept with the new version).")
+@pass_app
+def config_revert(app: App, target: str, version: int, reason: str | None) -> None:
+    """Put a monitor back as it was at a version; the revert is itself a new version.
+
+    Sources, targets, mailboxes and settings live in recon.toml: for those, the old values are
+    printed to put back in the file (recon does not rewrite your configuration file).
+
+    \b
+    Example:
+      recon config revert monitor:daily-report --to 3 --reason "grace was too short"
+    """
+    now = app.settings.current_time()
+    with app.connect() as conn:
+        old = versions.get(conn, version)
+        if old["object"] != target:
+            raise click.BadParameter(f"version {version} is of {old['object']}, not {target}")
+        kind, _, name = target.partition(":")
+        if kind != "monitor":
+            info(f"{target} comes from recon.toml; version {version} was:")
+            click.echo(json.dumps(old["value"], indent=2))
+            info("edit recon.toml to match; the next command records the change as a version")
+            sys.exit(EXIT_ERROR)
+        why = reason or f"revert to version {version}"
+        exists = any(m["name"] == name for m in watchdog.list_monitors(conn, now))
+        value = old["value"]
+        if value is None:
+            if exists:
+                watchdog.remove(conn, name, now=now, reason=why)
+        elif exists:
+            watchdog.reconfigure(conn, name, value, now=now, reason=why)
+        else:
+            watchdog.create(
+                conn,
+                name,
+                cron=value["cron"],
+                tz=value["tz"],
+                every_seconds=value["every_seconds"],
+                grace_seconds=value["grace_seconds"],
+                early_seconds=value["early_seconds"],
+                max_runtime_seconds=value["max_runtime_seconds"],
+                realert_seconds=value["realert_seconds"],
+                tags=value["tags"],
+                now=now,
+                user=current_user(),
+                link=watchdog.Link.of(value),
+                reason=why,
+            )
+        latest = versions.current(conn)
+    info(f"{target} is as at version {version} (recorded as version {latest})")
 
 
 @cli.command("alerts")

@@ -20,7 +20,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from reconcile import audit, redact, watchdog
+from reconcile import __version__, audit, redact, versions, watchdog
 from reconcile.canonical import CANONICAL_COLUMNS, KINDS
 from reconcile.db import Connection, QueryError, session_time_zone, sql_literal, transaction
 from reconcile.readers import (
@@ -386,7 +386,8 @@ def ingest_file(
                     conn, plan, kind, source, file_id, now, user, rejects
                 )
                 conn.execute(
-                    "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO ingested_files VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         file_id,
                         source,
@@ -401,6 +402,8 @@ def ingest_file(
                         run_ids,
                         now,
                         user,
+                        versions.current(conn),
+                        __version__,
                     ],
                 )
                 audit.record(

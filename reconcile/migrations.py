@@ -422,6 +422,26 @@ CREATE TABLE audit_guard (
 );
 """
 
+CONFIG_SCHEMA = """
+-- Configuration history (versions.py): one row per change of one object (monitor:NAME,
+-- source:NAME, target:ALIAS, mailbox:ALIAS, settings). `version` is global, so one number names
+-- the whole configuration at a moment; value is JSON without secrets (NULL: removed).
+CREATE TABLE config_versions (
+    version    BIGINT PRIMARY KEY,
+    object     VARCHAR NOT NULL,
+    value      VARCHAR,
+    changed_at TIMESTAMPTZ NOT NULL,
+    changed_by VARCHAR NOT NULL,
+    via        VARCHAR NOT NULL,             -- command | recon.toml | revert
+    reason     VARCHAR
+);
+
+-- What each ingested file and each reconciliation ran with.
+ALTER TABLE ingested_files ADD COLUMN config_version BIGINT;
+ALTER TABLE ingested_files ADD COLUMN product_version VARCHAR;
+ALTER TABLE reconciliations ADD COLUMN config_version BIGINT;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_ingest", INGEST_SCHEMA),
     ("002_reconcile", RECONCILE_SCHEMA),
@@ -429,6 +449,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("004_api", API_SCHEMA),
     ("005_signals", SIGNALS_SCHEMA),
     ("006_audit", AUDIT_SCHEMA),
+    ("007_config", CONFIG_SCHEMA),
 ]
 
 

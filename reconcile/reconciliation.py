@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconcile import audit, compare
+from reconcile import audit, compare, versions
 from reconcile.db import Connection, fetch_dicts, transaction
 
 # Counts and amounts shared by run and day results (their order is the tables' column order).
@@ -107,7 +107,7 @@ def reconcile(
             opened, resolved = _update_breaks(conn, now)
             digest = _scope_digest(conn)
             conn.execute(
-                "INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     reconciliation_id,
                     now,
@@ -118,6 +118,7 @@ def reconcile(
                     _count(conn, "SELECT count(*) FROM r_runs"),
                     runs_changed,
                     days_changed,
+                    versions.current(conn),
                 ],
             )
             audit.record(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconcile import audit, content, logs, redact
+from reconcile import audit, content, logs, redact, versions
 from reconcile.db import Connection, fetch_dicts, transaction
 from reconcile.errors import ReconError
 from reconcile.schedule import Cron, zone
@@ -49,6 +49,18 @@ class Link:
     mailbox: str | None = None
     subject_pattern: str | None = None
     sender: str | None = None
+
+    @classmethod
+    def of(cls, value: dict[str, Any]) -> Link:
+        """From a stored configuration (`config`)."""
+        return cls(
+            value["source"],
+            value["hears"] or "ping",
+            content.Thresholds.of(value),
+            value["mailbox"],
+            value["subject_pattern"],
+            value["sender"],
+        )
 
 
 class MonitorError(ReconError):
@@ -180,6 +192,7 @@ def create(
     now: datetime,
     user: str,
     link: Link | None = None,
+    reason: str | None = None,
 ) -> Monitor:
     """Create a monitor; its first slot is the first due time after now."""
     if cron:
@@ -236,7 +249,9 @@ def create(
                 link.sender,
             ],
         )
-        audit.record(conn, "monitor.add", name, now=now, details={"after": config(conn, name)})
+        after = config(conn, name)
+        audit.record(conn, "monitor.add", name, now=now, details={"after": after})
+        versions.record(conn, f"monitor:{name}", after, now=now, reason=reason)
     return monitor
 
 
@@ -447,13 +462,43 @@ def resume(conn: Connection, name: str, *, now: datetime) -> None:
         audit.record(conn, "monitor.resume", name, now=now)
 
 
-def remove(conn: Connection, name: str, *, now: datetime) -> None:
+def remove(conn: Connection, name: str, *, now: datetime, reason: str | None = None) -> None:
     """Remove a monitor; its signals, slots and alerts stay as history."""
     with transaction(conn):
         monitor_id, _ = _load(conn, name)
         before = config(conn, name)
         conn.execute("DELETE FROM monitors WHERE monitor_id = ?", [monitor_id])
         audit.record(conn, "monitor.remove", name, now=now, details={"before": before})
+        versions.record(conn, f"monitor:{name}", None, now=now, reason=reason)
+
+
+def reconfigure(
+    conn: Connection, name: str, value: dict[str, Any], *, now: datetime, reason: str | None
+) -> None:
+    """Set a monitor's configuration to `value` (a `config` dict, e.g. an old version), in one
+    transaction with its new version; its state (signals, ledger, status) is kept."""
+    columns = [c.split(" AS ")[-1].strip() for c in CONFIG_COLUMNS.split(",")]
+    stored = ["signal" if c == "hears" else c for c in columns]
+    if set(value) != set(columns):
+        raise MonitorError(f"a monitor's configuration has the fields {', '.join(columns)}")
+    if value["cron"]:
+        Cron.parse(value["cron"], value["tz"])
+    with transaction(conn):
+        monitor_id, _ = _load(conn, name)
+        before = config(conn, name)
+        conn.execute(
+            f"UPDATE monitors SET {', '.join(f'{c} = ?' for c in stored)} WHERE monitor_id = ?",
+            [value[c] for c in columns] + [monitor_id],
+        )
+        _, monitor = _load(conn, name)
+        conn.execute(
+            "UPDATE monitors SET awaited_due = ? WHERE monitor_id = ?",
+            [monitor.awaited_due(), monitor_id],
+        )
+        audit.record(
+            conn, "monitor.change", name, now=now, details={"before": before, "after": value}
+        )
+        versions.record(conn, f"monitor:{name}", value, now=now, via="revert", reason=reason)
 
 
 CONFIG_COLUMNS = (

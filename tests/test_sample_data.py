@@ -249,3 +249,30 @@ def test_date_last_means_the_latest_business_date(sample_db: Recon) -> None:
     assert [day["business_date"] for day in result.json()["days"]] == ["2026-11-13"]
     listed = sample_db("--json", "breaks", "--date", "last").json()["breaks"]
     assert listed and {b["business_date"] for b in listed} == {"2026-11-13"}
+
+
+def test_bisect_finds_the_sample_storys_change_day(sample_db: Recon) -> None:
+    """The application broke after one of many releases: bisect names the run and the version,
+    with the levels computed here from the story's truth."""
+    change = EXPECTED["change_run_id"]
+    runs = EXPECTED["runs"]
+    rates = {r: 100 * v["failed_rows"] / (v["log_rows"] - v["bad_rows"]) for r, v in runs.items()}
+    before = [rate for run, rate in rates.items() if run < change]
+    after = [rate for run, rate in rates.items() if run >= change]
+    found = sample_db("--json", "bisect", "--source", SOURCE)
+    assert found.code == 3, found.stderr
+    shift = found.json()
+    assert shift["run"]["run_id"] == change and shift["significant"]
+    assert abs(shift["before"] - sum(before) / len(before)) < 1e-9
+    assert abs(shift["after"] - sum(after) / len(after)) < 1e-9
+    previous = max(run for run in runs if run < change)
+    assert shift["app_versions"] == {
+        previous: [runs[previous]["app_version"]],
+        change: [runs[change]["app_version"]],
+    }
+    text = sample_db("bisect", "--source", SOURCE)
+    assert f"failure_rate shifted at run {change}" in text.stderr
+    assert (
+        f"application version: {runs[previous]['app_version']} ({previous}) -> "
+        f"{runs[change]['app_version']} ({change})"
+    ) in text.stderr
