@@ -20,10 +20,11 @@ $(STAMP): pyproject.toml
 demo: export RECON_DB = $(DEMO_DB)
 demo: export RECON_CONFIG = sample_data/recon.toml
 demo: export RECON_PAN_KEY = demo-only-not-a-secret
+demo: export RECON_AUDIT_KEY = demo-only-not-a-secret-either
 # The story is read on the Monday morning after its last run.
 demo: export RECON_NOW = 2026-11-16T08:00:00+00:00
 demo: setup
-	@rm -rf $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool
+	@rm -rf $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor
 	@$(BIN)/recon init
 	@echo "== ingest: expected manifests, control totals, run logs =="
 	@$(BIN)/recon ingest --source payments-loader --kind expected sample_data/payments-loader/expected/*.csv 2>&1 | tail -n 1
@@ -47,6 +48,10 @@ demo: setup
 	@echo
 	@$(MAKE) --no-print-directory demo-watchdog
 	@echo
+	@echo "== the audit trail: who did what (recon audit log), intact (recon audit verify) =="
+	@$(BIN)/recon audit log --limit 6 | cut -c 1-150
+	@$(BIN)/recon audit verify
+	@echo
 	@echo "Database: $(DEMO_DB). Try, with RECON_DB=$(DEMO_DB) RECON_CONFIG=sample_data/recon.toml:"
 	@echo "  .venv/bin/recon failures --date 2026-11-11 --category all"
 	@echo "  .venv/bin/recon breaks --date 2026-11-11"
@@ -59,6 +64,7 @@ REPORT_DAYS := 2026-10-26 2026-10-27 2026-10-28 2026-10-29 2026-10-30 \
                2026-11-02 2026-11-03 2026-11-04 2026-11-05 2026-11-06
 demo-watchdog: export RECON_DB = $(DEMO_DB)
 demo-watchdog: export RECON_CONFIG = sample_data/recon.toml
+demo-watchdog: export RECON_AUDIT_KEY = demo-only-not-a-secret-either
 demo-watchdog: setup
 	@echo "== the daily report, watched (recon monitor, recon ping, recon watch) =="
 	@rm -f demo-inbox.port; $(BIN)/python sample_data/alert_receiver.py demo-inbox.port & \
@@ -98,4 +104,4 @@ bench: setup
 	exit $$(( a || b || c || d ))
 
 clean:
-	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool demo-inbox.port .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor demo-inbox.port .pytest_cache .mypy_cache .ruff_cache

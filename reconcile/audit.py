@@ -39,6 +39,7 @@ from typing import Any
 
 from reconcile import redact
 from reconcile.db import Connection, QueryError, fetch_dicts
+from reconcile.errors import ConfigError
 
 GENESIS = "0" * 64
 KEYED, UNKEYED = "hmac-sha256", "sha256"
@@ -103,8 +104,15 @@ def record(
     """Append one event inside the caller's transaction; returns its seq."""
     trail = current()
     target = redact.mask_pans(target) if target else target
-    last = head(conn)
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    last = conn.execute(
+        "SELECT seq, hash, alg FROM audit_events ORDER BY seq DESC LIMIT 1"
+    ).fetchall()
+    seq, prev = (int(last[0][0]) + 1, str(last[0][1])) if last else (1, GENESIS)
+    if last and last[0][2] == KEYED and not trail.key:
+        raise ConfigError(
+            "the audit trail of this database is keyed, and no audit key is configured: set "
+            "RECON_AUDIT_KEY (or audit_key_file) to the key it was written with"
+        )
     event = {
         "seq": seq,
         "ts": now.astimezone(UTC).isoformat(),
