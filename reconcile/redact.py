@@ -242,14 +242,17 @@ def pan_fingerprint(text: str | None, key: bytes | None) -> str | None:
 SECRET = "[secret]"
 # A URL: its scheme and host are kept, user, password, path and query (where webhook tokens
 # live: apprise URLs carry them) are cut. The SQL twin does the same inside DuckDB.
-_URL = re.compile(
-    r"\b([A-Za-z][A-Za-z0-9+.-]{1,20})://(?:[^\s/@'\"<>]*@)?([^\s/?#@'\"<>]*)[^\s'\"<>]*"
-)
-URL_SQL = r"([A-Za-z][A-Za-z0-9+.-]{1,20})://(?:[^\s/@'\"<>]*@)?([^\s/?#@'\"<>]*)[^\s'\"<>]*"
+_HOST = r"[^\s/?#@'\"<>]*"
+_REST = r"[^\s'\"<>]*"
+URL_SQL = (
+    rf"([A-Za-z][A-Za-z0-9+.-]{{1,20}})://"
+    rf"(?:[^\s/@'\"<>]*@({_HOST}){_REST}|({_HOST})[/?#]{_REST})"
+)  # only URLs with something to cut: user info, or a path, query or fragment
+_URL = re.compile(r"\b" + URL_SQL)
 
 
 def cut_urls(text: str) -> str:
-    return _URL.sub(lambda m: f"{m.group(1)}://{m.group(2)}/...", text)
+    return _URL.sub(lambda m: f"{m.group(1)}://{m.group(2) or m.group(3) or ''}/...", text)
 
 
 _KNOWN: set[str] = set()  # the configured secrets of this process (`remember_secrets`)

@@ -38,7 +38,7 @@ def _urls_cut(expr: str) -> str:
     pattern = sql_literal(redact.URL_SQL)
     return (
         f"CASE WHEN contains({expr}, '://') "
-        f"THEN regexp_replace({expr}, {pattern}, '\\1://\\2/...', 'g') ELSE {expr} END"
+        f"THEN regexp_replace({expr}, {pattern}, '\\1://\\2\\3/...', 'g') ELSE {expr} END"
     )
 
 

@@ -76,13 +76,16 @@ def verify(recon: Recon) -> tuple[int, str]:
 def test_every_action_is_on_the_record_with_who_what_and_where(trail: Path, tmp_path: Path) -> None:
     recon = copy_of(trail, tmp_path)
     events = recon("--json", "audit", "log").json()["events"]
+    changes = [e["object"] for e in events if e["action"] == "config.change"]
+    assert changes == ["settings", "monitor:job"]  # configuration versions are audited too
+    events = [e for e in events if e["action"] != "config.change"]
     actions = [e["action"] for e in events]
     assert actions[:11] == [
         "ingest", "ingest", "monitor.add", "monitor.pause", "monitor.resume", "token.create",
         "token.revoke", "reconcile", "reconcile", "failures.list", "audit.log",
     ]  # fmt: skip
     # (failures reconciles its range first: the second reconcile)
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
     by_action = {e["action"]: e for e in events}
     first, skipped = events[0], events[1]
     assert first["object"] == "pay:run.csv" and first["outcome"] == "success"
@@ -159,7 +162,9 @@ CASES: dict[str, tuple[Callable[[Recon], Any], int, str]] = {
     ),
     "edit the details JSON": (
         lambda r: tamper(
-            r, UNGUARD, "UPDATE audit_events SET details = replace(details, '2', '3') WHERE seq = 1"
+            r,
+            UNGUARD,
+            "UPDATE audit_events SET details = replace(details, '}', ',\"x\":1}') WHERE seq = 1",
         ),
         1,
         "the hash does not recompute",
@@ -246,7 +251,7 @@ def test_an_unkeyed_trail_verifies_with_a_warning(recon: Recon) -> None:
     code, said = verify(recon)
     assert code == 0 and "not keyed" in said, said
     events = recon("--json", "audit", "log").json()["events"]
-    assert [e["alg"] for e in events] == ["sha256", "sha256"]
+    assert {e["alg"] for e in events} == {"sha256"} and len(events) >= 2
     assert (
         json.loads((recon.workdir / "recon.duckdb.anchor").read_text().splitlines()[-1])["seq"] >= 2
     )
