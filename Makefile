@@ -101,7 +101,8 @@ bench: setup
 	$(BIN)/python -m tests.bench.bench_reconcile; b=$$?; \
 	$(BIN)/python -m tests.bench.bench_watch; c=$$?; \
 	$(BIN)/python -m tests.bench.bench_ping; d=$$?; \
-	exit $$(( a || b || c || d ))
+	$(BIN)/python -m tests.bench.bench_audit; e=$$?; \
+	exit $$(( a || b || c || d || e ))
 
 clean:
 	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor demo-inbox.port .pytest_cache .mypy_cache .ruff_cache

@@ -1559,10 +1559,12 @@ def serve_command(app: App, host: str, port: int) -> None:
 
     _record_event(app, "serve.start", f"{host}:{port}", {})  # migrates before serving, too
     info(f"serving pings on http://{host}:{port}/ping/<uuid>")
-    try:
-        web.serve(app.settings, host, port)
-    finally:
-        _record_event(app, "serve.stop", f"{host}:{port}", {})
+    web.serve(
+        app.settings,
+        host,
+        port,
+        on_stop=lambda: _record_event(app, "serve.stop", f"{host}:{port}", {}),
+    )
 
 
 @cli.group("token")
