@@ -168,21 +168,21 @@ def drain(conn: Connection, folder: Path, limit: int | None = None) -> int:
             if limit is not None and recorded >= limit:
                 return recorded
             with transaction(conn):
-                for entry in fresh[first : first + CHUNK]:
-                    try:
-                        watchdog.apply_signal(
-                            conn,
-                            entry["monitor"],
-                            entry["kind"],
-                            now=datetime.fromisoformat(entry["received_at"]),
-                            exit_code=entry.get("exit_code"),
-                            message=entry.get("body"),
-                            origin=f"http {entry.get('client') or ''}".strip(),
-                            request_id=entry["request_id"],
-                            run_key=entry.get("run_key"),
-                        )
-                    except watchdog.MonitorError:
-                        continue  # the monitor was removed after the ping arrived
-                    recorded += 1
+                recorded += watchdog.apply_signals(
+                    conn,
+                    [
+                        {
+                            "name": entry["monitor"],
+                            "kind": entry["kind"],
+                            "now": datetime.fromisoformat(entry["received_at"]),
+                            "exit_code": entry.get("exit_code"),
+                            "message": entry.get("body"),
+                            "origin": f"http {entry.get('client') or ''}".strip(),
+                            "request_id": entry["request_id"],
+                            "run_key": entry.get("run_key"),
+                        }
+                        for entry in fresh[first : first + CHUNK]
+                    ],
+                )
         path.unlink()
     return recorded

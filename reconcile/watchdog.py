@@ -352,6 +352,99 @@ def apply_signal(
     return {"monitor": name, "kind": kind, "at": now, "slots": slots}
 
 
+def apply_signals(conn: Connection, signals: list[dict[str, Any]]) -> int:
+    """Many signals at once, inside the caller's transaction, with the same outcome as calling
+    `apply_signal` for each in order (a test holds the two together): each monitor is read once,
+    its state advanced in memory signal by signal, then written with one UPDATE; signals and
+    ledger rows go in one statement each. This is how the spool keeps up with busy pingers.
+    Each item has the keyword arguments of `apply_signal` plus `name` and `kind`; signals of
+    monitors that no longer exist are skipped. Returns how many were recorded."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for item in signals:
+        if item["kind"] not in SIGNAL_KINDS:
+            raise ValueError(f"kind must be one of {SIGNAL_KINDS}")
+        by_name.setdefault(item["name"], []).append(item)
+    rows: list[list[Any]] = []
+    ledger: list[tuple[int, datetime, str, datetime | None, datetime]] = []
+    updates: list[dict[str, Any]] = []
+    for name, items in by_name.items():
+        try:
+            monitor_id, monitor = _load(conn, name)
+        except MonitorError:
+            continue  # removed after the pings arrived
+        [(ledger_due, last_signal)] = conn.execute(
+            "SELECT ledger_due, last_signal_at FROM monitors WHERE monitor_id = ?", [monitor_id]
+        ).fetchall()
+        awaited = None
+        for item in items:
+            now, kind, message = item["now"], item["kind"], item.get("message")
+            text = None
+            if message:
+                text = redact.mask_secrets(
+                    message.encode()[:MAX_MESSAGE_BYTES].decode(errors="ignore")
+                )
+            rows.append([monitor_id, now, kind, item.get("exit_code"), text,
+                         item.get("origin", "cli"), item.get("duration_seconds"),
+                         item.get("request_id"), item.get("run_key")])  # fmt: skip
+            if kind == "log":
+                continue
+            last_signal = now
+            if kind == "start":
+                monitor = replace(monitor, last_start_at=now)
+                continue
+            horizon = now + timedelta(seconds=monitor.early_seconds)
+            due = monitor.slots_between(ledger_due, horizon) if ledger_due <= horizon else []
+            for index, slot in enumerate(due):
+                if index < len(due) - 1:
+                    ledger.append((monitor_id, slot, "missed", None, now))
+                else:
+                    outcome = "failed" if kind == "fail" else "on_time" if now <= slot else "late"
+                    ledger.append((monitor_id, slot, outcome, now, now))
+            if due:
+                ledger_due = monitor.due_after(due[-1])
+            if kind == "fail":
+                monitor = replace(monitor, last_failure_at=now)
+            else:
+                monitor = replace(monitor, last_success_at=now)
+                awaited = monitor.awaited_due()
+                ledger_due = max(ledger_due, awaited)
+        updates.append(
+            {
+                "id": monitor_id,
+                "start": monitor.last_start_at,
+                "success": monitor.last_success_at,
+                "failure": monitor.last_failure_at,
+                "signal": last_signal,
+                "awaited": awaited,
+                "ledger": ledger_due,
+            }
+        )
+    if rows:
+        columns = list(zip(*rows, strict=True))
+        conn.execute(
+            "INSERT INTO signals SELECT unnest($c0), unnest($c1)::TIMESTAMPTZ, unnest($c2), "
+            "unnest($c3)::INTEGER, unnest($c4)::VARCHAR, unnest($c5), unnest($c6)::DOUBLE, "
+            "unnest($c7)::VARCHAR, unnest($c8)::VARCHAR",
+            {f"c{i}": list(column) for i, column in enumerate(columns)},
+        )
+    if ledger:
+        columns = list(zip(*ledger, strict=True))
+        conn.execute(
+            "INSERT OR IGNORE INTO slots SELECT unnest($c0), unnest($c1)::TIMESTAMPTZ, unnest($c2), "
+            "unnest($c3)::TIMESTAMPTZ, unnest($c4)::TIMESTAMPTZ",
+            {f"c{i}": list(column) for i, column in enumerate(columns)},
+        )
+    for update in updates:
+        conn.execute(
+            "UPDATE monitors SET last_start_at = $start, last_success_at = $success, "
+            "last_failure_at = $failure, last_signal_at = $signal, "
+            "awaited_due = coalesce($awaited, awaited_due), ledger_due = $ledger "
+            "WHERE monitor_id = $id",
+            update,
+        )
+    return len(rows)
+
+
 def _close_slots(
     conn: Connection, monitor_id: int, monitor: Monitor, now: datetime, failed: str | None
 ) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ apprise to real servers on loopback (HTTP for json://, SMTP for mailto://)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 from aiosmtpd.controller import Controller
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reconcile import watchdog
@@ -468,3 +469,59 @@ def test_a_failing_target_escalates_to_its_fallback_and_config_files_work(
     assert len(mailbox.messages) == 1 and "DOWN: load" in mailbox.messages[0]
     targets = {t: s for t, s in recon.query("SELECT target, status FROM deliveries")}
     assert targets == {"oncall": "pending", "apprise.yml#1": "delivered"}
+
+
+SIGNALS = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "gone"]),
+        st.sampled_from(["success", "fail", "start", "log"]),
+        st.integers(0, 6 * 3600),  # seconds after the previous signal
+    ),
+    max_size=25,
+)
+
+
+@given(SIGNALS, st.sampled_from(["*/15 * * * *", "0 7 * * *", None]), st.integers(0, 1800))
+@example([("a", "success", 900), ("a", "fail", 900), ("b", "start", 1)], "*/15 * * * *", 0)
+@settings(max_examples=60, deadline=None)
+def test_signals_applied_in_one_batch_equal_one_by_one(
+    signals: list[tuple[str, str, int]], cron: str | None, early: int
+) -> None:
+    """The spool records pings with `apply_signals`; its result must be exactly that of
+    `apply_signal` called for each, in order: monitors, slot ledger and signals alike."""
+    base = datetime(2026, 3, 27, 23, tzinfo=UTC)  # DST in London begins within the range
+    stores = []
+    for batched in (False, True):
+        conn = duckdb.connect()
+        conn.execute("SET TimeZone = 'UTC'")
+        migrate(conn)
+        for name in ("a", "b"):
+            watchdog.create(
+                conn, name, cron=cron, tz="Europe/London", every_seconds=None if cron else 3600,
+                grace_seconds=600, early_seconds=early, max_runtime_seconds=None,
+                realert_seconds=None, tags=[], now=base, user="t",
+            )  # fmt: skip
+        moment, items = base, []
+        for number, (name, kind, gap) in enumerate(signals):
+            moment += timedelta(seconds=gap)
+            items.append({"name": name, "kind": kind, "now": moment, "message": f"m{number}",
+                          "origin": "http", "request_id": f"r{number}"})  # fmt: skip
+        if batched:
+            assert watchdog.apply_signals(conn, items) == sum(i["name"] != "gone" for i in items)
+        else:
+            for item in items:
+                fields = {k: v for k, v in item.items() if k not in ("name", "kind")}
+                with contextlib.suppress(watchdog.MonitorError):  # "gone": no such monitor
+                    watchdog.apply_signal(conn, item["name"], item["kind"], **fields)
+        stores.append(
+            [
+                conn.execute(f"SELECT * {columns} FROM {table} ORDER BY ALL").fetchall()
+                for table, columns in (
+                    ("monitors", "EXCLUDE (ping_uuid)"),  # random by design
+                    ("slots", ""),
+                    ("signals", ""),
+                )
+            ]
+        )
+        conn.close()
+    assert stores[0] == stores[1]
