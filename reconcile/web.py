@@ -84,9 +84,10 @@ class Directory:
         return None
 
 
-# Pings recorded each time the drainer takes the store (a few seconds' work), so that after a
-# burst of pings an ingest or a `recon watch` gets the store within its lock timeout.
-DRAIN_BATCH = 2000
+# Pings recorded each time the drainer takes the store (well under a second's work with
+# `watchdog.apply_signals`), so that after a burst of pings an ingest or a `recon watch` gets
+# the store within its lock timeout.
+DRAIN_BATCH = 20_000
 
 
 def drain_once(db_path: Path, folder: Path) -> None:
