@@ -44,7 +44,7 @@ demo: setup
 	@$(BIN)/recon failures --date last
 	@echo
 	@echo "== the failure rate tripled: which change did it? (recon bisect) =="
-	@$(BIN)/recon bisect --source payments-loader 2>&1 | tail -n 6 || true
+	@$(BIN)/recon bisect --source payments-loader 2>&1 | tail -n 9 || true
 	@echo
 	@$(MAKE) --no-print-directory demo-watchdog
 	@echo
@@ -52,7 +52,8 @@ demo: setup
 	@$(BIN)/recon audit log --limit 6 | cut -c 1-150
 	@$(BIN)/recon audit verify
 	@echo
-	@echo "Database: $(DEMO_DB). Try, with RECON_DB=$(DEMO_DB) RECON_CONFIG=sample_data/recon.toml:"
+	@echo "Database: $(DEMO_DB). Try, after"
+	@echo "  export RECON_DB=$(DEMO_DB) RECON_CONFIG=sample_data/recon.toml RECON_AUDIT_KEY=$(RECON_AUDIT_KEY)"
 	@echo "  .venv/bin/recon failures --date 2026-11-11 --category all"
 	@echo "  .venv/bin/recon breaks --date 2026-11-11"
 	@echo "  .venv/bin/recon export --since 2026-11-09 --until 2026-11-13 --format xlsx -o week.xlsx"

@@ -104,15 +104,12 @@ def record(
     """Append one event inside the caller's transaction; returns its seq."""
     trail = current()
     target = redact.mask_pans(target) if target else target
-    last = conn.execute(
-        "SELECT seq, hash, alg FROM audit_events ORDER BY seq DESC LIMIT 1"
-    ).fetchall()
-    seq, prev = (int(last[0][0]) + 1, str(last[0][1])) if last else (1, GENESIS)
-    if last and last[0][2] == KEYED and not trail.key:
-        raise ConfigError(
-            "the audit trail of this database is keyed, and no audit key is configured: set "
-            "RECON_AUDIT_KEY (or audit_key_file) to the key it was written with"
-        )
+    cursor = conn.execute(f"SELECT {COLUMNS} FROM audit_events ORDER BY seq DESC LIMIT 1")
+    names = [c[0] for c in cursor.description]
+    last = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    seq, prev = (int(last[0]["seq"]) + 1, str(last[0]["hash"])) if last else (1, GENESIS)
+    if last and last[0]["alg"] == KEYED:
+        _check_key(last[0], trail.key)
     event = {
         "seq": seq,
         "ts": now.astimezone(UTC).isoformat(),
@@ -149,6 +146,24 @@ def record(
             f"INSERT INTO audit_guard SELECT {COLUMNS} FROM audit_events WHERE seq = ?", [seq]
         )
     return seq
+
+
+def _check_key(row: dict[str, Any], key: bytes | None) -> None:
+    """Refuse to extend a keyed chain without its key, or with another one: the new events
+    would not verify, and the trail would look tampered with from here on."""
+    if key is None:
+        raise ConfigError(
+            "the audit trail of this database is keyed and no audit key is configured: set "
+            "RECON_AUDIT_KEY (or audit_key_file) to the key it was written with (for the "
+            "database of `make demo`: RECON_AUDIT_KEY=demo-only-not-a-secret-either)"
+        )
+    if not hmac.compare_digest(_hash(_row_event(row), row["prev_hash"], key), row["hash"]):
+        raise ConfigError(
+            f"the configured audit key is not the one this trail was written with (its last "
+            f"event, seq {row['seq']}, does not verify with it); nothing was written. Set "
+            "RECON_AUDIT_KEY to the right key, or run `recon audit verify` if you suspect "
+            "tampering"
+        )
 
 
 def canonical(value: Any) -> str:
@@ -306,7 +321,8 @@ def verify(conn: Connection, key: bytes | None, anchor_path: Path | None) -> Ver
                 return broken(
                     seq,
                     "the hash does not recompute: a field of this row was changed, or "
-                    "the chain was recomputed with another key",
+                    "the chain was recomputed with another key (or the configured key is not "
+                    "the one the trail was written with)",
                 )
             if seq in anchored and anchored[seq] != {row["hash"]}:
                 return broken(

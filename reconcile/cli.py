@@ -611,7 +611,11 @@ def _describe_reconciliation(outcome: reconciliation.Outcome, show_runs: bool) -
     if pending:
         names = ", ".join(r["run_id"] for r in pending[:5])
         info(f"{len(pending)} run(s) expected but not arrived (pending): {names}")
-    if not troubled and not pending:
+    broken_runs = [r for r in outcome.runs if r["status"] == "breaks"]
+    if broken_runs and not troubled:  # runs with no business date have no day to show them
+        names = ", ".join(r["run_id"] for r in broken_runs[:5])
+        info(f"{len(broken_runs)} run(s) have breaks: {names}; see them with recon breaks")
+    if not troubled and not pending and not broken_runs:
         info("all balanced")
 
 
@@ -1144,6 +1148,17 @@ def monitor_add(
     if bool(cron_expr) == bool(every):
         raise click.UsageError("give either --cron EXPR (with --tz) or --every DURATION")
     hears = hears or ("email" if mailbox else "run" if source else "ping")
+    if (subject or sender or mailbox) and hears != "email":
+        raise click.UsageError("--mailbox, --subject and --from are for monitors hearing email")
+    if hears == "email" and not mailbox:
+        raise click.UsageError("a monitor hearing email needs --mailbox ALIAS")
+    if hears == "run" and not source:
+        raise click.UsageError("a monitor hearing runs needs --source NAME")
+    checks = (min_transactions, max_count_diff, max_failure_rate, failure_rate_jump)
+    if any(c is not None for c in checks) and hears != "run":
+        raise click.UsageError(
+            "content checks judge arriving runs: use them with --source NAME (hearing runs)"
+        )
     if hears == "email" and mailbox and mailbox not in app.settings.mailboxes:
         known = ", ".join(sorted(app.settings.mailboxes)) or "none configured"
         raise click.UsageError(
@@ -1661,15 +1676,29 @@ def audit_verify(app: App) -> None:
     settings = app.settings
     with app.connect() as conn:
         verdict = audit.verify(conn, settings.audit_key_bytes(), settings.anchor_path())
-        with db.transaction(conn):
-            audit.record(
-                conn,
-                "audit.verify",
-                now=settings.current_time(),
-                outcome="success" if verdict.intact else "failure",
-                details={"checked": verdict.checked, "first_bad_seq": verdict.first_bad_seq,
-                         "problem": verdict.problem},
-            )  # fmt: skip
+        try:
+            _record_verify(conn, settings, verdict)
+        except ConfigError as exc:  # a broken or foreign-keyed chain is not extended
+            verdict.warnings.append(f"this check was not recorded: {exc}")
+    _report_verdict(app, verdict)
+
+
+def _record_verify(conn: db.Connection, settings: Settings, verdict: audit.Verdict) -> None:
+    with db.transaction(conn):
+        audit.record(
+            conn,
+            "audit.verify",
+            now=settings.current_time(),
+            outcome="success" if verdict.intact else "failure",
+            details={
+                "checked": verdict.checked,
+                "first_bad_seq": verdict.first_bad_seq,
+                "problem": verdict.problem,
+            },
+        )
+
+
+def _report_verdict(app: App, verdict: audit.Verdict) -> None:
     if app.json:
         emit_json(verdict.__dict__)
     for warning in verdict.warnings:
@@ -1772,7 +1801,7 @@ def bisect_command(app: App, source: str, metric: str) -> None:
             sys.exit(EXIT_OK)
         info(
             f"{metric} shifted at run {run['run_id']} (first processed "
-            f"{run['started']:%Y-%m-%d %H:%M} UTC): from {shift.before:.2f} to "
+            f"{run['started']:%Y-%m-%d %H:%M} UTC): from {shift.before:.2f}{unit} to "
             f"{shift.after:.2f}{unit} on average"
         )
         info("what changed just before it:")
@@ -1788,7 +1817,9 @@ def bisect_command(app: App, source: str, metric: str) -> None:
             )
         if apps_before == apps_now and not shift.config_changes:
             info("  nothing recorded: no configuration version and the same application version")
-        info(f"see the runs: recon runs --source {source}; the diff: recon config diff V1 V2")
+        info(f"see the runs: recon runs --source {source}")
+        if shift.config_changes:
+            info("and each change: recon config history OBJECT; recon config diff V1 V2")
     sys.exit(EXIT_FINDINGS if shift.significant else EXIT_OK)
 
 

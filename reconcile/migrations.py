@@ -432,7 +432,7 @@ CREATE TABLE config_versions (
     value      VARCHAR,
     changed_at TIMESTAMPTZ NOT NULL,
     changed_by VARCHAR NOT NULL,
-    via        VARCHAR NOT NULL,             -- command | recon.toml | revert
+    via        VARCHAR NOT NULL,             -- command | settings (recon.toml, environment) | revert
     reason     VARCHAR
 );
 

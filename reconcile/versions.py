@@ -127,11 +127,11 @@ def sync_file_config(conn: Connection, settings: Settings, now: datetime) -> lis
         return []
     with transaction(conn):
         added = [
-            _add(conn, name, value, now=now, via="recon.toml", reason="changed in the settings")
+            _add(conn, name, value, now=now, via="settings", reason="changed in the settings")
             for name, value in changed.items()
         ]
         added += [
-            _add(conn, name, None, now=now, via="recon.toml", reason="removed from the settings")
+            _add(conn, name, None, now=now, via="settings", reason="removed from the settings")
             for name in removed
         ]
     return added

@@ -255,3 +255,14 @@ def test_an_unkeyed_trail_verifies_with_a_warning(recon: Recon) -> None:
     assert (
         json.loads((recon.workdir / "recon.duckdb.anchor").read_text().splitlines()[-1])["seq"] >= 2
     )
+
+
+def test_a_wrong_key_is_refused_before_it_writes_anything(trail: Path, tmp_path: Path) -> None:
+    recon = copy_of(trail, tmp_path)
+    before = recon.query("SELECT count(*) FROM audit_events")
+    refused = recon("monitor", "add", "x", "--every", "1h", "--grace", "1m",
+                    env={"RECON_AUDIT_KEY": "not-the-key"})  # fmt: skip
+    assert refused.code == 1 and "not the one this trail was written with" in refused.stderr
+    assert recon.query("SELECT count(*) FROM audit_events") == before
+    assert recon.query("SELECT count(*) FROM monitors WHERE name = 'x'") == [(0,)]
+    assert verify(recon)[0] == 0

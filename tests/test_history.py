@@ -74,7 +74,7 @@ def test_settings_changes_become_versions_without_their_secrets(
     recon("ingest", "--source", "pay", log)
     source = history(recon, "source:pay")
     assert [v["value"]["timezone"] for v in source] == ["Europe/London", "UTC"]
-    assert source[-1]["via"] == "recon.toml" and source[-1]["changed_by"]
+    assert source[-1]["via"] == "settings" and source[-1]["changed_by"]
     targets = history(recon, "target:ops")
     assert len(targets) == 2 and targets[0]["value"]["url"] != targets[1]["value"]["url"]
     assert secret not in recon("config", "history").stdout
@@ -114,6 +114,6 @@ def test_bisect_names_the_configuration_change_before_the_shift(
     shift = found.json()
     assert shift["run"]["run_id"] == "R5" and (shift["before"], shift["after"]) == (5.0, 20.0)
     [change] = shift["config_changes"]
-    assert change["object"] == "source:pay" and change["via"] == "recon.toml"
+    assert change["object"] == "source:pay" and change["via"] == "settings"
     text = recon("bisect", "--source", "pay").stderr
     assert f"configuration version {change['version']}: source:pay changed" in text
