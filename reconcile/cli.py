@@ -1207,6 +1207,12 @@ def monitor_add(
         assert every
         due = [{"utc": now + timedelta(seconds=every * (i + 1))} for i in range(3)]
     warning = _frequency_warning(due, grace)
+    if warning is None and hears in ("run", "email") and early == 0:
+        warning = (
+            "with --early 0, a run or an email that lands before its due time counts for the "
+            "previous slot; if it may come early (a 03:00 deadline, a run at 02:10), give "
+            "--early, e.g. --early 3h"
+        )
     if app.json:
         emit_json({"monitor": name, "next_due": [d["utc"] for d in due], "warning": warning})
         return

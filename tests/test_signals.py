@@ -236,3 +236,15 @@ def test_down_and_recovery_alerts_say_what_piled_up_in_the_gap(
     recovered = gap_of(http_target.received[1]["message"])
     assert (recovered["failed"], recovered["missing"], recovered["runs"]) == (6, 1, 3)
     assert "--since 2026-11-02 --until 2026-11-06" in recovered["command"]
+
+
+def test_monitor_add_warns_when_an_early_arrival_would_count_for_the_previous_slot(
+    recon: Recon,
+) -> None:
+    added = recon("monitor", "add", "x", "--cron", "0 3 * * *", "--grace", "1h", "--source", "pay")
+    assert added.code == 0 and "--early 0" in added.stderr and "--early 3h" in added.stderr
+    early = recon("monitor", "add", "y", "--cron", "0 3 * * *", "--grace", "1h", "--early", "3h",
+                  "--source", "pay")  # fmt: skip
+    assert early.code == 0 and "warning" not in early.stderr
+    pinged = recon("monitor", "add", "z", "--cron", "0 3 * * *", "--grace", "1h")
+    assert "warning" not in pinged.stderr  # a job's ping after it ran: --early 0 is right
