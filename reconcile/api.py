@@ -98,15 +98,14 @@ def _authorise(
     else:
         status, reason = 403, f"token {found[0]!r} is for source {found[1]!r}, not {source!r}"
         answer = f"this token is for source {found[1]!r}, not {source!r}"
-    with db.transaction(conn):
-        audit.record(
-            conn,
-            "auth.failure",
-            source or "",
-            now=now,
-            outcome="denied",
-            details={"status": status, "reason": reason},
-        )
+    audit.record_alone(
+        conn,
+        "auth.failure",
+        source or "",
+        now=now,
+        outcome="denied",
+        details={"status": status, "reason": reason},
+    )
     return _error(status, answer)
 
 
@@ -273,14 +272,13 @@ def read(
                         conn, day, day, categories=chosen, source=source, now=now
                     )
                 }
-            with db.transaction(conn):  # reading (masked) data is an access
-                audit.record(
-                    conn,
-                    "api.read",
-                    f"{source}:{what}",
-                    now=now,
-                    details={"date": day, "categories": chosen if what == "failures" else None},
-                )
+            audit.record_alone(  # reading (masked) data is an access
+                conn,
+                "api.read",
+                f"{source}:{what}",
+                now=now,
+                details={"date": day, "categories": chosen if what == "failures" else None},
+            )
     except DatabaseError:
         return _error(503, BUSY)
     return JSONResponse(json.loads(export.json_line(payload)))

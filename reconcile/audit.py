@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import redact
-from reconcile.db import Connection, QueryError, fetch_dicts
+from reconcile.db import Connection, QueryError, fetch_dicts, transaction
 from reconcile.errors import ConfigError
 
 GENESIS = "0" * 64
@@ -79,6 +79,21 @@ def acting(trail: Trail) -> Iterator[Trail]:
         yield trail
     finally:
         _current.reset(token)
+
+
+def record_alone(
+    conn: Connection,
+    action: str,
+    target: str | None = None,
+    *,
+    now: datetime,
+    outcome: str = "success",
+    details: dict[str, Any] | None = None,
+) -> int:
+    """`record` in a transaction of its own: for a read, a refusal, a start or stop, where the
+    event is all there is to write."""
+    with transaction(conn):
+        return record(conn, action, target, now=now, outcome=outcome, details=details)
 
 
 def identify(actor: str) -> None:

@@ -281,18 +281,24 @@ def ingest_command(
                 )
                 info(f"error: {problem}")
                 logs.event(log, logging.WARNING, "file refused", path=str(path), error=str(exc))
-                _record_refusal(app, conn, "ingest", f"{source_name}:{path.name}", str(exc))
+                audit.record_alone(
+                    conn,
+                    "ingest",
+                    f"{source_name}:{path.name}",
+                    now=settings.current_time(),
+                    outcome="failure",  # nothing of it was written, but the attempt is recorded
+                    details={"problem": problem},
+                )
                 continue
             if result.already_ingested:
-                with db.transaction(conn):
-                    audit.record(
-                        conn,
-                        "ingest",
-                        f"{source_name}:{path.name}",
-                        now=settings.current_time(),
-                        outcome="skipped",
-                        details={"path": str(path), "sha256": result.sha256, "reason": "already"},
-                    )
+                audit.record_alone(
+                    conn,
+                    "ingest",
+                    f"{source_name}:{path.name}",
+                    now=settings.current_time(),
+                    outcome="skipped",
+                    details={"path": str(path), "sha256": result.sha256, "reason": "already"},
+                )
             with logs.correlate(run_id=result.run_ids[0] if len(result.run_ids) == 1 else None):
                 logs.event(
                     log,
@@ -320,19 +326,6 @@ def ingest_command(
     elif quarantined:
         info(f"some rows were quarantined: see them with `recon quarantine --source {source_name}`")
     sys.exit(EXIT_ERROR if failed else EXIT_FINDINGS if quarantined else EXIT_OK)
-
-
-def _record_refusal(app: App, conn: db.Connection, action: str, target: str, why: str) -> None:
-    """An action that failed: nothing of it was written, but the attempt is on the record."""
-    with db.transaction(conn):
-        audit.record(
-            conn,
-            action,
-            target,
-            now=app.settings.current_time(),
-            outcome="failure",
-            details={"problem": _safe(why)},
-        )
 
 
 def _pick_source(settings: Settings, given: str | None) -> str:
@@ -729,15 +722,7 @@ def _record_access(
     written: dict[str, str | None] = {
         str(path): export.sha256_file(path) for path in paths if path.is_file()
     }
-    written = written or {"stdout": None}
-    with app.connect() as conn, db.transaction(conn):
-        audit.record(
-            conn,
-            action,
-            target,
-            now=app.settings.current_time(),
-            details={**details, "written": written},
-        )
+    _record_event(app, action, target, {**details, "written": written or {"stdout": None}})
 
 
 def _categories(text: str) -> list[str]:
@@ -1461,8 +1446,9 @@ def watch_command(app: App, once: bool, interval: float) -> None:
 
 
 def _record_event(app: App, action: str, target: str, details: dict[str, Any]) -> None:
-    with app.connect() as conn, db.transaction(conn):
-        audit.record(conn, action, target, now=app.settings.current_time(), details=details)
+    """An event on its own, in a connection of its own (start, stop, files written)."""
+    with app.connect() as conn:
+        audit.record_alone(conn, action, target, now=app.settings.current_time(), details=details)
 
 
 def _watch_loop(app: App, once: bool, interval: float) -> None:
@@ -1683,25 +1669,20 @@ def audit_verify(app: App) -> None:
     with app.connect() as conn:
         verdict = audit.verify(conn, settings.audit_key_bytes(), settings.anchor_path())
         try:
-            _record_verify(conn, settings, verdict)
+            audit.record_alone(
+                conn,
+                "audit.verify",
+                now=settings.current_time(),
+                outcome="success" if verdict.intact else "failure",
+                details={
+                    "checked": verdict.checked,
+                    "first_bad_seq": verdict.first_bad_seq,
+                    "problem": verdict.problem,
+                },
+            )
         except ConfigError as exc:  # a broken or foreign-keyed chain is not extended
             verdict.warnings.append(f"this check was not recorded: {exc}")
     _report_verdict(app, verdict)
-
-
-def _record_verify(conn: db.Connection, settings: Settings, verdict: audit.Verdict) -> None:
-    with db.transaction(conn):
-        audit.record(
-            conn,
-            "audit.verify",
-            now=settings.current_time(),
-            outcome="success" if verdict.intact else "failure",
-            details={
-                "checked": verdict.checked,
-                "first_bad_seq": verdict.first_bad_seq,
-                "problem": verdict.problem,
-            },
-        )
 
 
 def _report_verdict(app: App, verdict: audit.Verdict) -> None:
@@ -1749,14 +1730,13 @@ def audit_log(
         rows = audit.events(
             conn, since=since, until=until, actor=actor, action=action, target=target, limit=limit
         )
-        with db.transaction(conn):
-            audit.record(
-                conn,
-                "audit.log",
-                now=settings.current_time(),
-                details={"since": since, "until": until, "actor": actor, "action": action,
-                         "object": target, "returned": len(rows)},
-            )  # fmt: skip
+        audit.record_alone(
+            conn,
+            "audit.log",
+            now=settings.current_time(),
+            details={"since": since, "until": until, "actor": actor, "action": action,
+                     "object": target, "returned": len(rows)},
+        )  # fmt: skip
     if app.json:
         emit_json({"events": rows})
         return

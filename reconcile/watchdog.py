@@ -316,54 +316,40 @@ def apply_signal(
     request_id: str | None = None,
     run_key: str | None = None,
 ) -> dict[str, Any]:
-    """`record_signal` inside the caller's transaction (the spool drains many in one)."""
-    if kind not in SIGNAL_KINDS:
-        raise ValueError(f"kind must be one of {SIGNAL_KINDS}")
-    text = None
-    if message:
-        text = redact.mask_secrets(message.encode()[:MAX_MESSAGE_BYTES].decode(errors="ignore"))
-    monitor_id, monitor = _load(conn, name)
-    logs.event(log, logging.DEBUG, f"{kind} signal", monitor=name, at=now, note=text)
-    conn.execute(
-        "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [monitor_id, now, kind, exit_code, text, origin, duration_seconds, request_id, run_key],
-    )
-    if kind == "log":  # kept with the monitor, changes nothing
-        return {"monitor": name, "kind": kind, "at": now}
-    if kind == "start":
-        conn.execute(
-            "UPDATE monitors SET last_start_at = ?, last_signal_at = ? WHERE monitor_id = ?",
-            [now, now, monitor_id],
-        )
-        return {"monitor": name, "kind": kind, "at": now}
-    slots = _close_slots(conn, monitor_id, monitor, now, "failed" if kind == "fail" else None)
-    if kind == "fail":
-        conn.execute(
-            "UPDATE monitors SET last_failure_at = ?, last_signal_at = ? WHERE monitor_id = ?",
-            [now, now, monitor_id],
-        )
-    else:
-        awaited = replace(monitor, last_success_at=now).awaited_due()
-        conn.execute(
-            "UPDATE monitors SET last_success_at = ?, last_signal_at = ?, awaited_due = ?, "
-            "ledger_due = greatest(ledger_due, ?) WHERE monitor_id = ?",
-            [now, now, awaited, awaited, monitor_id],
-        )
-    return {"monitor": name, "kind": kind, "at": now, "slots": slots}
+    """`record_signal` inside the caller's transaction: one signal through `_apply`, for a
+    monitor that must exist. Returns the signal and, for a success or failure, its ledger
+    entries."""
+    item = {"name": name, "kind": kind, "now": now, "exit_code": exit_code, "message": message,
+            "origin": origin, "duration_seconds": duration_seconds, "request_id": request_id,
+            "run_key": run_key}  # fmt: skip
+    [result] = _apply(conn, [item], strict=True)
+    assert result is not None
+    return result
 
 
 def apply_signals(conn: Connection, signals: list[dict[str, Any]]) -> int:
-    """Many signals at once, inside the caller's transaction, with the same outcome as calling
-    `apply_signal` for each in order (a test holds the two together): each monitor is read once,
-    its state advanced in memory signal by signal, then written with one UPDATE; signals and
-    ledger rows go in one statement each. This is how the spool keeps up with busy pingers.
-    Each item has the keyword arguments of `apply_signal` plus `name` and `kind`; signals of
-    monitors that no longer exist are skipped. Returns how many were recorded."""
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for item in signals:
+    """Many signals at once, inside the caller's transaction (how the spool keeps up with busy
+    pingers). Each item has the keyword arguments of `apply_signal` plus `name` and `kind`;
+    signals of monitors that no longer exist are skipped. Returns how many were recorded."""
+    return sum(result is not None for result in _apply(conn, signals, strict=False))
+
+
+def _apply(
+    conn: Connection, signals: list[dict[str, Any]], *, strict: bool
+) -> list[dict[str, Any] | None]:
+    """Store signals (masked, at most 10 kB) and fold them, in order, into their monitors and
+    the slot ledger. Each monitor is read once and its state advanced in memory signal by
+    signal, then written with one UPDATE; signals and ledger rows go in one statement each (a
+    test holds a batch equal to the same signals applied one call at a time). An arrival closes
+    the slots due by then (plus `early`): the latest is on time, late or failed, earlier
+    unrecorded ones were missed. Returns per signal what was recorded (None: no such monitor,
+    unless `strict`, which raises)."""
+    by_name: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for index, item in enumerate(signals):
         if item["kind"] not in SIGNAL_KINDS:
             raise ValueError(f"kind must be one of {SIGNAL_KINDS}")
-        by_name.setdefault(item["name"], []).append(item)
+        by_name.setdefault(item["name"], []).append((index, item))
+    results: list[dict[str, Any] | None] = [None] * len(signals)
     rows: list[list[Any]] = []
     ledger: list[tuple[int, datetime, str, datetime | None, datetime]] = []
     updates: list[dict[str, Any]] = []
@@ -371,22 +357,26 @@ def apply_signals(conn: Connection, signals: list[dict[str, Any]]) -> int:
         try:
             monitor_id, monitor = _load(conn, name)
         except MonitorError:
+            if strict:
+                raise
             continue  # removed after the pings arrived
         [(ledger_due, last_signal)] = conn.execute(
             "SELECT ledger_due, last_signal_at FROM monitors WHERE monitor_id = ?", [monitor_id]
         ).fetchall()
         awaited = None
-        for item in items:
+        for index, item in items:
             now, kind, message = item["now"], item["kind"], item.get("message")
             text = None
             if message:
                 text = redact.mask_secrets(
                     message.encode()[:MAX_MESSAGE_BYTES].decode(errors="ignore")
                 )
+            logs.event(log, logging.DEBUG, f"{kind} signal", monitor=name, at=now, note=text)
             rows.append([monitor_id, now, kind, item.get("exit_code"), text,
                          item.get("origin", "cli"), item.get("duration_seconds"),
                          item.get("request_id"), item.get("run_key")])  # fmt: skip
-            if kind == "log":
+            results[index] = {"monitor": name, "kind": kind, "at": now}
+            if kind == "log":  # kept with the monitor, changes nothing
                 continue
             last_signal = now
             if kind == "start":
@@ -394,12 +384,16 @@ def apply_signals(conn: Connection, signals: list[dict[str, Any]]) -> int:
                 continue
             horizon = now + timedelta(seconds=monitor.early_seconds)
             due = monitor.slots_between(ledger_due, horizon) if ledger_due <= horizon else []
-            for index, slot in enumerate(due):
-                if index < len(due) - 1:
-                    ledger.append((monitor_id, slot, "missed", None, now))
+            entries = []
+            for position, slot in enumerate(due):
+                if position < len(due) - 1:
+                    outcome, arrived = "missed", None
                 else:
                     outcome = "failed" if kind == "fail" else "on_time" if now <= slot else "late"
-                    ledger.append((monitor_id, slot, outcome, now, now))
+                    arrived = now
+                ledger.append((monitor_id, slot, outcome, arrived, now))
+                entries.append({"due_at": slot, "outcome": outcome, "arrived_at": arrived})
+            results[index] = {"monitor": name, "kind": kind, "at": now, "slots": entries}
             if due:
                 ledger_due = monitor.due_after(due[-1])
             if kind == "fail":
@@ -442,44 +436,7 @@ def apply_signals(conn: Connection, signals: list[dict[str, Any]]) -> int:
             "WHERE monitor_id = $id",
             update,
         )
-    return len(rows)
-
-
-def _close_slots(
-    conn: Connection, monitor_id: int, monitor: Monitor, now: datetime, failed: str | None
-) -> list[dict[str, Any]]:
-    """Ledger entries for an arrival at `now`: the latest slot due by now + early is on time,
-    late or failed; earlier unrecorded slots were missed."""
-    row = conn.execute(
-        "SELECT ledger_due FROM monitors WHERE monitor_id = ?", [monitor_id]
-    ).fetchone()
-    assert row is not None
-    ledger_due = row[0]
-    horizon = now + timedelta(seconds=monitor.early_seconds)
-    due = monitor.slots_between(ledger_due, horizon) if ledger_due <= horizon else []
-    entries = []
-    for index, slot in enumerate(due):
-        if index < len(due) - 1:
-            outcome, arrived = "missed", None
-        else:
-            outcome = failed or ("on_time" if now <= slot else "late")
-            arrived = now
-        entries.append({"due_at": slot, "outcome": outcome, "arrived_at": arrived})
-    _write_slots(conn, monitor_id, entries, now)
-    if due:
-        conn.execute(
-            "UPDATE monitors SET ledger_due = ? WHERE monitor_id = ?",
-            [monitor.due_after(due[-1]), monitor_id],
-        )
-    return entries
-
-
-def _write_slots(
-    conn: Connection, monitor_id: int, entries: list[dict[str, Any]], now: datetime
-) -> None:
-    _write_ledger(
-        conn, [(monitor_id, e["due_at"], e["outcome"], e["arrived_at"]) for e in entries], now
-    )
+    return results
 
 
 def _write_ledger(
