@@ -10,7 +10,9 @@ count) passing the Luhn check, either contiguous or in groups separated by non-a
 characters (spaces, hyphens, dots, slashes...). Format characters such as zero-width spaces are
 ignored. When written in groups, every group but the last has 4 to 6 digits, as on every card
 brand's printed form; that rule keeps timestamps ("2026-11-24 10:30:00"), dotted addresses and
-ids such as "T20261113-0040" from being mistaken for cards.
+ids such as "T20261113-0040" from being mistaken for cards. A hexadecimal digest standing alone
+(32, 40, 56, 64, 96 or 128 hex characters with at least one letter) is not scanned: its digit
+runs are chance, and masking them would corrupt recorded SHA-256s.
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ MAX_GAP = 8  # non-alphanumeric characters allowed between two digits of one num
 # full-width digits and [^\w] matches zero-width and other format characters.
 _RUN = re.compile(rf"\d(?:[^\w]{{0,{MAX_GAP}}}\d)*")
 _DIGITS = re.compile(r"\d+")
+
+# A hexadecimal digest (MD5, SHA-1, SHA-2) standing alone as a word: its digit runs are not card
+# numbers. One SHA-256 in a few hundred holds a Luhn-valid run of 12+ digits, and masking it
+# would corrupt the file hashes and hash chain that the audit trail records.
+_HEX_WORD = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{32,128}(?![0-9A-Za-z])")
+DIGEST_LENGTHS = frozenset({32, 40, 56, 64, 96, 128})
+
+
+def _blank_digests(text: str) -> str:
+    """`text` with each digest replaced by as many letters, so positions stay where they were."""
+
+    def blank(match: re.Match[str]) -> str:
+        word = match.group()
+        if len(word) in DIGEST_LENGTHS and not word.isdecimal():
+            return "x" * len(word)
+        return word
+
+    return _HEX_WORD.sub(blank, text)
 
 # RE2 superset of what `mask_pans` may change, mirroring its rule in ASCII: starting at a group
 # boundary, 12+ contiguous digits, or leading groups of 4-6 digits joined by short non-word gaps.
@@ -157,7 +177,7 @@ def _is_pan_window(window: list[tuple[int, int, str, str]]) -> bool:
 def find_pans(text: str) -> list[tuple[int, int, str]]:
     """Every PAN in `text` as (start, end, ascii digits); spans do not overlap."""
     found: list[tuple[int, int, str]] = []
-    for run in _RUN.finditer(text):
+    for run in _RUN.finditer(_blank_digests(text)):
         groups = _groups(run.group(), run.start())
         index = 0
         while index < len(groups):

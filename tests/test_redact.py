@@ -192,3 +192,30 @@ def test_verification_codes_and_track_data_are_never_stored(name: str) -> None:
 def test_format_characters_are_ignored_when_matching() -> None:
     assert unicodedata.category("\u200b") == "Cf"
     assert redact.mask_pans("4111\u200b1111\u200b1111\u200b1111") == "************1111"
+
+
+# A real SHA-256 (of an audit event in CI) whose digits 26-43 are Luhn-valid.
+DIGEST_WITH_LUHN_RUN = "52d15bd5144848b19929bea0fe48395669870609983dee839cc758cc3dd82a87"
+
+
+def test_a_digest_with_a_luhn_valid_digit_run_is_kept_whole() -> None:
+    assert redact.luhn_valid("48395669870609983")
+    text = f"file sha256={DIGEST_WITH_LUHN_RUN}, 10 rows"
+    assert redact.mask_pans(text) == text
+
+
+@given(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64))
+@settings(max_examples=300, deadline=None)
+def test_no_sha256_is_ever_changed_by_masking(digest: str) -> None:
+    assert redact.mask_pans(f"inputs {digest}") == f"inputs {digest}"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("deadbeef4111111111111111", "deadbeef************1111"),  # too short for a digest
+        (f"{DIGEST_WITH_LUHN_RUN} 4111111111111111", f"{DIGEST_WITH_LUHN_RUN} ************1111"),
+    ],
+)
+def test_digits_beside_or_outside_a_digest_are_still_scanned(text: str, masked: str) -> None:
+    assert redact.mask_pans(text) == masked
