@@ -51,6 +51,7 @@ def _blank_digests(text: str) -> str:
 
     return _HEX_WORD.sub(blank, text)
 
+
 # RE2 superset of what `mask_pans` may change, mirroring its rule in ASCII: starting at a group
 # boundary, 12+ contiguous digits, or leading groups of 4-6 digits joined by short non-word gaps.
 # Any non-ASCII character also sends the value to Python (full-width digits, zero-width spaces).
