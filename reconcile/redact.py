@@ -10,9 +10,10 @@ count) passing the Luhn check, either contiguous or in groups separated by non-a
 characters (spaces, hyphens, dots, slashes...). Format characters such as zero-width spaces are
 ignored. When written in groups, every group but the last has 4 to 6 digits, as on every card
 brand's printed form; that rule keeps timestamps ("2026-11-24 10:30:00"), dotted addresses and
-ids such as "T20261113-0040" from being mistaken for cards. A hexadecimal digest standing alone
-(32, 40, 56, 64, 96 or 128 hex characters with at least one letter) is not scanned: its digit
-runs are chance, and masking them would corrupt recorded SHA-256s.
+ids such as "T20261113-0040" from being mistaken for cards. Hex that our own code writes is not
+scanned when it stands alone as a word: digests (32, 40, 56, 64, 96 or 128 hex characters with at
+least one letter), break ids `BRK-<12 hex>` and secret aliases `sha256:<12 hex>`. Their digit runs
+are chance, and masking them would corrupt recorded SHA-256s and the objects audit events name.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ MAX_GAP = 8  # non-alphanumeric characters allowed between two digits of one num
 _RUN = re.compile(rf"\d(?:[^\w]{{0,{MAX_GAP}}}\d)*")
 _DIGITS = re.compile(r"\d+")
 
-# A hexadecimal digest (MD5, SHA-1, SHA-2) standing alone as a word: its digit runs are not card
-# numbers. One SHA-256 in a few hundred holds a Luhn-valid run of 12+ digits, and masking it
-# would corrupt the file hashes and hash chain that the audit trail records.
-_HEX_WORD = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{32,128}(?![0-9A-Za-z])")
+# Hex our own code writes, standing alone as a word: digests (MD5, SHA-1, SHA-2), break ids
+# (`BRK-` and 12 hex digits) and secret aliases (`sha256:` and 12). Their digit runs are chance,
+# not card numbers: one SHA-256 in a few hundred, and one break id in about 3,000, holds a
+# Luhn-valid run of 12+ digits, and masking it would corrupt what the audit trail records.
+_HEX_WORD = re.compile(
+    r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{32,128}|(?:BRK-|sha256:)[0-9a-f]{12})(?![0-9A-Za-z])"
+)
 DIGEST_LENGTHS = frozenset({32, 40, 56, 64, 96, 128})
 
 
@@ -45,7 +49,9 @@ def _blank_digests(text: str) -> str:
 
     def blank(match: re.Match[str]) -> str:
         word = match.group()
-        if len(word) in DIGEST_LENGTHS and not word.isdecimal():
+        if word.startswith(("BRK-", "sha256:")) or (
+            len(word) in DIGEST_LENGTHS and not word.isdecimal()
+        ):
             return "x" * len(word)
         return word
 

@@ -210,10 +210,20 @@ def test_no_sha256_is_ever_changed_by_masking(digest: str) -> None:
     assert redact.mask_pans(f"inputs {digest}") == f"inputs {digest}"
 
 
+@pytest.mark.parametrize("word", ["BRK-", "sha256:"])
+def test_break_ids_and_secret_aliases_made_only_of_digits_are_kept(word: str) -> None:
+    # 123456789015 is Luhn-valid: about one break id in 3,000 looks like this.
+    assert redact.luhn_valid("123456789015")
+    text = f"recon breaks assign {word}123456789015 alice"
+    assert redact.mask_pans(text) == text
+
+
 @pytest.mark.parametrize(
     ("text", "masked"),
     [
         ("deadbeef4111111111111111", "deadbeef************1111"),  # too short for a digest
+        ("REF-123456789015", "REF-********9015"),  # not one of our ids
+        ("BRK-4111111111111111", "BRK-************1111"),  # not a break id: 16 digits
         (f"{DIGEST_WITH_LUHN_RUN} 4111111111111111", f"{DIGEST_WITH_LUHN_RUN} ************1111"),
     ],
 )
