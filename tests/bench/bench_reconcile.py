@@ -8,6 +8,8 @@ Run with `make bench` (or `.venv/bin/python -m tests.bench.bench_reconcile [--ro
    manifest, `recon ingest` of the log, `recon reconcile`, through the CLI into a DuckDB file.
    The alternative: the same classification written in polars (lazy `scan_csv`, group-by of the
    attempts, full join, category, counts per run). Target: ours / polars <= 1.5 (1.25 at 10M).
+   Also timed: the DuckDB floor (both files bare-loaded into a DuckDB file, one SQL query), the
+   least any design that stores into DuckDB can cost.
 2. *Incremental*: one new day of about 5,000 records (ingest both files, reconcile that day) in a
    store that already holds `--history` records, against the same day in an empty store.
    Target: at most 2x.
@@ -115,6 +117,44 @@ result = (
 print(result.height)
 """
 
+# The floor any DuckDB-backed design stands on: both CSVs loaded into a DuckDB file with no
+# validation, masking or history, then the same classification in one SQL query, one process.
+# If this alone is over the target ratio, no tuning of ours can meet it.
+DUCKDB_FLOOR_CODE = r"""
+import sys
+
+import duckdb
+
+expected_path, processed_path, db = sys.argv[1:4]
+conn = duckdb.connect(db)
+types = "{'amount': 'DECIMAL(18,2)', 'txn_id': 'VARCHAR', 'run_id': 'VARCHAR'}"
+conn.execute(f"CREATE TABLE e AS FROM read_csv('{expected_path}', types={types})")
+conn.execute(f"CREATE TABLE p AS FROM read_csv('{processed_path}', types={types})")
+ok = "upper(status) IN ('PROCESSED', 'SUCCESS', 'OK')"
+rows = conn.execute(f'''
+WITH attempts AS (
+    SELECT run_id, txn_id, count(*) AS attempts, count(*) FILTER ({ok}) AS successes,
+           first(amount) FILTER ({ok}) AS success_amount, sum(amount) FILTER ({ok}) AS posted
+    FROM p GROUP BY ALL),
+manifests AS (SELECT DISTINCT run_id, true AS has_manifest FROM e),
+joined AS (
+    SELECT run_id, e.amount AS expected_amount, e.txn_id IS NOT NULL AS is_expected,
+           attempts, successes, success_amount, posted
+    FROM e FULL JOIN attempts USING (run_id, txn_id))
+SELECT run_id,
+       CASE WHEN is_expected AND attempts IS NULL THEN 'missing'
+            WHEN NOT is_expected AND has_manifest THEN 'unexpected'
+            WHEN successes > 1 THEN 'duplicated'
+            WHEN successes = 0 THEN 'failed'
+            WHEN success_amount <> expected_amount THEN 'amount_mismatch'
+            ELSE 'matched' END AS category,
+       count(*), sum(expected_amount), sum(posted)
+FROM joined LEFT JOIN manifests USING (run_id) GROUP BY ALL ORDER BY ALL
+''').fetchall()
+conn.close()
+print(len(rows))
+"""
+
 
 def generate(path: Path, sql: str, *, rows: int, start: int, day0: str, suffix: str) -> None:
     with duckdb.connect() as conn:
@@ -191,23 +231,34 @@ def end_to_end(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> list
     options = {"rows": args.rows, "start": 0, "day0": "2026-07-01", "suffix": ""}
     generate(expected, EXPECTED_SQL, **options)
     generate(processed, PROCESSED_SQL, **options)
-    ours, theirs = [], []
+    ours, theirs, floor = [], [], []
+    floor_db = tmp / "floor.duckdb"
     for attempt in range(args.repeats):
         theirs.append(run([sys.executable, "-c", POLARS_CODE, str(expected), str(processed)], env))
+        floor_db.unlink(missing_ok=True)
+        floor_argv = [sys.executable, "-c", DUCKDB_FLOOR_CODE, str(expected), str(processed)]
+        floor.append(run([*floor_argv, str(floor_db)], env))
         ours.append(ours_end_to_end(tmp / "e2e.duckdb", env, expected, processed))
         print(
-            f"  end to end {attempt + 1}: polars {theirs[-1]:.2f}s, ours {ours[-1]:.2f}s",
+            f"  end to end {attempt + 1}: polars {theirs[-1]:.2f}s, DuckDB floor "
+            f"{floor[-1]:.2f}s, ours {ours[-1]:.2f}s",
             file=sys.stderr,
         )
     ratio = statistics.median(ours) / statistics.median(theirs)
+    floor_ratio = statistics.median(floor) / statistics.median(theirs)
     target = 1.25 if args.rows >= 10_000_000 else 1.5
     print(
         f"\nend to end, {args.rows:,} expected records (CSV -> categories per run), median of "
         f"{args.repeats}, {os.cpu_count()} CPUs"
     )
     print(f"  polars (scan_csv, group-by, full join):        {statistics.median(theirs):7.2f} s")
+    print(f"  DuckDB floor (bare load into a file + query):  {statistics.median(floor):7.2f} s")
     print(f"  recon ingest x2 + reconcile (CLI, DuckDB file): {statistics.median(ours):7.2f} s")
     print(f"  ratio ours / polars: {ratio:.2f} (target <= {target})")
+    print(
+        f"  ratio DuckDB floor / polars: {floor_ratio:.2f}; ours / DuckDB floor: "
+        f"{statistics.median(ours) / statistics.median(floor):.2f}"
+    )
     return [f"end-to-end ratio {ratio:.2f} > {target}"] if ratio > target else []
 
 
