@@ -36,6 +36,7 @@ from reconcile import (
     changepoint,
     compare,
     content,
+    currencies,
     db,
     expected,
     export,
@@ -581,6 +582,11 @@ def _describe_reconciliation(outcome: reconciliation.Outcome, show_runs: bool) -
     if show_runs or not outcome.days:
         click.echo()
         emit_table(outcome.runs, RUN_COLUMNS)
+    if currencies.mixed(outcome.currency_totals):
+        click.echo()
+        click.echo("amounts per currency (the amounts above add all currencies together, as")
+        click.echo("control totals do; per day and currency: --json, or recon export):")
+        emit_table(outcome.currency_totals, ["source", *currencies.TOTAL_COLUMNS])
     changed = (
         f"{outcome.runs_changed} run(s) and {outcome.days_changed} day(s) changed since the "
         "last reconciliation"

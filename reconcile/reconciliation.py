@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconcile import audit, compare, versions
+from reconcile import audit, compare, currencies, versions
 from reconcile.db import Connection, fetch_dicts, transaction
 
 # Counts and amounts shared by run and day results (their order is the tables' column order).
@@ -82,6 +82,8 @@ class Outcome:
     days_changed: int
     breaks_opened: int
     breaks_resolved: int
+    # The scope's amounts per source and currency (runs and days carry theirs as `currencies`).
+    currency_totals: list[dict[str, Any]]
 
     @property
     def needs_attention(self) -> bool:
@@ -140,10 +142,27 @@ def reconcile(
             days = _results(
                 conn, "r_days", "day_results", ["source", "business_date"], "business_date"
             )
+            currencies.attach(
+                runs, currencies.totals(conn, "r_records", "r_runs", ["run_id"]), "run_id"
+            )
+            currencies.attach(
+                days,
+                currencies.totals(conn, "r_records", "r_runs", ["business_date"]),
+                "business_date",
+            )
+            scope_totals = currencies.totals(conn, "r_records", "r_runs", [])
     finally:
         compare.drop_temporaries(conn)
     return Outcome(
-        reconciliation_id, digest, runs, days, runs_changed, days_changed, opened, resolved
+        reconciliation_id,
+        digest,
+        runs,
+        days,
+        runs_changed,
+        days_changed,
+        opened,
+        resolved,
+        scope_totals,
     )
 
 

@@ -4,7 +4,8 @@ differences, and the files they came from, as one XLSX workbook or as CSV / Parq
 Every amount is exact. For a day whose runs have manifests, the `difference` column of the
 Breaks table adds up to the day's amount difference to the cent: a matched record contributes
 nothing, and every record that does contribute (breaks, and transactions re-processed from an
-earlier day) is listed.
+earlier day) is listed. A day's amounts add all currencies together, as control totals do; the
+per-day-and-currency table splits them (see `currencies.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from reconcile import compare, export
+from reconcile import compare, currencies, export
 from reconcile.db import Connection, fetch_dicts
 from reconcile.reconciliation import DAY_FIELDS, RUN_FIELDS
 
@@ -38,6 +39,7 @@ BREAK_COLUMNS = [
 ]
 FILE_COLUMNS = ["source", "kind", "path", "sha256", "rows_read", "rows_loaded", "ingested_at"]
 DAY_COLUMNS = ["source", "business_date", "version", *DAY_FIELDS]
+CURRENCY_COLUMNS = ["source", "business_date", *currencies.TOTAL_COLUMNS]
 RUN_COLUMNS = ["source", "run_id", "version", *RUN_FIELDS]
 
 
@@ -74,6 +76,10 @@ def _queries(scope: compare.Scope) -> dict[str, tuple[str, dict[str, Any]]]:
         "OVER (PARTITION BY source, business_date ORDER BY version DESC) = 1) "
         f"WHERE {where} ORDER BY source, business_date"
     )
+    record_where = (
+        "($source IS NULL OR r.source = $source) AND ($since IS NULL OR r.business_date >= $since) "
+        "AND ($until IS NULL OR r.business_date <= $until)"
+    )
     breaks = f"""
         SELECT r.business_date, r.source, r.run_id, r.txn_id, r.category,
                r.expected_amount::DECIMAL(38, 4) AS expected_amount,
@@ -88,11 +94,13 @@ def _queries(scope: compare.Scope) -> dict[str, tuple[str, dict[str, Any]]]:
         WHERE (r.category IN {compare.BREAK_CATEGORIES}
                OR (l.has_manifest AND r.processed_total
                    <> CASE WHEN r.is_expected THEN r.expected_amount ELSE 0 END))
-          AND ($source IS NULL OR r.source = $source)
-          AND ($since IS NULL OR r.business_date >= $since)
-          AND ($until IS NULL OR r.business_date <= $until)
+          AND {record_where}
         ORDER BY r.business_date, r.source, r.run_id, r.txn_id
     """
+    latest_records = f"""(
+        SELECT r.* FROM record_results r JOIN ({latest_runs}) l USING (source, run_id, version)
+        WHERE {record_where})"""
+    per_currency = currencies.totals_sql(latest_records, f"({latest_runs})", ["business_date"])
     files = f"""
         SELECT f.source, f.kind, f.path, f.sha256, f.rows_read, f.rows_loaded, f.ingested_at
         FROM ingested_files f
@@ -102,6 +110,7 @@ def _queries(scope: compare.Scope) -> dict[str, tuple[str, dict[str, Any]]]:
     """
     return {
         "days": (days, params),
+        "currencies": (per_currency, params),
         "runs": (runs, params),
         "breaks": (breaks, params),
         "files": (files, params),
@@ -135,6 +144,7 @@ def write(
     tables = {name: fetch_dicts(conn, sql, params) for name, (sql, params) in queries.items()}
     columns = {
         "days": DAY_COLUMNS,
+        "currencies": CURRENCY_COLUMNS,
         "runs": RUN_COLUMNS,
         "breaks": BREAK_COLUMNS,
         "files": FILE_COLUMNS,
@@ -161,6 +171,11 @@ def write(
         "Summary",
         [
             export.Table("Per business day", DAY_COLUMNS, tables["days"]),
+            export.Table(
+                "Per business day and currency (the day's amounts above add all currencies)",
+                CURRENCY_COLUMNS,
+                tables["currencies"],
+            ),
             export.Table("Per run", RUN_COLUMNS, tables["runs"]),
             export.Table("Source files", FILE_COLUMNS, tables["files"]),
         ],

@@ -77,6 +77,15 @@ def test_csv_export_neutralises_formulas_keeps_amounts_exact_and_explains_the_di
     assert Decimal(days["2026-07-01"]["expected_amount"]) == sum(
         Decimal(f"{10 + i}.10") for i in range(len(NASTY))
     ) + Decimal("5.00")
+    # Day 2 mixes GBP and EUR: its amounts add both; the currency rows split them and tie out.
+    currencies = read_csv(out / "currencies.csv")
+    day2 = {row["currency"]: row for row in currencies if row["business_date"] == "2026-07-02"}
+    assert (day2["GBP"]["expected_amount"], day2["EUR"]["expected_amount"]) == ("-1.25", "2.50")
+    assert (day2["GBP"]["processed_amount"], day2["EUR"]["processed_amount"]) == ("-1.25", "2.50")
+    for day, totals in days.items():
+        rows = [row for row in currencies if row["business_date"] == day]
+        for field in ("expected_amount", "processed_amount", "amount_difference"):
+            assert sum(Decimal(row[field]) for row in rows) == Decimal(totals[field]), (day, field)
     files = read_csv(out / "files.csv")
     assert {f["kind"] for f in files} == {"expected", "processed"}
     assert all(len(f["sha256"]) == 64 for f in files)
@@ -93,7 +102,7 @@ def test_exporting_the_same_inputs_twice_gives_identical_files(
         later = {"RECON_NOW": "2026-12-01T00:00:00+00:00"}
         assert loaded("export", "--format", fmt, "-o", second, env=later).code == 0
         names = sorted(p.name for p in first.iterdir())
-        assert names == sorted(p.name for p in second.iterdir()) and len(names) == 4
+        assert names == sorted(p.name for p in second.iterdir()) and len(names) == 5
         for name in names:
             assert (first / name).read_bytes() == (second / name).read_bytes(), name
     with duckdb.connect() as conn:
@@ -119,6 +128,13 @@ def test_xlsx_workbook_has_summary_and_breaks_with_exact_numbers(
     assert labels["product"].startswith("recon ")
     assert len(labels["inputs SHA-256"]) == 64
     assert any(isinstance(v, str) and v.endswith("log.csv") for row in summary for v in row)
+    heading = next(
+        i
+        for i, row in enumerate(summary)
+        if str(row[0]).startswith("Per business day and currency")
+    )
+    assert summary[heading + 1][:3] == ["source", "business_date", "currency"]
+    assert [row[2] for row in summary[heading + 2 : heading + 5]] == ["GBP", "EUR", "GBP"]
     sheet = book["Breaks"]
     header = [c.value for c in sheet[1]]
     messages = [
@@ -164,3 +180,21 @@ def test_failures_xlsx_and_csv_for_operations(loaded: Recon, tmp_path: Path) -> 
     assert all(r["break_status"] == "open" for r in listed)
     missing = loaded("failures", "--date", "2026-07-01", "--format", "parquet")
     assert missing.code == 2 and "-o FILE" in missing.stderr
+
+
+def test_reconcile_prints_amounts_per_currency_when_currencies_mix(
+    loaded: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    mixed = loaded("reconcile")
+    assert mixed.code == 3
+    lines = mixed.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("amounts per currency"))
+    rows = {line.split()[1]: line.split()[2:] for line in lines[start + 4 :] if line.strip()}
+    # currency: expected_count, expected_amount, processed_count, processed_amount, difference
+    assert rows["EUR"] == ["1", "2.50", "1", "2.50", "0.00"]
+    manifest_gbp = (
+        sum(10 + i + Decimal("0.10") for i in range(7)) + Decimal("5.00") - Decimal("1.25")
+    )
+    assert rows["GBP"][1] == str(manifest_gbp)
+    assert loaded("reconcile", "--date", "2026-07-01").stdout.count("amounts per currency") == 0

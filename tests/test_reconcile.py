@@ -245,6 +245,53 @@ def test_every_record_and_count_matches_an_independent_oracle(
     days = {day["business_date"]: day for day in result.json()["days"]}
     for run, day in story.days.items():
         assert days[day.isoformat()]["expected_count"] == len(story.manifests[run])
+        assert days[day.isoformat()]["currencies"] == by_run[run]["currencies"]  # one run a day
+    for run in story.manifests:
+        assert per_currency(by_run[run]["currencies"]) == currency_oracle(story, run), run
+
+
+def currency_oracle(story: Story, run: str) -> dict[str, tuple[int, Decimal, int, Decimal]]:
+    """(expected count, expected amount, processed count, processed amount) per currency: the
+    manifest in its own currency; each processed transaction in the currency it was posted in
+    (its last row's when nothing succeeded), its successful rows' amounts added."""
+    expected: dict[str, list[Decimal]] = defaultdict(list)
+    for amount, currency in story.manifests[run].values():
+        expected[currency].append(amount)
+    rows_by_txn: dict[str, list[Row]] = defaultdict(list)
+    for row in story.logs[run]:
+        if row.amount is not None:
+            rows_by_txn[row.txn_id].append(row)
+    processed: dict[str, list[Decimal]] = defaultdict(list)
+    for rows in rows_by_txn.values():
+        ok = [r for r in rows if r.status == SUCCESS]
+        currency = ok[0].currency if ok else rows[-1].currency
+        processed[currency].append(sum((r.amount or Decimal(0) for r in ok), Decimal(0)))
+    return {
+        currency: (
+            len(expected[currency]),
+            sum(expected[currency], Decimal(0)),
+            len(processed[currency]),
+            sum(processed[currency], Decimal(0)),
+        )
+        for currency in set(expected) | set(processed)
+    }
+
+
+def per_currency(rows: list[dict[str, Any]]) -> dict[str, tuple[int, Decimal, int, Decimal]]:
+    found = {
+        row["currency"]: (
+            row["expected_count"],
+            Decimal(row["expected_amount"]),
+            row["processed_count"],
+            Decimal(row["processed_amount"]),
+        )
+        for row in rows
+    }
+    for row in rows:
+        assert Decimal(row["amount_difference"]) == Decimal(row["processed_amount"]) - Decimal(
+            row["expected_amount"]
+        )
+    return found
 
 
 def test_breaks_follow_the_records_and_later_runs_resolve_them(
@@ -348,6 +395,17 @@ def test_cutoff_in_a_non_utc_zone_and_control_totals_without_a_manifest(
         "-7.00",
     )
     assert (run["processed_debits"], run["processed_credits"]) == ("100.10", "-0.10")
+    # Control totals carry no currency: per currency only the processed side is known.
+    assert run["currencies"] == [
+        {
+            "currency": None,
+            "expected_count": None,
+            "expected_amount": None,
+            "processed_count": 3,
+            "processed_amount": "100.00",
+            "amount_difference": None,
+        }
+    ]
 
 
 def test_balanced_exits_0_and_tolerance_is_per_source(recon: Recon, write_file) -> None:  # type: ignore[no-untyped-def]
