@@ -27,7 +27,8 @@ demo: setup
 	@rm -rf $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor
 	@$(BIN)/recon init
 	@echo "== ingest: expected manifests, control totals, run logs =="
-	@$(BIN)/recon ingest --source payments-loader --kind expected sample_data/payments-loader/expected/*.csv 2>&1 | tail -n 1
+	@$(BIN)/recon ingest --source payments-loader --kind expected sample_data/payments-loader/expected/*.csv 2>&1 \
+		| awk 'NR == 1 { print } { last = $$0 } END { if (NR > 2) print "  ... " NR - 2 " more manifest(s) ..."; if (NR > 1) print last }'
 	@$(BIN)/recon ingest --source payments-loader --kind totals sample_data/payments-loader/control_totals.csv
 	@$(BIN)/recon ingest --source payments-loader sample_data/payments-loader/runs/* || [ $$? -eq 3 ]
 	@echo
