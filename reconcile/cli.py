@@ -224,7 +224,8 @@ def init(app: App) -> None:
     "--date",
     "report_date",
     type=click.DateTime(["%Y-%m-%d"]),
-    help="A failure report's date, where the file has no business_date column.",
+    help="Business date of rows that carry none: a failure report's date, or a run log's "
+    "without business_date and processed_at (default for run logs: the day of ingesting).",
 )
 @pass_app
 def ingest_command(

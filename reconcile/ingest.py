@@ -33,7 +33,7 @@ from reconcile.readers import (
     read,
 )
 from reconcile.settings import SourceConfig
-from reconcile.staging import WITHHELD, Stage
+from reconcile.staging import WITHHELD, Stage, business_day
 
 __all__ = ["CANONICAL_COLUMNS", "KINDS", "FileResult", "ingest_file", "scan_file"]
 
@@ -351,6 +351,9 @@ def ingest_file(
     in the same transaction; the HTTP API signals at `.../complete` instead."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
+    undated_day = report_date
+    if kind == "processed" and undated_day is None:
+        undated_day = business_day(now, config)
     fmt = detect_format(path, config) if path.is_file() else "csv"
     check_readable(path, fmt, config.encoding)
     _register_functions(conn, pan_key)
@@ -374,11 +377,19 @@ def ingest_file(
                     with session_time_zone(conn, config.timezone):
                         conn.execute(
                             "CREATE OR REPLACE TEMP TABLE recon_staged AS "
-                            + Stage(plan, config, run_id, report_date).sql(kind, pan_key)
+                            + Stage(plan, config, run_id, undated_day).sql(kind, pan_key)
                         )
                 except QueryError as exc:
                     raise explain_read_error(path, fmt, exc, config) from None
                 rejects = _line_numbers(conn, plan)
+                undated = (
+                    conn.execute(
+                        "SELECT count(*) FROM recon_staged "
+                        "WHERE __undated AND __problem_reason IS NULL"
+                    ).fetchall()[0][0]
+                    if kind == "processed"
+                    else 0
+                )
                 file_row = conn.execute("SELECT nextval('file_id_seq')").fetchone()
                 assert file_row is not None
                 file_id = int(file_row[0])
@@ -441,6 +452,12 @@ def ingest_file(
         )
     if rows_read == 0:
         warnings.append("the file has a header but no rows")
+    if undated and report_date is None:
+        warnings.append(
+            f"{undated} row(s) carry neither business_date nor processed_at: they are dated "
+            f"{undated_day}, the day they were ingested ({config.timezone}); to date such a file "
+            "yourself, ingest it with --date YYYY-MM-DD"
+        )
     return FileResult(
         str(path),
         digest,

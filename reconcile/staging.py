@@ -6,7 +6,8 @@ Card numbers are masked here, before anything is stored; each row gets its first
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from reconcile import redact
 from reconcile.canonical import KEY_COLUMNS, TYPED_COLUMNS
@@ -57,6 +58,13 @@ def _cutoff_shift(cutoff: time) -> int:
     """Seconds to add to local time so that the business day turns over at `cutoff`."""
     seconds = cutoff.hour * 3600 + cutoff.minute * 60 + cutoff.second
     return 0 if seconds == 0 else 86400 - seconds
+
+
+def business_day(moment: datetime, config: SourceConfig) -> date:
+    """The source's business date at `moment`: its zone, turning over at its cut-off (the same
+    rule the SQL applies to processed_at)."""
+    local = moment.astimezone(ZoneInfo(config.timezone))
+    return (local + timedelta(seconds=_cutoff_shift(config.cutoff))).date()
 
 
 _OUTPUTS = {
@@ -312,12 +320,15 @@ class Stage:
             final["business_date"] = "__v_report_date"
         if kind == "processed":
             # The business day: from the file, else processed_at in the source's zone, turning
-            # over at its cut-off time.
+            # over at its cut-off time, else the day given (--date, or the day of ingesting).
             local = f"timezone({sql_literal(self.config.timezone)}, __v_processed_at)"
+            undated = f"DATE '{self.report_date.isoformat()}'" if self.report_date else "NULL::DATE"
             final["business_date"] = (
                 f"coalesce(__v_business_date, "
-                f"CAST({local} + INTERVAL {_cutoff_shift(self.config.cutoff)} SECOND AS DATE))"
+                f"CAST({local} + INTERVAL {_cutoff_shift(self.config.cutoff)} SECOND AS DATE), "
+                f"{undated})"
             )
+            final["__undated"] = "__v_business_date IS NULL AND __v_processed_at IS NULL"
         text_columns = [n for n in self.kept if self.mapped_to.get(n) not in TYPED_COLUMNS]
         concat = (
             "concat_ws('x', " + ", ".join(sql_ident(n) for n in text_columns) + ")"

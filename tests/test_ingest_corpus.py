@@ -653,7 +653,7 @@ def test_padded_typed_values_parse_and_blank_ones_count_as_empty(
         f"{HEADER},processed_at,business_date\n"
         'T1," (1,234.50) ",OK,R1, 2026-07-01T16:59:59 , 2026-07-01 \n'  # 2
         "T2,   ,OK,R1,,\n"  # 3 empty amount
-        "T3,1.00,OK,R1,  ,  \n"  # 4 blank times: loads, business_date unknown
+        "T3,1.00,OK,R1,  ,  \n"  # 4 blank times: loads, dated the day it was ingested
     )
     path = write_file("padded.csv", text)
     _, entry = ingest_one(recon, path, expected_exit=3)
@@ -662,7 +662,8 @@ def test_padded_typed_values_parse_and_blank_ones_count_as_empty(
     assert rows["T1"]["amount"] == Decimal("-1234.50")
     assert rows["T1"]["processed_at"] == datetime(2026, 7, 1, 16, 59, 59, tzinfo=UTC)
     assert rows["T1"]["business_date"] == date(2026, 7, 1)
-    assert (rows["T3"]["processed_at"], rows["T3"]["business_date"]) == (None, None)
+    ingested_on = date.fromisoformat(recon.env["RECON_NOW"][:10])
+    assert (rows["T3"]["processed_at"], rows["T3"]["business_date"]) == (None, ingested_on)
     quarantine = quarantined_rows(recon, entry["file_id"])
     assert [(q["line"], q["column_name"], q["reason"]) for q in quarantine] == [
         (3, "amount", "empty amount")

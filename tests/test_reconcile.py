@@ -480,3 +480,34 @@ def test_a_million_amounts_total_exactly_where_floats_drift(recon: Recon, tmp_pa
     [run] = recon("--json", "reconcile").json()["runs"]
     assert Decimal(run["processed_amount"]) == exact
     assert recon.query("SELECT sum(processed_total) FROM record_results") == [(exact,)]
+
+
+def test_a_log_without_dates_falls_on_the_day_it_was_ingested_unless_given_one(
+    recon: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    recon.write_config('[sources.ny]\ntimezone = "America/New_York"\ncutoff = "17:00"\n')
+    body = "txn_id,amount,status,run_id\nA1,10.00,OK,{run}\nA2,5.00,FAILED,{run}\n"
+    # 22:30 UTC is 17:30 in New York: past the cut-off, so the next business day.
+    late = {"RECON_NOW": "2026-07-01T22:30:00+00:00"}
+    result, [loaded] = recon.ingest(write_file("a.csv", body.format(run="N1")), source="ny")
+    assert result.code == 0
+    assert recon.ingest(write_file("b.csv", body.format(run="N2")), source="ny")[0].code == 0
+    result = recon(
+        "--json", "ingest", "--source", "ny", write_file("c.csv", body.format(run="N3")), env=late
+    )
+    [late_file] = result.json()["files"]
+    given, _ = recon.ingest(
+        write_file("d.csv", body.format(run="N4")), source="ny", extra=("--date", "2026-06-30")
+    )
+    assert given.code == 0 and "dated" not in given.stderr
+    days = dict(recon.query("SELECT DISTINCT run_id, business_date::VARCHAR FROM transactions"))
+    today = recon.env["RECON_NOW"][:10]  # 09:00 UTC: 04:00 in New York, before the cut-off
+    assert days == {"N1": today, "N2": today, "N3": "2026-07-02", "N4": "2026-06-30"}
+    assert any(
+        "2 row(s) carry neither business_date nor processed_at" in w for w in loaded["warnings"]
+    )
+    assert any("dated 2026-07-02" in w for w in late_file["warnings"])
+    # The failed row is on the failed-record list of its day.
+    listed = recon("--json", "failures", "--date", "2026-07-02", "--source", "ny").json()
+    assert [(row["txn_id"], row["run_id"]) for row in listed["failures"]] == [("A2", "N3")]
