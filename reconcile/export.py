@@ -42,6 +42,8 @@ def _text_cell(value: Any) -> str:
         return ""
     if isinstance(value, Decimal):
         return amount_text(value)
+    if isinstance(value, bool | int):  # numbers stay numbers: -3 is a count, not a formula
+        return str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, list | tuple):

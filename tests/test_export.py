@@ -198,3 +198,13 @@ def test_reconcile_prints_amounts_per_currency_when_currencies_mix(
     )
     assert rows["GBP"][1] == str(manifest_gbp)
     assert loaded("reconcile", "--date", "2026-07-01").stdout.count("amounts per currency") == 0
+
+
+def test_negative_counts_stay_numbers_while_formula_like_text_is_neutralised() -> None:
+    stream = io.StringIO()
+    export.write_csv(
+        [{"count_difference": -3, "amount_difference": Decimal("-1.5"), "note": "-2+3"}],
+        ["count_difference", "amount_difference", "note"],
+        stream,
+    )
+    assert stream.getvalue().splitlines()[1] == "-3,-1.50,'-2+3"
