@@ -61,7 +61,7 @@ def file_config(settings: Settings) -> dict[str, Any]:
 
 def _latest(conn: Connection, prefix: str | None = None) -> dict[str, str | None]:
     rows = conn.execute(
-        "SELECT object, arg_max(value, version) FROM config_versions "
+        "SELECT object, arg_max_null(value, version) FROM config_versions "
         "WHERE $prefix IS NULL OR starts_with(object, $prefix) GROUP BY object",
         {"prefix": prefix},
     ).fetchall()

@@ -117,3 +117,18 @@ def test_bisect_names_the_configuration_change_before_the_shift(
     assert change["object"] == "source:pay" and change["via"] == "settings"
     text = recon("bisect", "--source", "pay").stderr
     assert f"configuration version {change['version']}: source:pay changed" in text
+
+
+def test_a_removal_is_one_version_and_a_return_is_another(recon: Recon) -> None:
+    recon.write_config('[sources.pay]\ntimezone = "UTC"\n[sources.old]\ntimezone = "UTC"\n')
+    recon("init")
+    recon.write_config('[sources.pay]\ntimezone = "UTC"\n')
+    for _ in range(3):  # every command compares; the removal is recorded once
+        assert recon("runs").code == 0
+    assert [v["reason"] for v in history(recon, "source:old")] == [
+        "changed in the settings",
+        "removed from the settings",
+    ]
+    recon.write_config('[sources.pay]\ntimezone = "UTC"\n[sources.old]\ntimezone = "UTC"\n')
+    recon("init")
+    assert [v["value"] is None for v in history(recon, "source:old")] == [False, True, False]
