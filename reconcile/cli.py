@@ -1394,15 +1394,15 @@ def run_command(app: App, name: str, command: tuple[str, ...]) -> None:
     """Run a command, signalling its start and then its outcome (exit code, duration, output).
 
     The last lines of the command's output are kept with the signal, masked. Exits with the
-    command's own exit code.
+    command's own exit code. The command runs even when its signal cannot be recorded (an
+    unknown monitor, a broken recon.toml, a locked store): the job comes first. Then recon
+    says why on stderr and exits 1 if the command itself succeeded.
 
     \b
     Example:
       recon run nightly-load -- ./load.sh --date yesterday
     """
-    settings = app.settings
-    with app.connect() as conn:
-        watchdog.record_signal(conn, name, "start", now=settings.current_time())
+    problems = [_try_signal(app, name, "start")]
     started = time.monotonic()
     try:
         done = subprocess.run(list(command), capture_output=True, text=True, errors="replace")
@@ -1414,18 +1414,35 @@ def run_command(app: App, name: str, command: tuple[str, ...]) -> None:
     sys.stderr.write(stderr)
     output = stdout + stderr
     tail = "\n".join(output.splitlines()[-20:])
-    with app.connect() as conn:
-        watchdog.record_signal(
-            conn,
+    problems.append(
+        _try_signal(
+            app,
             name,
             "success" if code == 0 else "fail",
-            now=settings.current_time(),
             exit_code=code,
             message=tail,
             duration_seconds=duration,
         )
-    info(f"{name}: exit {code} after {duration:.1f}s recorded")
-    sys.exit(code)
+    )
+    problem = next((p for p in problems if p), None)
+    if problem is None:
+        info(f"{name}: exit {code} after {duration:.1f}s recorded")
+        sys.exit(code)
+    info(
+        f"error: the command ran (exit {code} after {duration:.1f}s), but its signal was not "
+        f"recorded: {problem}"
+    )
+    sys.exit(code or EXIT_ERROR)
+
+
+def _try_signal(app: App, name: str, kind: str, **details: Any) -> str | None:
+    """Record a signal of `recon run`; on failure return why instead of raising."""
+    try:
+        with app.connect() as conn:
+            watchdog.record_signal(conn, name, kind, now=app.settings.current_time(), **details)
+    except ReconError as exc:
+        return _safe(str(exc))
+    return None
 
 
 @cli.command("watch")

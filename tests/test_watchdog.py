@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -525,3 +526,18 @@ def test_signals_applied_in_one_batch_equal_one_by_one(
         )
         conn.close()
     assert stores[0] == stores[1]
+
+
+def test_run_with_an_unknown_monitor_still_runs_the_job_and_says_so(
+    recon: Recon, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    job = [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('done')"]
+    ran = recon("run", "nigthly-load", "--", *job)  # a typo in the cron line
+    assert marker.read_text() == "done"  # the job came first
+    assert ran.code == 1  # and cron hears that the monitoring is broken
+    assert (
+        "the command ran (exit 0" in ran.stderr and "no monitor named 'nigthly-load'" in ran.stderr
+    )
+    failed = recon("run", "nigthly-load", "--", sys.executable, "-c", "raise SystemExit(5)")
+    assert failed.code == 5  # the job's own failure is what cron sees
