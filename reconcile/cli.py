@@ -466,7 +466,11 @@ def _day_range(
     if day and (since or until):
         raise click.UsageError("give either --date or --since/--until, not both")
     if since or until:
-        return parse_day(since, "--since") or date.min, parse_day(until, "--until") or date.max
+        first = parse_day(since, "--since") or date.min
+        last = parse_day(until, "--until") or date.max
+        if first > last:
+            raise click.UsageError(f"--since {since} is after --until {until}: swap them")
+        return first, last
     if day and day != "last":
         only = parse_day(day, "--date") or date.min
         return only, only
@@ -1137,8 +1141,10 @@ def monitor_add(
           --mailbox ops --subject "^Failed Transactions" --from reports@example.com \\
           --source payments-loader
     """
-    if bool(cron_expr) == bool(every):
+    if bool(cron_expr) == (every is not None):
         raise click.UsageError("give either --cron EXPR (with --tz) or --every DURATION")
+    if every is not None and every <= 0:
+        raise click.UsageError("--every must be a period longer than zero, such as 15m or 1d")
     hears = hears or ("email" if mailbox else "run" if source else "ping")
     if (subject or sender or mailbox) and hears != "email":
         raise click.UsageError("--mailbox, --subject and --from are for monitors hearing email")
@@ -2063,6 +2069,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         info("interrupted: nothing half-written (each file loads in one transaction)")
         sys.exit(130)
+    except OSError as exc:  # the machine said no (a missing folder, no permission, disk full)
+        where = f"{exc.filename}: " if exc.filename else ""
+        info(
+            f"error: {_safe(where + (exc.strerror or str(exc)))}\n"
+            "  check that the folder exists and is writable, then run the command again"
+        )
+        logs.event(log, logging.ERROR, "command failed", error=str(exc))
+        sys.exit(EXIT_ERROR)
     except Exception as exc:  # the last line of defence: a message, not a traceback
         if os.environ.get("RECON_DEBUG"):
             traceback.print_exc()

@@ -208,3 +208,14 @@ def test_negative_counts_stay_numbers_while_formula_like_text_is_neutralised() -
         stream,
     )
     assert stream.getvalue().splitlines()[1] == "-3,-1.50,'-2+3"
+
+
+def test_a_missing_output_folder_or_reversed_range_gets_a_clear_error(
+    loaded: Recon, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-folder" / "week.xlsx"
+    result = loaded("export", "--format", "xlsx", "-o", missing)
+    assert result.code == 1 and "internal error" not in result.stderr
+    assert f"{missing}: No such file or directory" in result.stderr
+    reversed_range = loaded("reconcile", "--since", "2026-07-02", "--until", "2026-07-01")
+    assert reversed_range.code == 2 and "swap them" in reversed_range.stderr

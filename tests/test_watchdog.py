@@ -541,3 +541,8 @@ def test_run_with_an_unknown_monitor_still_runs_the_job_and_says_so(
     )
     failed = recon("run", "nigthly-load", "--", sys.executable, "-c", "raise SystemExit(5)")
     assert failed.code == 5  # the job's own failure is what cron sees
+
+
+def test_every_zero_is_refused_as_such(recon: Recon) -> None:
+    result = recon("monitor", "add", "bad", "--every", "0s", "--grace", "1h")
+    assert result.code == 2 and "longer than zero" in result.stderr
