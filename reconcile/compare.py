@@ -29,7 +29,7 @@ from reconcile.db import Connection
 BREAK_CATEGORIES = ("failed", "missing", "duplicated", "unexpected", "amount_mismatch")
 CATEGORIES = ("matched", *BREAK_CATEGORIES)
 # Bumped when the classification changes, so stored results are recomputed, not trusted.
-ALGORITHM = "compare-2"
+ALGORITHM = "compare-3"
 
 
 @dataclass(frozen=True)
@@ -282,6 +282,9 @@ _STATEMENTS = [
                     THEN 'already processed successfully before this run' END,
                CASE WHEN j.successes >= 1 AND j.failures > 0
                     THEN 'succeeded on retry after ' || j.failures || ' failed attempt(s)' END,
+               CASE WHEN j.success_currency <> coalesce(j.expected_currency, o.owner_currency)
+                    THEN 'currency ' || coalesce(j.expected_currency, o.owner_currency)
+                         || ' expected, ' || j.success_currency || ' processed' END,
                CASE WHEN coalesce(j.attempts, 0) = 0 AND q.line IS NOT NULL
                     THEN 'a row for it was quarantined (' || q.path || ' line ' || q.line || ')'
                END) AS note,

@@ -248,6 +248,14 @@ def test_every_record_and_count_matches_an_independent_oracle(
         assert days[day.isoformat()]["currencies"] == by_run[run]["currencies"]  # one run a day
     for run in story.manifests:
         assert per_currency(by_run[run]["currencies"]) == currency_oracle(story, run), run
+    notes = {
+        (run, txn): note
+        for run, txn, note in recon.query("SELECT run_id, txn_id, note FROM record_results")
+    }
+    for (run, txn), fate in story.fates.items():
+        if fate == "currency":  # the note says why an equal amount is a mismatch
+            expected_currency = story.manifests[run][txn][1]
+            assert f"currency {expected_currency} expected, JPY processed" in notes[(run, txn)]
 
 
 def currency_oracle(story: Story, run: str) -> dict[str, tuple[int, Decimal, int, Decimal]]:
