@@ -253,6 +253,12 @@ def ingest_command(
     settings = app.settings
     source_name = _pick_source(settings, source)
     config = settings.source(source_name)
+    if settings.sources and source_name not in settings.sources:
+        info(
+            f"warning: source {source_name!r} is not in the settings (configured: "
+            f"{', '.join(sorted(settings.sources))}); loading with the defaults (canonical "
+            "columns, UTC). If that is a typo, nothing is lost: fix the name and ingest again."
+        )
     results: list[dict[str, Any]] = []
     failed = quarantined = False
     with app.connect() as conn:

@@ -136,3 +136,20 @@ def test_date_only_processed_at_is_local_midnight_not_utc(recon: Recon, write_fi
         ("T1", datetime(2026, 7, 1, 4, 0, tzinfo=UTC), date(2026, 7, 1)),
         ("T2", datetime(2026, 7, 1, 21, 30, 0, 500000, tzinfo=UTC), date(2026, 7, 1)),
     ]
+
+
+def test_a_source_missing_from_the_settings_is_loaded_with_a_warning(
+    recon: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    recon.write_config('[sources.payments]\ntimezone = "Europe/London"\n')
+    log = write_file("log.csv", "txn_id,amount,status,run_id\nT1,1.00,OK,R1\n")
+    typo = recon("ingest", "--source", "paymnets", log)
+    assert typo.code == 0
+    assert "source 'paymnets' is not in the settings (configured: payments)" in typo.stderr
+    right = recon("ingest", "--source", "payments", log)
+    assert right.code == 0 and "not in the settings" not in right.stderr
+    assert recon.query("SELECT DISTINCT source FROM transactions ORDER BY 1") == [
+        ("payments",),
+        ("paymnets",),
+    ]
