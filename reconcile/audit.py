@@ -288,6 +288,8 @@ class Verdict:
     problem: str | None = None
     warnings: list[str] = field(default_factory=list)
     head: tuple[int, str] | None = None
+    # True when the trail could not be checked at all (no key, or not its key): not a finding.
+    unverifiable: bool = False
 
 
 def verify(conn: Connection, key: bytes | None, anchor_path: Path | None) -> Verdict:
@@ -322,9 +324,9 @@ def verify(conn: Connection, key: bytes | None, anchor_path: Path | None) -> Ver
                 if key is None:
                     return Verdict(
                         False, checked, seq,
-                        "this row is keyed but no audit key is configured, so it cannot be "
-                        "checked; set RECON_AUDIT_KEY (or audit_key_file) and run again",
-                        warnings,
+                        "the trail is keyed and no audit key is configured; set "
+                        "RECON_AUDIT_KEY (or audit_key_file) to its key and run again",
+                        warnings, unverifiable=True,
                     )  # fmt: skip
             elif keyed_seen:
                 return broken(seq, "an unkeyed row after keyed ones: the chain was recomputed")
@@ -333,6 +335,14 @@ def verify(conn: Connection, key: bytes | None, anchor_path: Path | None) -> Ver
             except (ValueError, TypeError) as exc:
                 return broken(seq, f"the row cannot be decoded ({type(exc).__name__})")
             if not hmac.compare_digest(recomputed, row["hash"]):
+                if row["alg"] == KEYED and _foreign_key(conn, key, anchored, names):
+                    return Verdict(
+                        False, checked, seq,
+                        "the configured audit key is not the one this trail was written with: "
+                        "no event verifies with it, while the hashes match the anchor file; set "
+                        "RECON_AUDIT_KEY (or audit_key_file) to the right key and run again",
+                        warnings, unverifiable=True,
+                    )  # fmt: skip
                 return broken(
                     seq,
                     "the hash does not recompute: a field of this row was changed, or "
@@ -372,6 +382,30 @@ def verify(conn: Connection, key: bytes | None, anchor_path: Path | None) -> Ver
                 "rows were cut off the end",
             )
     return Verdict(True, checked, None, None, warnings, last)
+
+
+def _foreign_key(
+    conn: Connection, key: bytes | None, anchored: dict[int, set[str]], names: list[str]
+) -> bool:
+    """Whether a hash mismatch means "not this trail's key" rather than tampering: the newest
+    keyed event does not verify with the key either, and every anchored hash is still in the
+    database (a chain recomputed with another key would no longer match its anchors)."""
+    if not anchored:
+        return False
+    newest = conn.execute(
+        f"SELECT {COLUMNS} FROM audit_events WHERE alg = ? ORDER BY seq DESC LIMIT 1", [KEYED]
+    ).fetchall()
+    if not newest:
+        return False
+    row = dict(zip(names, newest[0], strict=True))
+    if hmac.compare_digest(_hash(_row_event(row), row["prev_hash"], key), row["hash"]):
+        return False
+    stored = dict(
+        conn.execute(
+            "SELECT seq, hash FROM audit_events WHERE list_contains(?, seq)", [list(anchored)]
+        ).fetchall()
+    )
+    return all(hashes == {stored.get(seq)} for seq, hashes in anchored.items())
 
 
 def events(

@@ -1717,7 +1717,8 @@ def audit_verify(app: App) -> None:
                 },
             )
         except ConfigError as exc:  # a broken or foreign-keyed chain is not extended
-            verdict.warnings.append(f"this check was not recorded: {exc}")
+            if not verdict.unverifiable:  # else the verdict already says why, and what to do
+                verdict.warnings.append(f"this check was not recorded: {exc}")
     _report_verdict(app, verdict)
 
 
@@ -1730,9 +1731,10 @@ def _report_verdict(app: App, verdict: audit.Verdict) -> None:
         end = f", head seq {verdict.head[0]}" if verdict.head else ""
         info(f"audit trail intact: {verdict.checked} event(s) checked{end}")
         sys.exit(EXIT_OK)
-    info(f"audit trail BROKEN at seq {verdict.first_bad_seq}: {verdict.problem}")
-    if verdict.problem and "no audit key is configured" in verdict.problem:
+    if verdict.unverifiable:
+        info(f"cannot check the audit trail: {verdict.problem}")
         sys.exit(EXIT_ERROR)
+    info(f"audit trail BROKEN at seq {verdict.first_bad_seq}: {verdict.problem}")
     info("  keep this database as evidence (copy it, and the anchor file, before anything else)")
     sys.exit(EXIT_FINDINGS)
 
