@@ -35,7 +35,7 @@ demo: setup
 	@echo "== per run: rows loaded, failed, quarantined (recon runs) =="
 	@$(BIN)/recon runs
 	@echo
-	@echo "== quarantined rows: fix at the source, then re-ingest (recon quarantine) =="
+	@echo "== quarantined rows: fix at the source, then load the fix with recon ingest --replace (recon quarantine) =="
 	@$(BIN)/recon quarantine
 	@echo
 	@echo "== reconciliation per business day: expected vs processed (recon reconcile) =="

@@ -227,6 +227,12 @@ def init(app: App) -> None:
     help="Business date of rows that carry none: a failure report's date, or a run log's "
     "without business_date and processed_at (default for run logs: the day of ingesting).",
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="The files are corrected versions: what earlier files loaded for the same runs (for "
+    "reports: the same dates), and an earlier load of the same bytes, is removed first.",
+)
 @pass_app
 def ingest_command(
     app: App,
@@ -235,12 +241,15 @@ def ingest_command(
     run_id: str | None,
     kind: str,
     report_date: datetime | None,
+    replace: bool,
 ) -> None:
     """Load run logs (CSV, JSON Lines, Parquet) into the store, validated and masked.
 
     Each file loads whole or not at all; a file already loaded for the source is skipped.
     Bad rows are quarantined with file, line, column and reason (see `recon quarantine`).
-    Exit 3 when any row was quarantined, 1 when a file could not be read.
+    Once they are fixed at the source, load the corrected file with --replace (also to re-read
+    the same file after a settings fix). Exit 3 when any row was quarantined, 1 when a file
+    could not be read.
 
     \b
     Examples:
@@ -249,6 +258,7 @@ def ingest_command(
       recon ingest --source payments-loader --kind totals control_totals.csv
       recon ingest --source payments-loader --kind report --date 2026-10-26 \\
           reports/failed-transactions-2026-10-26.csv
+      recon ingest --source payments-loader --replace runs/PL-20261030-corrected.csv
     """
     settings = app.settings
     source_name = _pick_source(settings, source)
@@ -275,6 +285,7 @@ def ingest_command(
                     user=current_user(),
                     pan_key=settings.pan_key_bytes(),
                     report_date=report_date.date() if report_date else None,
+                    replace=replace,
                 )
             except InputFileError as exc:
                 failed = True
@@ -332,7 +343,10 @@ def ingest_command(
     if app.json:
         emit_json({"files": results})
     elif quarantined:
-        info(f"some rows were quarantined: see them with `recon quarantine --source {source_name}`")
+        info(
+            f"some rows were quarantined: see them with `recon quarantine --source {source_name}`;"
+            "\nonce fixed at the source, load the corrected file with `recon ingest --replace`"
+        )
     sys.exit(EXIT_ERROR if failed else EXIT_FINDINGS if quarantined else EXIT_OK)
 
 
@@ -352,10 +366,26 @@ def _describe_ingest(result: ingest.FileResult) -> str:
             f"(same SHA-256 {result.sha256[:12]}…); nothing changed"
         )
     runs_text = ", ".join(result.run_ids[:5]) + (" …" if len(result.run_ids) > 5 else "")
+    replaced = result.replaced
+    replaced_text = ""
+    if replaced is not None:
+        what = f"{replaced['rows']} row(s) and {replaced['quarantined']} quarantined row(s)"
+        whence = (
+            f"that {', '.join(replaced['files'])} loaded"
+            if replaced["files"]
+            else "that earlier files loaded for these runs"
+        )
+        removed = replaced["rows"] or replaced["quarantined"] or replaced["files"]
+        replaced_text = (
+            f"\n  replaced {what} {whence}"
+            if removed
+            else "\n  replaced nothing: no earlier rows for these runs"
+        )
     return (
         f"loaded {result.path} ({result.kind}, {result.format}): {result.rows_read} rows read, "
         f"{result.rows_loaded} loaded, {result.rows_quarantined} quarantined"
         + (f"; runs {runs_text}" if runs_text else "")
+        + replaced_text
     )
 
 

@@ -34,6 +34,7 @@ from reconcile.readers import (
 )
 from reconcile.settings import SourceConfig
 from reconcile.staging import WITHHELD, Stage, business_day
+from reconcile.supersede import supersede
 
 __all__ = ["CANONICAL_COLUMNS", "KINDS", "FileResult", "ingest_file", "scan_file"]
 
@@ -54,6 +55,8 @@ class FileResult:
     already_ingested: bool
     file_id: int
     warnings: list[str] = field(default_factory=list)
+    # With --replace: what earlier loads this file took the place of (see `supersede.py`).
+    replaced: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -345,6 +348,7 @@ def ingest_file(
     pan_key: bytes | None = None,
     signal_monitors: bool = True,
     report_date: date | None = None,
+    replace: bool = False,
 ) -> FileResult:
     """Load one file in one transaction, or report that these bytes were already loaded.
     A run log is also the signal of the monitors that hear its source (`watchdog.runs_arrived`),
@@ -369,7 +373,7 @@ def ingest_file(
                     scan = hashing.result()
                     digest = scan.sha256
                     prior = _prior(conn, path, source, digest)
-                    if prior:
+                    if prior and not (replace and prior.kind == kind):
                         raise _AlreadyIngested(prior)
                     map_columns(plan, kind, config, run_id, source)
                     if fmt == "csv" and scan.plain and config.encoding in ("utf-8", "latin-1"):
@@ -393,6 +397,17 @@ def ingest_file(
                 file_row = conn.execute("SELECT nextval('file_id_seq')").fetchone()
                 assert file_row is not None
                 file_id = int(file_row[0])
+                replaced = (
+                    supersede(
+                        conn,
+                        source=source,
+                        kind=kind,
+                        file_id=file_id,
+                        same_bytes=prior.file_id if prior else None,
+                    )
+                    if replace
+                    else None
+                )
                 rows_read, loaded, quarantined, run_ids = _store(
                     conn, plan, kind, source, file_id, now, user, rejects
                 )
@@ -431,10 +446,19 @@ def ingest_file(
                         "rows_loaded": loaded,
                         "rows_quarantined": quarantined,
                         "runs": run_ids[:50],
+                        "replaced": asdict(replaced) if replaced else None,
                     },
                 )
                 if kind == "processed":
-                    _refresh_runs(conn, source, run_ids)
+                    if replaced:
+                        # Runs left with no rows lose their summary; the rest are recomputed.
+                        conn.execute(
+                            "DELETE FROM runs WHERE source = ? AND list_contains(?, run_id)",
+                            [source, replaced.runs],
+                        )
+                    _refresh_runs(
+                        conn, source, sorted(set(run_ids) | set(replaced.runs if replaced else []))
+                    )
                     if signal_monitors:
                         watchdog.runs_arrived(
                             conn, source, run_ids, now=now, origin="file", what=path.name
@@ -471,6 +495,7 @@ def ingest_file(
         False,
         file_id,
         warnings,
+        asdict(replaced) if replace and replaced is not None else None,
     )
 
 
