@@ -114,22 +114,27 @@ def info(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _cell(value: Any) -> Any:
+def _cell(value: Any, wrapped: bool = False) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     if isinstance(value, Decimal):
         return format_amount(value)
-    if isinstance(value, str) and len(value) > 60:
+    if isinstance(value, str) and len(value) > 60 and not wrapped:
         return value[:57] + "..."
     return value
 
 
-def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+def emit_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], wrap: Sequence[str] = ()
+) -> None:
+    """A table for people: long text is cut at 60 characters, except in the `wrap` columns
+    (reasons and notes, whose end says what to do), which wrap onto further lines."""
     click.echo(
         tabulate(
-            [[_cell(row.get(c)) for c in columns] for row in rows],
+            [[_cell(row.get(c), c in wrap) for c in columns] for row in rows],
             headers=list(columns),
             disable_numparse=True,
+            maxcolwidths=[60 if c in wrap else None for c in columns],
         )
     )
 
@@ -492,7 +497,7 @@ def quarantine_command(app: App, source: str | None, run_id: str | None, limit: 
     if not rows:
         info("nothing quarantined")
         return
-    emit_table(rows, ["path", "line", "column", "reason", "raw"])
+    emit_table(rows, ["path", "line", "column", "reason", "raw"], wrap=["reason"])
 
 
 def _day_range(
@@ -747,7 +752,9 @@ def failures_command(
     else:
         info(f"{len(rows)} {label}, business date {span_text}")
         if rows:
-            emit_table(rows, failures.COLUMNS)
+            # The note says why a record is here when its row never loaded (quarantined).
+            noted = ["note"] if any(row.get("note") for row in rows) else []
+            emit_table(rows, [*failures.COLUMNS, *noted], wrap=noted)
     _record_access(
         app,
         "failures.list",

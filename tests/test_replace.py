@@ -85,3 +85,13 @@ def test_replace_touches_only_the_runs_of_the_new_file(recon: Recon, write_file)
     assert rows == [("R1", "A1", "1.5000"), ("R2", "B1", "9.0000"), ("R3", "C1", "5.0000")]
     # both.csv still holds R2, so it stays on record; nothing of R3 was touched.
     assert recon.query("SELECT count(*) FROM ingested_files") == [(3,)]
+
+
+def test_people_see_why_a_record_is_missing_and_the_whole_reason(recon: Recon, write_file) -> None:  # type: ignore[no-untyped-def]
+    recon.ingest(write_file("m.csv", MANIFEST), kind="expected")
+    recon.ingest(write_file("r1.csv", BROKEN))
+    listed = recon("failures", "--date", "2026-07-01", "--category", "missing")
+    assert "a row for it was quarantined" in listed.stdout and "r1.csv line 3)" in listed.stdout
+    shown = recon("quarantine").stdout
+    assert "..." not in shown.split("raw")[0]  # the reason is wrapped, not cut
+    assert "success_values or failure_values in recon.toml)" in shown
