@@ -1598,6 +1598,13 @@ def _watch_tick(app: App) -> dict[str, Any]:
             }
         )
         info(f"alert {item.alert_id} to {item.target}: {error or 'delivered'}")
+    for alert in result["alerts"]:
+        if not alert["targets"]:
+            info(
+                f"alert {alert['id']} ({alert['monitor']} {alert['kind']}) reached no one: no "
+                "notification target matches its tags; add one under [notify.targets.NAME] in "
+                "recon.toml (see `recon alerts`)"
+            )
     _ping_dead_man(settings)
     return {
         "transitions": result["transitions"],

@@ -546,3 +546,12 @@ def test_run_with_an_unknown_monitor_still_runs_the_job_and_says_so(
 def test_every_zero_is_refused_as_such(recon: Recon) -> None:
     result = recon("monitor", "add", "bad", "--every", "0s", "--grace", "1h")
     assert result.code == 2 and "longer than zero" in result.stderr
+
+
+def test_an_alert_that_reaches_no_one_is_said_out_loud(recon: Recon) -> None:
+    recon(
+        "--now", "2026-07-01T00:00:00Z", "monitor", "add", "job", "--every", "1h", "--grace", "5m"
+    )
+    tick = recon("--now", "2026-07-01T01:10:00Z", "watch", "--once")
+    assert tick.code == 3
+    assert "alert A-000001 (job down) reached no one: no notification target matches" in tick.stderr
