@@ -660,6 +660,15 @@ def _describe_reconciliation(outcome: reconciliation.Outcome, show_runs: bool) -
     if broken_runs and not troubled:  # runs with no business date have no day to show them
         names = ", ".join(r["run_id"] for r in broken_runs[:5])
         info(f"{len(broken_runs)} run(s) have breaks: {names}; see them with recon breaks")
+    unchecked = [r for r in outcome.runs if not r["has_manifest"] and not r["has_totals"]]
+    if unchecked:
+        names = ", ".join(r["run_id"] for r in unchecked[:5])
+        info(
+            f"{len(unchecked)} run(s) had nothing to compare with (no manifest, no control "
+            f"totals): {names}; judged on their logs alone (failed, duplicated), nothing can be "
+            "missing. Give what was expected with `recon ingest --kind expected|totals` or "
+            "`recon expect`"
+        )
     if not troubled and not pending and not broken_runs:
         info("all balanced")
 

@@ -517,5 +517,7 @@ def test_a_log_without_dates_falls_on_the_day_it_was_ingested_unless_given_one(
     )
     assert any("dated 2026-07-02" in w for w in late_file["warnings"])
     # The failed row is on the failed-record list of its day.
+    said = recon("reconcile").stderr  # no manifest and no totals: say so
+    assert "4 run(s) had nothing to compare with (no manifest, no control totals)" in said
     listed = recon("--json", "failures", "--date", "2026-07-02", "--source", "ny").json()
     assert [(row["txn_id"], row["run_id"]) for row in listed["failures"]] == [("A2", "N3")]
