@@ -8,14 +8,16 @@ numbers.
 
 from __future__ import annotations
 
+import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconcile import redact
 from reconcile.canonical import KIND_COLUMNS
 from reconcile.db import Connection, sql_ident, sql_literal
 from reconcile.errors import InputFileError
+from reconcile.redact import normalise_name as normalise_name
 from reconcile.settings import SourceConfig
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -43,17 +45,15 @@ class Plan:
     # What the file's bytes allow (`scan_file`); when unsure, True: the row-level check runs.
     may_hold_nul: bool = True  # a field may contain a NUL character
     may_span_lines: bool = True  # a (quoted) field may contain a line break
+    rules: redact.FieldRules = field(default_factory=redact.FieldRules)  # the source's names
+    nested_masker: str = "recon_mask_nested"  # the SQL name of this file's `redact.mask_nested`
 
     @property
     def withhold_raw_lines(self) -> bool:
-        """Unparsed lines cannot have single fields dropped: withhold them when the file has a
-        column that must never be stored (CVV, track data)."""
-        return any(redact.is_never_stored(name) for name in self.columns)
-
-
-def normalise_name(name: str) -> str:
-    """How column names are compared: trimmed, without a BOM, case-insensitive."""
-    return name.strip().lstrip("\ufeff").strip().lower()
+        """Unparsed lines cannot have single fields dropped or masked: withhold them when the
+        file has a column that must never be stored (CVV, PIN, track data), a card-number column
+        (its value may fail Luhn, so the line masker would keep it) or a sensitive one."""
+        return any(self.rules.kind(name) for name in self.columns)
 
 
 def detect_format(path: Path, config: SourceConfig) -> str:
@@ -204,11 +204,25 @@ def _json_value(key: str) -> str:
     )
 
 
+_NESTED_TYPES = ("STRUCT(", "MAP(", "UNION(")
+
+
 def _read_parquet(conn: Connection, path: Path) -> Plan:
+    reader = f"read_parquet({sql_literal(str(path))}, file_row_number = true)"
+    # Nested columns (structs, maps, lists) become JSON text, as JSON Lines objects do, so the
+    # stage step can find keys that must not be stored inside them.
+    types = conn.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+    selected = ", ".join(
+        f"to_json({sql_ident(name)})::VARCHAR AS {sql_ident(name)}"
+        if str(kind).startswith(_NESTED_TYPES) or str(kind).endswith("]")
+        else f"{sql_ident(name)}::VARCHAR AS {sql_ident(name)}"
+        for name, kind, *_ in types
+        if name != "file_row_number"
+    )
     conn.execute(
-        "CREATE OR REPLACE TEMP VIEW recon_raw AS SELECT file_row_number + 1 AS __rec, "
-        "COLUMNS(* EXCLUDE (file_row_number))::VARCHAR "
-        f"FROM read_parquet({sql_literal(str(path))}, file_row_number = true)"
+        "CREATE OR REPLACE TEMP VIEW recon_raw AS SELECT file_row_number + 1 AS __rec"
+        + (f", {selected}" if selected else "")
+        + f" FROM {reader}"
     )
     columns = [name for name in _view_columns(conn) if name != "__rec"]
     return Plan(path, "parquet", columns, {})
@@ -289,9 +303,37 @@ def map_columns(
 
 
 def read(conn: Connection, path: Path, fmt: str, config: SourceConfig) -> Plan:
-    """Expose `path` to SQL and describe it (columns, header, where its rows come from)."""
+    """Expose `path` to SQL and describe it (columns, header, where its rows come from).
+
+    Also registers `plan.nested_masker`, `redact.mask_nested` with this source's name rules:
+    the stage step calls it on JSON objects and arrays that may hold keys that must not be stored.
+    """
+    rules = redact.FieldRules.of(config.card_columns, config.sensitive_columns)
+    masker = _register_nested_masker(conn, rules)
     if fmt == "csv":
-        return _read_csv(conn, path, config)
-    if fmt == "jsonl":
-        return _read_jsonl(conn, path)
-    return _read_parquet(conn, path)
+        plan = _read_csv(conn, path, config)
+    elif fmt == "jsonl":
+        plan = _read_jsonl(conn, path)
+    else:
+        plan = _read_parquet(conn, path)
+    plan.rules = rules
+    plan.nested_masker = masker
+    return plan
+
+
+_MASKERS = itertools.count(1)
+
+
+def _register_nested_masker(conn: Connection, rules: redact.FieldRules) -> str:
+    """Register the masker under a name of its own. `read` runs inside the file's transaction,
+    and DuckDB keeps no function registered in a transaction that rolls back while its Python
+    side still holds the name: a fixed name could then be neither created nor removed."""
+    name = f"recon_mask_nested_{next(_MASKERS)}"
+    conn.create_function(
+        name,
+        lambda text: redact.mask_nested(text, rules),
+        ["VARCHAR"],
+        "VARCHAR",
+        side_effects=False,
+    )
+    return name

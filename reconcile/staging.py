@@ -15,9 +15,7 @@ from reconcile.db import sql_ident, sql_literal
 from reconcile.readers import Plan, normalise_name
 from reconcile.settings import SourceConfig
 
-WITHHELD = "[line withheld: it may hold a card verification code or track data]"
-# A quoted JSON key that must never be stored, to withhold unparsable JSON lines that have one.
-NEVER_STORED_KEY_SQL = '"(' + "|".join(sorted(redact.NEVER_STORED_COLUMNS)) + ')"'
+WITHHELD = redact.WITHHELD
 PREFILTER = "'" + redact.PAN_PREFILTER_SQL.replace("'", "''") + "'"  # as a SQL literal
 
 
@@ -47,6 +45,25 @@ def may_hold_pan_sql(column: str) -> str:
     """SQL: the value might hold a card number, so the Python masker must see it. A PAN has at
     least 12 digits, so shorter values (most ids, codes, statuses) skip the pattern."""
     return f"strlen({column}) >= {redact.PAN_MIN_DIGITS} AND regexp_matches({column}, {PREFILTER})"
+
+
+def may_name_card_data_sql(column: str, rules: redact.FieldRules) -> str:
+    """SQL: the value is a JSON object or array (perhaps after blanks) that may have a key the
+    rules flag, so the nested masker must see it (`redact.mask_nested`). The first test is a
+    cheap look at the first character; only values that pass it are compacted and searched for
+    the words every such key contains (`redact.NESTED_PREFILTER_WORDS`, plus the compact keys a
+    source declares), or for anything not ASCII, or a backslash (a JSON escape)."""
+    words = sorted(
+        {*redact.NESTED_PREFILTER_WORDS, *rules.card_columns}
+        | {redact.column_key(name) for name in rules.sensitive_columns}
+    )
+    pattern = "|".join(words)  # only a-z0-9: no escaping needed; an empty word matches all
+    return (
+        f"(starts_with({column}, '{{') OR starts_with({column}, '[') "
+        f"OR ({column} < '!' AND regexp_matches({column}, '^\\s+[\\[{{]'))) "
+        f"AND (regexp_matches({column}, '[^\\x00-\\x7F]|\\\\') OR regexp_matches("
+        f"regexp_replace(lower({column}), '[^a-z0-9]+', '', 'g'), {sql_literal(pattern)}))"
+    )
 
 
 def _given(raw: str, typed: str) -> str:
@@ -112,7 +129,9 @@ class Stage:
         self.run_id = run_id
         self.report_date = report_date
         self.mapped_to = {actual: canonical for canonical, actual in plan.mapping.items()}
-        self.sensitive = {normalise_name(name) for name in config.sensitive_columns}
+        self.rules = redact.FieldRules.of(config.card_columns, config.sensitive_columns)
+        self.sensitive = self.rules.sensitive_columns  # normalised names
+        # Column-name rules run here, once per column of the file, never per row.
         self.kept = [name for name in plan.columns if not redact.is_never_stored(name)]
         self.values: dict[str, str] = {}
         self.derived: dict[str, str] = {}  # computed from `values`, one layer further out
@@ -147,24 +166,42 @@ class Stage:
             )
         return f"nullif({self.masked(actual)}, '')"
 
-    def _trimmed(self) -> str:
-        """` REPLACE (...)` trimming the canonical text columns (keys, status, codes), cheap where
-        there is nothing to trim. Typed columns need none: DuckDB's casts ignore surrounding
-        spaces. Free text (error_message) is kept as written."""
-        columns = [
-            sql_ident(actual)
-            for canonical, actual in self.plan.mapping.items()
-            if canonical not in TYPED_COLUMNS and canonical != "error_message"
-        ]
-        if not columns:
+    def _replaced(self) -> str:
+        """` REPLACE (...)` for the first layer, each column read once:
+
+        - the canonical text columns (keys, status, codes) trimmed, cheap where there is nothing
+          to trim. Typed columns need none: DuckDB's casts ignore surrounding spaces. Free text
+          (error_message) is kept as written;
+        - the other columns (error_message included, but not ids, codes, amounts or dates) that
+          may hold a JSON object or array (a nested JSON Lines field, a cell holding JSON)
+          through the nested masker (`redact.mask_nested`) when it may name a field that is
+          never stored or holds a card number (`may_name_card_data_sql`), so those keys reach no
+          table, quarantine included. Card and sensitive columns are masked whole later.
+        """
+        replaced: dict[str, str] = {}
+        for canonical, actual in self.plan.mapping.items():
+            if canonical not in TYPED_COLUMNS and canonical != "error_message":
+                c = sql_ident(actual)
+                replaced[actual] = (
+                    f"CASE WHEN starts_with({c}, ' ') OR ends_with({c}, ' ') "
+                    f"THEN trim({c}) ELSE {c} END"
+                )
+        for name in self.kept:
+            if self.mapped_to.get(name, "error_message") != "error_message":
+                continue  # ids, codes, amounts and dates are not JSON
+            if self.rules.kind(name):
+                continue
+            c = sql_ident(name)
+            inner = replaced.get(name, c)
+            replaced[name] = (
+                f"CASE WHEN {may_name_card_data_sql(c, self.rules)} "
+                f"THEN {self.plan.nested_masker}({inner}) ELSE {inner} END"
+            )
+        if not replaced:
             return ""
         return (
             " REPLACE ("
-            + ", ".join(
-                f"CASE WHEN starts_with({c}, ' ') OR ends_with({c}, ' ') THEN trim({c}) ELSE {c} END"
-                f" AS {c}"
-                for c in columns
-            )
+            + ", ".join(f"{expr} AS {sql_ident(name)}" for name, expr in replaced.items())
             + ")"
         )
 
@@ -238,7 +275,14 @@ class Stage:
         known = ", ".join(outcomes)
         ts = self.raw("processed_at")
         status = f"upper({self.text('status')})"
-        card = next((name for name in self.kept if self.is_card(name)), None)
+        # The fingerprint comes from the first card column that yields one, the usual names
+        # (`card_number`, `pan`) before the rest (`credit_card_type` is a card column too).
+        cards = sorted(
+            (name for name in self.kept if self.is_card(name)),
+            key=lambda name: (
+                redact.column_key(name) not in redact.CARD_COLUMNS | self.rules.card_columns
+            ),
+        )
         self.values |= {
             "status": self.text("status"),
             "status_key": status,
@@ -247,7 +291,11 @@ class Stage:
             "processed_at": f"try_cast({ts} AS TIMESTAMPTZ)",
             "error_code": self.text("error_code"),
             "error_message": _urls_cut(self.text("error_message")),
-            "card_hmac": f"recon_pan_hmac({sql_ident(card)})" if card and key else "NULL::VARCHAR",
+            "card_hmac": (
+                "coalesce(" + ", ".join(f"recon_pan_hmac({sql_ident(c)})" for c in cards) + ")"
+                if cards and key
+                else "NULL::VARCHAR"
+            ),
         }
         self.derived |= {
             # A simple CASE, not IN or list_contains: DuckDB may plan those as a hash join.
@@ -345,7 +393,7 @@ class Stage:
         )
         flagged = (
             f"SELECT * EXCLUDE (__cat), {nul} AS __nul, {newlines} AS __nl "
-            f"FROM (SELECT *{self._trimmed()}, {concat} AS __cat FROM {self.plan.raw_sql})"
+            f"FROM (SELECT *{self._replaced()}, {concat} AS __cat FROM {self.plan.raw_sql})"
         )
         # The raw row is built only for quarantined rows. Whole-masked and card columns are
         # masked in it as well; the rest of it goes through recon_mask.
@@ -360,11 +408,10 @@ class Stage:
         )
         raw_row = f"json_object({raw_values})::VARCHAR" if self.kept else "'{}'"
         if self.plan.format == "jsonl":
-            broken = (
-                f"CASE WHEN regexp_matches(regexp_replace(lower(__broken), '[^a-z0-9\"]', '', 'g'), "
-                f"{sql_literal(NEVER_STORED_KEY_SQL)}) THEN {sql_literal(WITHHELD)} ELSE __broken END"
-            )
-            raw_row = f"coalesce({broken}, {raw_row})"
+            # A line that is not a JSON object is withheld whole when it may name a field that
+            # is never stored or holds a card number (`redact.mask_nested`). Such lines are few
+            # (each is quarantined), so each goes to Python.
+            raw_row = f"coalesce({self.plan.nested_masker}(__broken), {raw_row})"
         typed = (
             "SELECT *, "
             + ", ".join(f"{expr} AS __v_{name}" for name, expr in self.values.items())

@@ -8,12 +8,15 @@ import io
 import json
 import os
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+
+from reconcile import redact
 
 from .conftest import HttpTarget, Recon, Result
 from .test_serve import hit, ping_url, post, server
@@ -159,3 +162,144 @@ def test_data_in_a_world_writable_folder_is_refused(recon: Recon, tmp_path: Path
     anchor = recon.workdir / "recon.duckdb.anchor"
     recon("monitor", "add", "job", "--every", "1h", "--grace", "1m")
     assert anchor.stat().st_mode & 0o777 == 0o600
+
+
+# --- card data named by its column, or hidden inside JSON ---------------------------------------
+
+
+def stored_text(recon: Recon) -> dict[str, str]:
+    """Every VARCHAR, JSON and list value in the database, by table.column; the test's own
+    folder (its name holds a pytest number) is cut from the paths the database records."""
+    with duckdb.connect(str(recon.db), read_only=True) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE data_type IN ('VARCHAR', 'JSON') OR data_type LIKE '%[]'"
+        ).fetchall()
+        assert columns
+        stored = {}
+        for table, column in columns:
+            values = conn.execute(f'SELECT DISTINCT "{column}"::VARCHAR FROM "{table}"').fetchall()
+            text = "\n".join(value or "" for (value,) in values)
+            stored[f"{table}.{column}"] = text.replace(str(recon.workdir), "<workdir>")
+    return stored
+
+
+def assert_nowhere(recon: Recon, secrets: list[str]) -> None:
+    """None of `secrets` in any text the database holds, as a whole value or word: a digit run
+    that merely contains one (a digest, a masked number) does not count."""
+    stored = stored_text(recon)
+    for secret in secrets:
+        pattern = re.compile(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])")
+        found = [where for where, text in stored.items() if pattern.search(text)]
+        assert not found, f"{secret} found in {found}"
+
+
+def run_json(recon: Recon, *args: str | Path) -> dict[str, Any]:
+    result = recon("--json", "ingest", "--source", "acme", *args)
+    assert result.code in (0, 3), result.stderr
+    [entry] = result.json()["files"]
+    assert entry["rows_read"] == entry["rows_loaded"] + entry["rows_quarantined"], entry
+    return entry
+
+
+CARD_SECRETS = ["321", "322", "1234", "4321", "555", "%B4111111111111111^X", "4111111111111111"]
+MISTYPED_PAN = "4111111111111112"  # fails Luhn: only its column name says it is a card number
+
+
+def test_columns_named_like_card_security_data_are_never_stored(recon: Recon) -> None:
+    run = recon.workdir / "file.csv"
+    run.write_text(
+        "txn_id,amount,status,run_id,card_cvc,cvc_code,card_pin,pin_code,cvv_number,"
+        "track1_data,pan_number,shipping,pinned,tracking_number,company\n"
+        f"T1,10.00,OK,R1,321,322,1234,4321,555,%B4111111111111111^X,{MISTYPED_PAN},"
+        "express,yes,TRK-77,Acme\n"
+        # quarantined (bad amount): its raw row is kept, and must be as clean
+        f"T2,oops,OK,R1,321,322,1234,4321,555,%B4111111111111111^X,{MISTYPED_PAN},"
+        "express,no,TRK-78,Acme\n"
+        # unreadable (a field too many): the raw line is withheld whole
+        f"T3,1.00,OK,R1,321,322,1234,4321,555,%B4111111111111111^X,{MISTYPED_PAN},"
+        "express,no,TRK-79,Acme,extra\n"
+    )
+    entry = run_json(recon, run)
+    assert (entry["rows_loaded"], entry["rows_quarantined"]) == (1, 2)
+    [(attributes,)] = recon.query("SELECT attributes FROM transactions")
+    assert json.loads(attributes) == {
+        "pan_number": "************1112",
+        "shipping": "express",
+        "pinned": "yes",
+        "tracking_number": "TRK-77",
+        "company": "Acme",
+    }
+    raws = [json.loads(raw) for (raw,) in recon.query("SELECT raw FROM quarantine ORDER BY line")]
+    assert raws[0]["pan_number"] == "************1112" and raws[0]["tracking_number"] == "TRK-78"
+    assert raws[1] == {"line": redact.WITHHELD}
+    assert_nowhere(recon, [*CARD_SECRETS, MISTYPED_PAN])
+    for name in ("card_cvc", "cvc_code", "card_pin", "pin_code", "cvv_number", "track1_data"):
+        assert name not in attributes and all(name not in raw for raw in map(str, raws))
+
+
+def test_keys_named_like_card_security_data_are_never_stored_inside_json(recon: Recon) -> None:
+    row = {"amount": "1.00", "status": "OK", "run_id": "R1"}
+    lines = [
+        {**row, "txn_id": "T1", "customer": {"name": "x", "cvv": "123"}},
+        {
+            **row,
+            "txn_id": "T2",
+            "customer": {"name": "y", "cards": [{"cardPin": 4321, "pan_number": MISTYPED_PAN}]},
+            "history": [{"Track1Data": "%B4111111111111111^X", "ok": True}],
+            "note": json.dumps({"cvc_code": "322", "memo": "sent"}),  # JSON inside a string
+        },
+        # quarantined (bad amount): the nested key must not reach its raw row either
+        {**row, "txn_id": "T3", "amount": "oops", "customer": {"name": "z", "card_cvc": "321"}},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines)
+    # a broken line (its closing brace lost) that names a nested cvv is withheld whole
+    text += '\n{"txn_id": "T4", "amount": "1.00", "customer": {"cvv_number": "555"}\n'
+    run = recon.workdir / "nested.jsonl"
+    run.write_text(text)
+    entry = run_json(recon, run)
+    assert (entry["rows_read"], entry["rows_loaded"], entry["rows_quarantined"]) == (4, 2, 2)
+    stored = {
+        txn: json.loads(attributes)
+        for txn, attributes in recon.query("SELECT txn_id, attributes FROM transactions")
+    }
+    assert json.loads(stored["T1"]["customer"]) == {"name": "x"}
+    assert json.loads(stored["T2"]["customer"]) == {
+        "name": "y",
+        "cards": [{"pan_number": "************1112"}],
+    }
+    assert json.loads(stored["T2"]["history"]) == [{"ok": True}]
+    assert json.loads(stored["T2"]["note"]) == {"memo": "sent"}
+    raws = dict(recon.query("SELECT line, raw FROM quarantine"))
+    assert json.loads(json.loads(raws[3])["customer"]) == {"name": "z"}
+    assert raws[4] == redact.WITHHELD
+    assert_nowhere(recon, ["123", *CARD_SECRETS, MISTYPED_PAN])
+
+
+def test_keys_named_like_card_security_data_are_never_stored_from_parquet_or_csv_json(
+    recon: Recon,
+) -> None:
+    parquet = recon.workdir / "nested.parquet"
+    with duckdb.connect() as conn:
+        conn.execute(
+            "COPY (SELECT 'T1' AS txn_id, '1.00' AS amount, 'OK' AS status, 'R1' AS run_id, "
+            "{'name': 'x', 'cvv': '123', 'pan': '4111111111111112'} AS customer, "
+            "MAP {'pin': '4321'} AS extra, [{'track2': '555'}] AS trail) "
+            f"TO '{parquet}' (FORMAT parquet)"
+        )
+    run_json(recon, parquet)
+    csv = recon.workdir / "cell.csv"
+    csv.write_text(
+        "txn_id,amount,status,run_id,payload\n"
+        'T2,1.00,OK,R1,"{""name"": ""y"", ""card_pin"": ""1234""}"\n'
+    )
+    run_json(recon, csv)
+    stored = {
+        txn: json.loads(attributes)
+        for txn, attributes in recon.query("SELECT txn_id, attributes FROM transactions")
+    }
+    assert json.loads(stored["T1"]["customer"]) == {"name": "x", "pan": "************1112"}
+    assert json.loads(stored["T1"]["extra"]) == {}
+    assert json.loads(stored["T1"]["trail"]) == [{}]
+    assert json.loads(stored["T2"]["payload"]) == {"name": "y"}
+    assert_nowhere(recon, ["123", "4321", "555", "1234", MISTYPED_PAN])
