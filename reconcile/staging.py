@@ -21,10 +21,12 @@ PREFILTER = "'" + redact.PAN_PREFILTER_SQL.replace("'", "''") + "'"  # as a SQL 
 
 def _amount_sql(expr: str) -> str:
     """Text -> DECIMAL: plain decimals first (fast path; the cast ignores surrounding spaces),
-    then "1,234.50" and "(12.00)", trimmed, for the few values the cast refuses."""
+    then "1,234.50" and "(12.00)", trimmed, for the few values the cast refuses. The cast also
+    reads "1e3" and "1_000", which no ledger writes: those are refused, not guessed."""
     rare = f"trim({expr})"
+    odd = f"contains({expr}, 'e') OR contains({expr}, 'E') OR contains({expr}, '_')"
     return (
-        f"coalesce(try_cast({expr} AS DECIMAL(18, 4)), CASE "
+        f"coalesce(CASE WHEN NOT ({odd}) THEN try_cast({expr} AS DECIMAL(18, 4)) END, CASE "
         f"WHEN regexp_full_match({rare}, '\\(([0-9.,]+)\\)') "
         f"THEN -try_cast(replace(trim({rare}, '()'), ',', '') AS DECIMAL(18, 4)) "
         f"WHEN regexp_full_match({rare}, '[+-]?[0-9]{{1,3}}(,[0-9]{{3}})+(\\.[0-9]+)?') "

@@ -684,6 +684,9 @@ def test_unparsable_or_unstorable_amounts_are_quarantined_never_guessed(
         "12 50",
         "999999999999999999999.00",  # does not fit the stored DECIMAL(18, 4)
         "--5",
+        "1e3",  # scientific notation and digit separators: no ledger writes these
+        "1.2E-2",
+        "1_000",
     ]
     body = "T0,1.00,OK,R1\n" + "".join(f"B{i},{raw},OK,R1\n" for i, raw in enumerate(bad))
     path = write_file("amounts_bad.csv", f"{HEADER}\n{body}T9,9.00,OK,R1\n")
