@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DB := demo.duckdb
 
-.PHONY: setup demo demo-watchdog test lint bench clean
+.PHONY: setup bytecode demo demo-watchdog test lint bench clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Each recon command starts ~40 ms faster with the package's bytecode written, as pip writes it
+# for installed packages; an editable install does not, and PYTHONDONTWRITEBYTECODE (set on some
+# machines) stops Python from doing it. Up-to-date files are skipped; a stale one is ignored.
+bytecode: setup
+	@$(BIN)/python -m compileall -q reconcile
+
 # The sample story (sample_data/README.md), from nothing: a fresh database, every file ingested,
 # then what an operations person reads first. The PAN key here is for the demo only.
 demo: export RECON_DB = $(DEMO_DB)
@@ -23,7 +29,7 @@ demo: export RECON_PAN_KEY = demo-only-not-a-secret
 demo: export RECON_AUDIT_KEY = demo-only-not-a-secret-either
 # The story is read on the Monday morning after its last run.
 demo: export RECON_NOW = 2026-11-16T08:00:00+00:00
-demo: setup
+demo: bytecode
 	@rm -rf $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor
 	@$(BIN)/recon init
 	@echo "== ingest: expected manifests, control totals, run logs =="
@@ -88,7 +94,7 @@ demo-watchdog: setup
 	$(BIN)/recon --now 2026-11-16T08:01:00Z monitor show daily-report | sed -n '/recent slots/,$$p' | head -n 11 || true; \
 	echo; echo "The alert's own command lists what failed while the report was silent."
 
-test: setup
+test: bytecode
 	$(BIN)/pytest -q
 
 lint: setup
@@ -97,7 +103,7 @@ lint: setup
 	$(BIN)/mypy reconcile
 
 # Benchmarks print their figures and exit 1 when a target is missed; all always run.
-bench: setup
+bench: bytecode
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m tests.bench.bench_ingest; a=$$?; \
 	$(BIN)/python -m tests.bench.bench_reconcile; b=$$?; \

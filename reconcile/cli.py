@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import traceback
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,7 +43,6 @@ from reconcile import (
     gap,
     ingest,
     logs,
-    mailwatch,
     migrations,
     notify,
     reconciliation,
@@ -1556,6 +1554,8 @@ def _watch_loop(app: App, once: bool, interval: float) -> None:
 
 
 def _watch_tick(app: App) -> dict[str, Any]:
+    from reconcile import mailwatch  # imaplib and email: only the watchdog needs them
+
     settings = app.settings
     targets = settings.targets()
     now = settings.current_time()
@@ -1629,6 +1629,8 @@ def _ping_dead_man(settings: Settings) -> None:
     """Tell an outside service the watchdog ticked, so its own silence is noticed."""
     if settings.watchdog_ping_url is None:
         return
+    import urllib.request  # only when a dead man's URL is configured
+
     try:
         with urllib.request.urlopen(settings.watchdog_ping_url.get_secret_value(), timeout=10):
             pass

@@ -166,6 +166,15 @@ _REJECT_REASONS = {
 }
 
 
+@dataclass(frozen=True)
+class Stored:
+    read: int
+    loaded: int
+    quarantined: int
+    run_ids: list[str]
+    undated: int  # loaded rows dated by the day of ingesting (no business_date, no processed_at)
+
+
 def _store(
     conn: Connection,
     plan: Plan,
@@ -175,8 +184,8 @@ def _store(
     now: datetime,
     user: str,
     rejects: bool,
-) -> tuple[int, int, int, list[str]]:
-    """Move staged rows to their tables; return (read, loaded, quarantined, run_ids)."""
+) -> Stored:
+    """Move staged rows to their tables; say how many rows went where."""
     # No ORDER BY: the staged table keeps file order already, and sorting 1M rows costs seconds.
     good = "FROM recon_lined WHERE __problem_reason IS NULL"
     if kind == "processed":
@@ -222,15 +231,16 @@ def _store(
         )
         count = conn.execute("SELECT count(*) FROM recon_reject_lines").fetchone()
         rejected = int(count[0]) if count else 0
+    undated = "__undated AND __problem_reason IS NULL" if kind == "processed" else "false"
     row = conn.execute(
         "SELECT count(*) FILTER (__problem_reason IS NULL), "
         "count(*) FILTER (__problem_reason IS NOT NULL), "
-        "coalesce(list(DISTINCT run_id ORDER BY run_id) FILTER (run_id IS NOT NULL), []) "
-        "FROM recon_staged"
+        "coalesce(list(DISTINCT run_id ORDER BY run_id) FILTER (run_id IS NOT NULL), []), "
+        f"count(*) FILTER ({undated}) FROM recon_staged"
     ).fetchone()
     assert row is not None
     loaded, quarantined = int(row[0]), int(row[1]) + rejected
-    return loaded + quarantined, loaded, quarantined, list(row[2])
+    return Stored(loaded + quarantined, loaded, quarantined, list(row[2]), int(row[3]))
 
 
 def _refresh_runs(conn: Connection, source: str, run_ids: list[str]) -> None:
@@ -386,14 +396,6 @@ def ingest_file(
                 except QueryError as exc:
                     raise explain_read_error(path, fmt, exc, config) from None
                 rejects = _line_numbers(conn, plan)
-                undated = (
-                    conn.execute(
-                        "SELECT count(*) FROM recon_staged "
-                        "WHERE __undated AND __problem_reason IS NULL"
-                    ).fetchall()[0][0]
-                    if kind == "processed"
-                    else 0
-                )
                 file_row = conn.execute("SELECT nextval('file_id_seq')").fetchone()
                 assert file_row is not None
                 file_id = int(file_row[0])
@@ -408,9 +410,9 @@ def ingest_file(
                     if replace
                     else None
                 )
-                rows_read, loaded, quarantined, run_ids = _store(
-                    conn, plan, kind, source, file_id, now, user, rejects
-                )
+                stored = _store(conn, plan, kind, source, file_id, now, user, rejects)
+                rows_read, loaded, quarantined = stored.read, stored.loaded, stored.quarantined
+                run_ids, undated = stored.run_ids, stored.undated
                 conn.execute(
                     "INSERT INTO ingested_files VALUES "
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
