@@ -27,27 +27,40 @@ TOTAL_COLUMNS = [
 ]
 
 
-def totals_sql(records: str, runs: str, keys: Sequence[str]) -> str:
-    """Per (source, *keys, currency) over `records` (rows shaped like `record_results`, with
-    source and run_id) and `runs` (source, run_id, has_manifest)."""
-    group = ", ".join(["source", *keys])
-    outer = ", ".join(f"s.{column}" for column in ["source", *keys])
-    dated = " AND ".join(f"s.{key} IS NOT NULL" for key in keys) or "true"
+def fine_sql(records: str, runs: str) -> str:
+    """Per (source, run, business date, currency): one pass over `records` (rows shaped like
+    `record_results`, with source and run_id) joined to `runs` (source, run_id, has_manifest).
+    Runs, days and whole scopes are then totalled from this small table (`totals_sql`)."""
     return f"""
         WITH recs AS (
             SELECT r.source, r.run_id, r.business_date, r.is_expected, r.expected_amount,
                    r.expected_currency, r.currency, r.attempts, r.processed_total,
                    coalesce(u.has_manifest, false) AS has_manifest
             FROM {records} r LEFT JOIN {runs} u USING (source, run_id)),
-        known AS (
-            SELECT {group}, bool_and(has_manifest) AS expected_known FROM recs GROUP BY ALL),
         sides AS (
-            SELECT {group}, expected_currency AS currency, 1 AS expected_count,
-                   expected_amount, 0 AS processed_count, NULL::DECIMAL(38, 4) AS processed_amount
+            SELECT source, run_id, business_date, has_manifest, expected_currency AS currency,
+                   1 AS expected_count, expected_amount, 0 AS processed_count,
+                   NULL::DECIMAL(38, 4) AS processed_amount
             FROM recs WHERE is_expected
             UNION ALL
-            SELECT {group}, currency, 0, NULL, 1, processed_total
+            SELECT source, run_id, business_date, has_manifest, currency, 0, NULL, 1,
+                   processed_total
             FROM recs WHERE attempts > 0)
+        SELECT source, run_id, business_date, has_manifest, currency,
+               sum(expected_count) AS expected_count, sum(expected_amount) AS expected_amount,
+               sum(processed_count) AS processed_count, sum(processed_amount) AS processed_amount
+        FROM sides GROUP BY ALL
+    """
+
+
+def totals_sql(fine: str, keys: Sequence[str]) -> str:
+    """Per (source, *keys, currency) from `fine` (a table or subquery of `fine_sql`)."""
+    group = ", ".join(["source", *keys])
+    outer = ", ".join(f"s.{column}" for column in ["source", *keys])
+    dated = " AND ".join(f"s.{key} IS NOT NULL" for key in keys) or "true"
+    return f"""
+        WITH known AS (
+            SELECT {group}, bool_and(has_manifest) AS expected_known FROM {fine} GROUP BY ALL)
         SELECT {outer}, s.currency,
                CASE WHEN k.expected_known THEN sum(s.expected_count) END AS expected_count,
                CASE WHEN k.expected_known THEN coalesce(sum(s.expected_amount), 0) END
@@ -57,15 +70,15 @@ def totals_sql(records: str, runs: str, keys: Sequence[str]) -> str:
                CASE WHEN k.expected_known THEN coalesce(sum(s.processed_amount), 0)
                                                - coalesce(sum(s.expected_amount), 0) END
                    ::DECIMAL(38, 4) AS amount_difference
-        FROM sides s JOIN known k USING ({group})
+        FROM {fine} s JOIN known k USING ({group})
         WHERE {dated}
         GROUP BY {outer}, s.currency, k.expected_known
         ORDER BY {outer}, s.currency NULLS LAST
     """
 
 
-def totals(conn: Connection, records: str, runs: str, keys: Sequence[str]) -> list[dict[str, Any]]:
-    return fetch_dicts(conn, totals_sql(records, runs, keys))
+def totals(conn: Connection, fine: str, keys: Sequence[str]) -> list[dict[str, Any]]:
+    return fetch_dicts(conn, totals_sql(fine, keys))
 
 
 def attach(items: list[dict[str, Any]], rows: list[dict[str, Any]], key: str) -> None:

@@ -142,15 +142,15 @@ def reconcile(
             days = _results(
                 conn, "r_days", "day_results", ["source", "business_date"], "business_date"
             )
-            currencies.attach(
-                runs, currencies.totals(conn, "r_records", "r_runs", ["run_id"]), "run_id"
+            conn.execute(
+                "CREATE OR REPLACE TEMP TABLE r_currencies AS "
+                + currencies.fine_sql("r_records", "r_runs")
             )
+            currencies.attach(runs, currencies.totals(conn, "r_currencies", ["run_id"]), "run_id")
             currencies.attach(
-                days,
-                currencies.totals(conn, "r_records", "r_runs", ["business_date"]),
-                "business_date",
+                days, currencies.totals(conn, "r_currencies", ["business_date"]), "business_date"
             )
-            scope_totals = currencies.totals(conn, "r_records", "r_runs", [])
+            scope_totals = currencies.totals(conn, "r_currencies", [])
     finally:
         compare.drop_temporaries(conn)
     return Outcome(

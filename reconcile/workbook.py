@@ -100,7 +100,8 @@ def _queries(scope: compare.Scope) -> dict[str, tuple[str, dict[str, Any]]]:
     latest_records = f"""(
         SELECT r.* FROM record_results r JOIN ({latest_runs}) l USING (source, run_id, version)
         WHERE {record_where})"""
-    per_currency = currencies.totals_sql(latest_records, f"({latest_runs})", ["business_date"])
+    fine = f"({currencies.fine_sql(latest_records, f'({latest_runs})')})"
+    per_currency = currencies.totals_sql(fine, ["business_date"])
     files = f"""
         SELECT f.source, f.kind, f.path, f.sha256, f.rows_read, f.rows_loaded, f.ingested_at
         FROM ingested_files f
