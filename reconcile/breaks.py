@@ -37,7 +37,8 @@ def list_breaks(
         SELECT break_id, source, run_id, txn_id, business_date, category,
                coalesce(processed_amount, expected_amount) AS amount, currency,
                error_code, error_message, note, status,
-               date_diff('day', coalesce(business_date, first_seen::DATE), $now::DATE) AS age_days,
+               greatest(date_diff('day', coalesce(business_date, first_seen::DATE), $now::DATE), 0)
+                   AS age_days,
                first_seen, last_seen, assignee, resolved_at, resolved_by, resolution,
                (SELECT count(*) FROM break_comments c WHERE c.break_id = b.break_id) AS comments
         FROM breaks b

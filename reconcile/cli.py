@@ -289,6 +289,7 @@ def ingest_command(
                     pan_key=settings.pan_key_bytes(),
                     report_date=report_date.date() if report_date else None,
                     replace=replace,
+                    keep=[r["file_id"] for r in results if "file_id" in r],
                 )
             except InputFileError as exc:
                 failed = True
@@ -373,11 +374,8 @@ def _describe_ingest(result: ingest.FileResult) -> str:
     replaced_text = ""
     if replaced is not None:
         what = f"{replaced['rows']} row(s) and {replaced['quarantined']} quarantined row(s)"
-        whence = (
-            f"that {', '.join(replaced['files'])} loaded"
-            if replaced["files"]
-            else "that earlier files loaded for these runs"
-        )
+        named = [f["path"] for f in replaced["files"] + replaced["partly"]]
+        whence = f"that {', '.join(named)} loaded" if named else "that earlier files loaded"
         removed = replaced["rows"] or replaced["quarantined"] or replaced["files"]
         replaced_text = (
             f"\n  replaced {what} {whence}"

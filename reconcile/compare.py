@@ -436,7 +436,9 @@ _STATEMENTS = [
         UNION SELECT DISTINCT source, run_id, file_id FROM control_totals
               JOIN r_scope USING (source, run_id) WHERE file_id IS NOT NULL),
     shas AS (
-        SELECT f.source, f.run_id, string_agg(i.sha256, ',' ORDER BY i.sha256) AS shas
+        -- A file read again (--replace after a settings fix) has the same SHA-256 but a new id.
+        SELECT f.source, f.run_id,
+               string_agg(i.sha256 || '#' || i.file_id, ',' ORDER BY i.sha256, i.file_id) AS shas
         FROM files f JOIN ingested_files i USING (file_id) GROUP BY f.source, f.run_id),
     manual AS (
         SELECT source, run_id,

@@ -42,7 +42,7 @@ def failures_query(
         SELECT r.txn_id, r.run_id, r.business_date,
                coalesce(r.processed_amount, r.expected_amount)::DECIMAL(18, 2) AS amount,
                r.currency, r.category, r.error_code, r.error_message,
-               date_diff('day', r.business_date, $now::DATE) AS age_days,
+               greatest(date_diff('day', r.business_date, $now::DATE), 0) AS age_days,
                b.status AS break_status, r.break_id, r.note, r.source,
                r.expected_amount::DECIMAL(18, 2) AS expected_amount
         FROM record_results r

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -323,13 +324,16 @@ class _AlreadyIngested(Exception):
 
 def _prior(conn: Connection, path: Path, source: str, digest: str) -> FileResult | None:
     row = conn.execute(
-        "SELECT file_id, kind, format, run_ids, rows_read, rows_loaded, rows_quarantined "
-        "FROM ingested_files WHERE source = ? AND sha256 = ?",
+        "SELECT f.file_id, f.kind, f.format, f.run_ids, f.rows_read, f.rows_loaded, "
+        "f.rows_quarantined, r.path FROM ingested_files f "
+        "LEFT JOIN ingested_files r ON r.file_id = f.replaced_by "
+        "WHERE f.source = ? AND f.sha256 = ?",
         [source, digest],
     ).fetchone()
     if row is None:
         return None
-    file_id, kind, fmt, run_ids, read, loaded, quarantined = row
+    file_id, kind, fmt, run_ids, read, loaded, quarantined, replaced_by = row
+    notes = [f"its rows were replaced later by {replaced_by}"] if replaced_by else []
     return FileResult(
         str(path),
         digest,
@@ -342,6 +346,7 @@ def _prior(conn: Connection, path: Path, source: str, digest: str) -> FileResult
         quarantined,
         True,
         file_id,
+        notes,
     )
 
 
@@ -359,6 +364,7 @@ def ingest_file(
     signal_monitors: bool = True,
     report_date: date | None = None,
     replace: bool = False,
+    keep: Sequence[int] = (),
 ) -> FileResult:
     """Load one file in one transaction, or report that these bytes were already loaded.
     A run log is also the signal of the monitors that hear its source (`watchdog.runs_arrived`),
@@ -406,6 +412,7 @@ def ingest_file(
                         kind=kind,
                         file_id=file_id,
                         same_bytes=prior.file_id if prior else None,
+                        keep=keep,
                     )
                     if replace
                     else None
@@ -415,7 +422,7 @@ def ingest_file(
                 run_ids, undated = stored.run_ids, stored.undated
                 conn.execute(
                     "INSERT INTO ingested_files VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                     [
                         file_id,
                         source,
@@ -481,8 +488,9 @@ def ingest_file(
     if undated and report_date is None:
         warnings.append(
             f"{undated} row(s) carry neither business_date nor processed_at: they are dated "
-            f"{undated_day}, the day they were ingested ({config.timezone}); to date such a file "
-            "yourself, ingest it with --date YYYY-MM-DD"
+            f"{undated_day}, the business day when they were ingested ({config.timezone}, "
+            f"cut-off {config.cutoff:%H:%M}); to give the file's day yourself, ingest it again "
+            "with --replace --date YYYY-MM-DD"
         )
     return FileResult(
         str(path),

@@ -442,6 +442,12 @@ ALTER TABLE ingested_files ADD COLUMN product_version VARCHAR;
 ALTER TABLE reconciliations ADD COLUMN config_version BIGINT;
 """
 
+# `recon ingest --replace`: a file whose rows a corrected file took over stays on record (so its
+# bytes are still refused as already ingested), marked with the file that replaced it.
+REPLACE_SCHEMA = """
+ALTER TABLE ingested_files ADD COLUMN replaced_by BIGINT;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_ingest", INGEST_SCHEMA),
     ("002_reconcile", RECONCILE_SCHEMA),
@@ -450,6 +456,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("005_signals", SIGNALS_SCHEMA),
     ("006_audit", AUDIT_SCHEMA),
     ("007_config", CONFIG_SCHEMA),
+    ("008_replace", REPLACE_SCHEMA),
 ]
 
 

@@ -346,6 +346,17 @@ def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
         """,
         {"now": now},
     )
+    conn.execute(
+        """
+        UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
+               resolution = 'no longer in the run: its files were replaced'
+        FROM r_changed c
+        WHERE breaks.status = 'open' AND breaks.source = c.source AND breaks.run_id = c.run_id
+          AND NOT EXISTS (SELECT 1 FROM r_records r WHERE r.source = breaks.source
+                          AND r.run_id = breaks.run_id AND r.txn_id = breaks.txn_id)
+        """,
+        {"now": now},
+    )
     opened = _count(conn, "SELECT count(*) FROM breaks") - before_total
     after_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
     return opened, max(after_resolved - before_resolved, 0)

@@ -5,34 +5,42 @@ again, corrected. Loaded as a new file, its good rows would be counted twice; th
 re-read after a settings fix, would be skipped as already ingested. With --replace, in the
 ingest's own transaction and before the new rows are stored:
 
-1. an earlier load of the same bytes is removed whole;
-2. so is any earlier file of the same source and kind whose loaded rows all belong to the runs
-   (for failure reports: the business dates) of the new file;
-3. from other earlier files, the rows of those runs or dates, and their quarantined rows, are
-   removed;
-4. an earlier file left with nothing is forgotten (its `ingested_files` row goes); the audit
-   trail keeps what was removed.
+1. the runs the new file *covers* are those of its loaded rows (for failure reports: their
+   business dates); a row of it that is quarantined covers nothing;
+2. an earlier load of the same bytes is removed whole, and so is any earlier file of the same
+   source and kind whose runs, loaded or quarantined, are all covered;
+3. from other earlier files, only the rows of covered runs go, with their quarantined rows;
+4. files loaded by the same command never replace each other (a run split over two files);
+5. a file left with nothing stays on record, marked `replaced_by`: its bytes are still refused
+   as already ingested, so re-running a folder does not bring its rows back. (The same bytes
+   read again are the one exception: their old record makes way for the new one.)
+
+Lines rejected before their run could be read (a wrong number of fields) belong to no run, so
+only replacing the same bytes removes them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconcile.db import Connection
 
-# Where each kind's rows live, and which column says what the new file covers.
+# Where each kind's rows live, the column there that says what they cover, and that column's
+# name in the staged file.
 TABLES = {
-    "processed": ("transactions", "run_id"),
-    "expected": ("expected_transactions", "run_id"),
-    "totals": ("control_totals", "run_id"),
-    "report": ("reported_failures", "business_date"),
+    "processed": ("transactions", "run_id", "run_id"),
+    "expected": ("expected_transactions", "run_id", "run_id"),
+    "totals": ("control_totals", "run_id", "run_id"),
+    "report": ("reported_failures", "report_date", "business_date"),
 }
 
 
 @dataclass
 class Superseded:
-    files: list[str] = field(default_factory=list)  # paths of earlier files forgotten
+    files: list[dict[str, Any]] = field(default_factory=list)  # replaced whole: path, sha256
+    partly: list[dict[str, Any]] = field(default_factory=list)  # rows of covered runs removed
     rows: int = 0
     quarantined: int = 0
     runs: list[str] = field(default_factory=list)  # runs whose rows were removed
@@ -42,40 +50,63 @@ class Superseded:
 
 
 def supersede(
-    conn: Connection, *, source: str, kind: str, file_id: int, same_bytes: int | None
+    conn: Connection,
+    *,
+    source: str,
+    kind: str,
+    file_id: int,
+    same_bytes: int | None,
+    keep: Sequence[int] = (),
 ) -> Superseded:
     """Remove what the staged file (`recon_staged`) replaces; see the module docstring."""
-    table, key = TABLES[kind]
-    params = {"source": source, "kind": kind, "new": file_id, "same": same_bytes}
+    table, key, staged_key = TABLES[kind]
+    params = {
+        "source": source,
+        "kind": kind,
+        "new": file_id,
+        "same": same_bytes,
+        "keep": [file_id, *keep],
+    }
 
     def run(sql: str) -> list[tuple[Any, ...]]:
         # Each statement gets the named parameters it uses (DuckDB refuses unused ones).
         return conn.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql}).fetchall()
 
     run(
-        f"CREATE OR REPLACE TEMP TABLE recon_covered AS "
-        f"SELECT DISTINCT {key} AS k FROM recon_staged WHERE {key} IS NOT NULL"
+        f"CREATE OR REPLACE TEMP TABLE recon_covered AS SELECT DISTINCT {staged_key} AS k "
+        f"FROM recon_staged WHERE {staged_key} IS NOT NULL AND __problem_reason IS NULL"
+    )
+    # What each earlier file touched: the keys of its loaded rows and of its quarantined rows.
+    quarantined_keys = (
+        "UNION ALL SELECT file_id, run_id FROM quarantine "
+        "WHERE source = $source AND kind = $kind AND run_id IS NOT NULL"
+        if key == "run_id"
+        else ""
     )
     run(
         f"""
         CREATE OR REPLACE TEMP TABLE recon_whole AS
+        WITH touched AS (
+            SELECT file_id, {key} AS k FROM {table} WHERE source = $source
+            {quarantined_keys})
         SELECT f.file_id FROM ingested_files f
-        WHERE f.source = $source AND f.kind = $kind AND f.file_id <> $new
+        WHERE f.source = $source AND f.kind = $kind AND NOT list_contains($keep, f.file_id)
+          AND f.replaced_by IS NULL
           AND (f.file_id = $same OR (
-               EXISTS (SELECT 1 FROM {table} t WHERE t.file_id = f.file_id)
-               AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.file_id = f.file_id
-                               AND (t.{key} IS NULL
-                                    OR t.{key} NOT IN (SELECT k FROM recon_covered)))))
+               EXISTS (SELECT 1 FROM touched t WHERE t.file_id = f.file_id)
+               AND NOT EXISTS (SELECT 1 FROM touched t WHERE t.file_id = f.file_id
+                               AND (t.k IS NULL OR t.k NOT IN (SELECT k FROM recon_covered)))))
         """
     )
     doomed_rows = f"""
-        FROM {table} WHERE source = $source AND file_id <> $new
+        FROM {table} WHERE source = $source AND NOT list_contains($keep, file_id)
           AND (file_id IN (SELECT file_id FROM recon_whole)
                OR {key} IN (SELECT k FROM recon_covered))
     """
     run_match = "run_id IN (SELECT k FROM recon_covered)" if key == "run_id" else "false"
     doomed_quarantine = f"""
-        FROM quarantine WHERE source = $source AND kind = $kind AND file_id <> $new
+        FROM quarantine WHERE source = $source AND kind = $kind
+          AND NOT list_contains($keep, file_id)
           AND (file_id IN (SELECT file_id FROM recon_whole) OR {run_match})
     """
     run(
@@ -89,17 +120,24 @@ def supersede(
     [(quarantined,)] = run(f"SELECT count(*) {doomed_quarantine}")
     run(f"DELETE {doomed_rows}")
     run(f"DELETE {doomed_quarantine}")
-    forgotten = run(
-        f"""
-        DELETE FROM ingested_files f
-        WHERE f.file_id IN (SELECT file_id FROM recon_touched)
-          AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.file_id = f.file_id)
-          AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.file_id = f.file_id)
-        RETURNING path
-        """
-    )
+    emptied = f"""
+        f.file_id IN (SELECT file_id FROM recon_touched)
+        AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.file_id = f.file_id)
+        AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.file_id = f.file_id)
+    """
+    described = "SELECT path, sha256 FROM ingested_files f WHERE "
+    files = [{"path": p, "sha256": h} for p, h in run(described + emptied + " ORDER BY file_id")]
+    partly = [
+        {"path": p, "sha256": h}
+        for p, h in run(
+            described + f"f.file_id IN (SELECT file_id FROM recon_touched) AND NOT ({emptied}) "
+            "ORDER BY file_id"
+        )
+    ]
+    # The same bytes make way for their new record (one record per SHA-256); the others stay,
+    # marked, so that their bytes are still refused.
+    run(f"DELETE FROM ingested_files f WHERE f.file_id = $same AND {emptied}")
+    run(f"UPDATE ingested_files f SET replaced_by = $new WHERE {emptied}")
     for name in ("recon_covered", "recon_whole", "recon_touched"):
         run(f"DROP TABLE IF EXISTS {name}")
-    return Superseded(
-        sorted(path for (path,) in forgotten), int(rows), int(quarantined), list(runs or [])
-    )
+    return Superseded(files, partly, int(rows), int(quarantined), list(runs or []))

@@ -105,7 +105,7 @@ def _queries(scope: compare.Scope) -> dict[str, tuple[str, dict[str, Any]]]:
     files = f"""
         SELECT f.source, f.kind, f.path, f.sha256, f.rows_read, f.rows_loaded, f.ingested_at
         FROM ingested_files f
-        WHERE EXISTS (SELECT 1 FROM ({runs}) s
+        WHERE f.replaced_by IS NULL AND EXISTS (SELECT 1 FROM ({runs}) s
                       WHERE s.source = f.source AND list_contains(f.run_ids, s.run_id))
         ORDER BY f.source, f.kind, f.path, f.sha256
     """

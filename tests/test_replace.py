@@ -30,8 +30,13 @@ def test_a_corrected_run_log_replaces_the_broken_one(recon: Recon, write_file) -
     # Without --replace the corrected file would count A1 and A3 twice.
     result, [fixed] = recon.ingest(write_file("r1-fixed.csv", FIXED), extra=("--replace",))
     assert result.code == 0 and fixed["rows_loaded"] == 4
-    assert fixed["replaced"] == {"files": [str(broken["path"])], "rows": 2, "quarantined": 2,
-                                 "runs": ["R1"]}  # fmt: skip
+    assert fixed["replaced"] == {
+        "files": [{"path": broken["path"], "sha256": broken["sha256"]}],
+        "partly": [],
+        "rows": 2,
+        "quarantined": 2,
+        "runs": ["R1"],
+    }
     after = recon("--json", "reconcile").json()["days"][0]
     assert (after["matched"], after["failed"], after["missing"], after["duplicated"]) == (
         3,
@@ -43,9 +48,12 @@ def test_a_corrected_run_log_replaces_the_broken_one(recon: Recon, write_file) -
     [run] = recon("--json", "runs").json()["runs"]
     assert (run["rows_loaded"], run["rows_quarantined"]) == (4, 0)
     assert recon.query("SELECT count(*) FROM quarantine") == [(0,)]
-    assert recon.query("SELECT path FROM ingested_files WHERE kind = 'processed'") == [
-        (fixed["path"],)
-    ]
+    # The broken file stays on record, marked, so a folder run again does not bring it back.
+    assert recon.query(
+        "SELECT path, replaced_by FROM ingested_files WHERE kind = 'processed' ORDER BY file_id"
+    ) == [(broken["path"], fixed["file_id"]), (fixed["path"], None)]
+    again, [skipped] = recon.ingest(write_file("r1.csv", BROKEN))
+    assert skipped["already_ingested"] and "replaced later by" in again.stderr
     assert [v["version"] for v in recon("--json", "history", "--run", "R1").json()["versions"]] == [
         1,
         2,
@@ -96,3 +104,82 @@ def test_people_see_why_a_record_is_missing_and_the_whole_reason(recon: Recon, w
     shown = recon("quarantine").stdout
     assert "..." not in shown.split("raw")[0]  # the reason is wrapped, not cut
     assert "success_values or failure_values in recon.toml)" in shown
+
+
+def test_reading_the_same_bytes_again_gives_reconcile_a_new_version(
+    recon: Recon, write_file
+) -> None:  # type: ignore[no-untyped-def]
+    recon.ingest(write_file("m.csv", MANIFEST), kind="expected")
+    log = write_file("r1.csv", FIXED.replace("A4,4.00,OK", "A4,4.00,DONE"))
+    recon.ingest(log)
+    first = recon("--json", "reconcile").json()["days"][0]
+    assert first["missing"] == 1  # A4's row was quarantined
+    recon.write_config('[sources.src]\nsuccess_values = ["OK", "DONE"]\n')
+    recon.ingest(log, extra=("--replace",))
+    second = recon("--json", "reconcile").json()["days"][0]
+    assert (second["missing"], second["matched"]) == (0, 3)
+    versions = recon("--json", "history", "--run", "R1").json()["versions"]
+    assert [v["version"] for v in versions] == [1, 2]
+    assert recon.query("SELECT status FROM breaks WHERE txn_id = 'A4'") == [("resolved",)]
+
+
+def test_a_record_the_correction_removed_loses_its_open_break(recon: Recon, write_file) -> None:  # type: ignore[no-untyped-def]
+    recon.ingest(write_file("m.csv", MANIFEST), kind="expected")
+    recon.ingest(write_file("r1.csv", FIXED + "X9,9.00,OK,R1,2026-07-01\n"))  # X9: unexpected
+    recon("reconcile")
+    assert recon.query("SELECT status FROM breaks WHERE txn_id = 'X9'") == [("open",)]
+    recon.ingest(write_file("r1-fixed.csv", FIXED), extra=("--replace",))
+    recon("reconcile")
+    [(status, resolution)] = recon.query(
+        "SELECT status, resolution FROM breaks WHERE txn_id = 'X9'"
+    )
+    assert status == "resolved" and "replaced" in resolution
+
+
+def test_files_of_one_command_do_not_replace_each_other_and_bad_rows_cover_nothing(
+    recon: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    recon.ingest(
+        write_file("old.csv", HEADER + "A1,1.00,OK,R1,2026-07-01\nB1,2.00,OK,R2,2026-07-02\n")
+    )
+    halves = [
+        write_file("p1.csv", HEADER + "A1,1.00,OK,R1,2026-07-01\n"),
+        write_file("p2.csv", HEADER + "A2,2.00,OK,R1,2026-07-01\n,3.00,OK,R2,2026-07-02\n"),
+    ]
+    result, entries = recon.ingest(*halves, extra=("--replace",))
+    assert result.code == 3  # p2's second row has no txn_id: quarantined
+    rows = recon.query("SELECT run_id, txn_id FROM transactions ORDER BY 1, 2")
+    # R1 is the two halves; R2 keeps B1, since p2's only R2 row was quarantined.
+    assert rows == [("R1", "A1"), ("R1", "A2"), ("R2", "B1")]
+    assert entries[1]["replaced"]["rows"] == 0
+
+
+def test_a_failure_report_is_replaced_by_its_date(recon: Recon, write_file) -> None:  # type: ignore[no-untyped-def]
+    report = "txn_id,amount,error_code\nT1,1.00,E1\nT2,2.00,E2\n"
+    first = write_file("report.csv", report)
+    assert recon.ingest(first, kind="report", extra=("--date", "2026-07-01"))[0].code == 0
+    corrected = write_file("report-fixed.csv", report.replace("T2,2.00,E2\n", ""))
+    result, [entry] = recon.ingest(
+        corrected, kind="report", extra=("--date", "2026-07-01", "--replace")
+    )
+    assert result.code == 0 and entry["replaced"]["rows"] == 2
+    assert recon.query("SELECT txn_id FROM reported_failures") == [("T1",)]
+
+
+def test_an_undated_log_is_given_its_day_by_reading_it_again(recon: Recon, write_file) -> None:  # type: ignore[no-untyped-def]
+    log = write_file(
+        "undated.csv", "txn_id,amount,status,run_id\nU1,1.00,OK,R9\nU2,2.00,FAILED,R9\n"
+    )
+    result, _ = recon.ingest(log)
+    assert "ingest it again with --replace --date YYYY-MM-DD" in result.stderr
+    recon("reconcile")
+    today = recon.env["RECON_NOW"][:10]
+    assert [
+        f["txn_id"] for f in recon("--json", "failures", "--date", today).json()["failures"]
+    ] == ["U2"]
+    recon.ingest(log, extra=("--replace", "--date", "2026-07-01"))
+    recon("reconcile")
+    on = recon("--json", "failures", "--date", "2026-07-01").json()["failures"]
+    assert [(f["txn_id"], f["business_date"]) for f in on] == [("U2", "2026-07-01")]
+    assert recon("--json", "failures", "--date", today).json()["failures"] == []
