@@ -38,7 +38,9 @@ def fine_sql(records: str, runs: str) -> str:
                    coalesce(u.has_manifest, false) AS has_manifest
             FROM {records} r LEFT JOIN {runs} u USING (source, run_id)),
         sides AS (
-            SELECT source, run_id, business_date, has_manifest, expected_currency AS currency,
+            -- A manifest without currencies is read in the currency the record was posted in.
+            SELECT source, run_id, business_date, has_manifest,
+                   coalesce(expected_currency, currency) AS currency,
                    1 AS expected_count, expected_amount, 0 AS processed_count,
                    NULL::DECIMAL(38, 4) AS processed_amount
             FROM recs WHERE is_expected
@@ -62,10 +64,11 @@ def totals_sql(fine: str, keys: Sequence[str]) -> str:
         WITH known AS (
             SELECT {group}, bool_and(has_manifest) AS expected_known FROM {fine} GROUP BY ALL)
         SELECT {outer}, s.currency,
-               CASE WHEN k.expected_known THEN sum(s.expected_count) END AS expected_count,
+               CASE WHEN k.expected_known THEN sum(s.expected_count) END::BIGINT
+                   AS expected_count,
                CASE WHEN k.expected_known THEN coalesce(sum(s.expected_amount), 0) END
                    ::DECIMAL(38, 4) AS expected_amount,
-               sum(s.processed_count) AS processed_count,
+               sum(s.processed_count)::BIGINT AS processed_count,
                coalesce(sum(s.processed_amount), 0)::DECIMAL(38, 4) AS processed_amount,
                CASE WHEN k.expected_known THEN coalesce(sum(s.processed_amount), 0)
                                                - coalesce(sum(s.expected_amount), 0) END

@@ -219,3 +219,28 @@ def test_a_missing_output_folder_or_reversed_range_gets_a_clear_error(
     assert f"{missing}: No such file or directory" in result.stderr
     reversed_range = loaded("reconcile", "--since", "2026-07-02", "--until", "2026-07-01")
     assert reversed_range.code == 2 and "swap them" in reversed_range.stderr
+
+
+def test_a_manifest_without_currencies_is_read_in_the_posted_currency(
+    recon: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    manifest = write_file("m.csv", "txn_id,amount,run_id,business_date\nA1,10.00,R1,2026-07-01\n")
+    log = write_file(
+        "log.csv",
+        "txn_id,amount,currency,status,run_id,business_date\n"
+        "A1,10.00,GBP,OK,R1,2026-07-01\nA2,5.00,GBP,OK,R1,2026-07-01\n",
+    )
+    recon.ingest(manifest, kind="expected")
+    recon.ingest(log)
+    [day] = recon("--json", "reconcile").json()["days"]
+    assert day["currencies"] == [
+        {
+            "currency": "GBP",
+            "expected_count": 1,
+            "expected_amount": "10.00",
+            "processed_count": 2,
+            "processed_amount": "15.00",
+            "amount_difference": "5.00",
+        }
+    ]
