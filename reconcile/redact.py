@@ -12,8 +12,9 @@ ignored. When written in groups, every group but the last has 4 to 6 digits, as 
 brand's printed form; that rule keeps timestamps ("2026-11-24 10:30:00"), dotted addresses and
 ids such as "T20261113-0040" from being mistaken for cards. Hex that our own code writes is not
 scanned when it stands alone as a word: digests (32, 40, 56, 64, 96 or 128 hex characters with at
-least one letter), break ids `BRK-<12 hex>` and secret aliases `sha256:<12 hex>`. Their digit runs
-are chance, and masking them would corrupt recorded SHA-256s and the objects audit events name.
+least one letter), UUIDs (8-4-4-4-12), break ids `BRK-<12 hex>` and secret aliases
+`sha256:<12 hex>`. Their digit runs are chance, and masking them would corrupt recorded SHA-256s,
+monitor and request ids, and the objects audit events name.
 
 Column names decide the rest (`FieldRules`), matched on their compact key and their tokens (see
 below): card verification codes, PINs and track data are never stored; card-number columns keep
@@ -47,8 +48,11 @@ _DIGITS = re.compile(r"\d+")
 # (`BRK-` and 12 hex digits) and secret aliases (`sha256:` and 12). Their digit runs are chance,
 # not card numbers: one SHA-256 in a few hundred, and one break id in about 3,000, holds a
 # Luhn-valid run of 12+ digits, and masking it would corrupt what the audit trail records.
+_UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 _HEX_WORD = re.compile(
-    r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{32,128}|(?:BRK-|sha256:)[0-9a-f]{12})(?![0-9A-Za-z])"
+    r"(?<![0-9A-Za-z])(?:"
+    + _UUID
+    + r"|[0-9A-Fa-f]{32,128}|(?:BRK-|sha256:)[0-9a-f]{12})(?![0-9A-Za-z])"
 )
 DIGEST_LENGTHS = frozenset({32, 40, 56, 64, 96, 128})
 
@@ -58,8 +62,10 @@ def _blank_digests(text: str) -> str:
 
     def blank(match: re.Match[str]) -> str:
         word = match.group()
-        if word.startswith(("BRK-", "sha256:")) or (
-            len(word) in DIGEST_LENGTHS and not word.isdecimal()
+        if (
+            word.startswith(("BRK-", "sha256:"))
+            or word.count("-") == 4  # a UUID (monitor ids, request ids): never a printed card
+            or (len(word) in DIGEST_LENGTHS and not word.isdecimal())
         ):
             return "x" * len(word)
         return word

@@ -210,6 +210,20 @@ def test_no_sha256_is_ever_changed_by_masking(digest: str) -> None:
     assert redact.mask_pans(f"inputs {digest}") == f"inputs {digest}"
 
 
+@given(st.uuids())
+@settings(max_examples=300, deadline=None)
+def test_no_uuid_is_ever_changed_by_masking(value: object) -> None:
+    assert redact.mask_pans(f"monitor {value} pinged") == f"monitor {value} pinged"
+
+
+def test_a_uuid_made_of_digits_is_kept_and_a_card_in_groups_is_not() -> None:
+    assert redact.luhn_valid("411111110002")  # the middle groups alone pass Luhn
+    assert redact.mask_pans("12345678-4111-1111-0002-123456789012") == (
+        "12345678-4111-1111-0002-123456789012"
+    )
+    assert redact.mask_pans("4111-1111-1111-1111") == "************1111"
+
+
 @pytest.mark.parametrize("word", ["BRK-", "sha256:"])
 def test_break_ids_and_secret_aliases_made_only_of_digits_are_kept(word: str) -> None:
     # 123456789015 is Luhn-valid: about one break id in 3,000 looks like this.
