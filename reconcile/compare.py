@@ -152,9 +152,14 @@ _STATEMENTS = [
     # depend on these ids' rows in every run (re-processing, posting twice).
     """
     CREATE OR REPLACE TEMP TABLE r_txns AS
+    WITH scope_days AS (  -- the days the scope's runs processed, for manifest rows without a run
+        SELECT DISTINCT source, business_date FROM transactions JOIN r_scope USING (source, run_id))
     SELECT DISTINCT source, txn_id FROM transactions JOIN r_scope USING (source, run_id)
     UNION
     SELECT DISTINCT source, txn_id FROM expected_transactions JOIN r_scope USING (source, run_id)
+    UNION
+    SELECT DISTINCT source, txn_id FROM expected_transactions JOIN scope_days
+        USING (source, business_date) WHERE run_id IS NULL
     """,
     # Attempts per (source, run, txn): how many succeeded and failed, the first success's amount,
     # the last failure's error, and the files they came from.
@@ -186,7 +191,8 @@ _STATEMENTS = [
     FROM runs
     """,
     # Expected records: the latest manifest row per (source, run, txn). A manifest row without a
-    # run belongs to the earliest run that processed the transaction on its business date.
+    # run belongs to the earliest run that processed the transaction on its business date, else
+    # (nobody processed it) to the first run of that date, where it is missing.
     """
     CREATE OR REPLACE TEMP TABLE r_exp AS
     WITH latest AS (  -- a manifest row sent again later replaces the earlier one
@@ -196,15 +202,23 @@ _STATEMENTS = [
         FROM (SELECT e.*, (e.file_id << 40) + e.line AS seq
               FROM expected_transactions e JOIN r_txns USING (source, txn_id))
         GROUP BY source, run_id, txn_id),
-    runless AS (
-        SELECT l.source, g.run_id, l.txn_id, l.amount, l.currency, l.business_date, l.file_id
+    day_first AS (  -- the first run of each business day (by time, then by id)
+        SELECT g.source, g.business_date, g.run_id
+        FROM (SELECT DISTINCT source, run_id, business_date FROM r_groups) g
+        JOIN r_run_order o USING (source, run_id)
+        QUALIFY row_number() OVER (PARTITION BY g.source, g.business_date
+                                   ORDER BY o.run_at NULLS LAST, g.run_id) = 1),
+    runless AS (  -- else, a transaction no run processed is the first run of its day's to miss
+        SELECT l.source, coalesce(g.run_id, d.run_id) AS run_id, l.txn_id, l.amount,
+               l.currency, l.business_date, l.file_id
         FROM latest l
         LEFT JOIN r_groups g ON g.source = l.source AND g.txn_id = l.txn_id
              AND (l.business_date IS NULL OR g.business_date = l.business_date)
         LEFT JOIN r_run_order o ON o.source = g.source AND o.run_id = g.run_id
+        LEFT JOIN day_first d ON d.source = l.source AND d.business_date = l.business_date
         WHERE l.run_id IS NULL
         QUALIFY row_number() OVER (PARTITION BY l.source, l.txn_id
-                                   ORDER BY o.run_at NULLS LAST) = 1)
+                                   ORDER BY o.run_at NULLS LAST, g.run_id) = 1)
     SELECT source, run_id, txn_id, amount, currency, business_date, file_id
     FROM latest WHERE run_id IS NOT NULL
     UNION ALL SELECT * FROM runless

@@ -521,3 +521,31 @@ def test_a_log_without_dates_falls_on_the_day_it_was_ingested_unless_given_one(
     assert "4 run(s) had nothing to compare with (no manifest, no control totals)" in said
     listed = recon("--json", "failures", "--date", "2026-07-02", "--source", "ny").json()
     assert [(row["txn_id"], row["run_id"]) for row in listed["failures"]] == [("A2", "N3")]
+
+
+def test_a_manifest_without_runs_still_finds_what_no_run_processed(
+    recon: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    manifest = write_file(
+        "m.csv",
+        "txn_id,amount,business_date\n"
+        "A1,10.00,2026-07-01\nA2,20.00,2026-07-01\nA3,30.00,2026-07-01\nB1,5.00,2026-07-02\n",
+    )
+    log = write_file(
+        "log.csv",
+        "txn_id,amount,status,run_id,business_date\n"
+        "A1,10.00,OK,R1,2026-07-01\nA3,30.00,OK,R2,2026-07-01\nB1,5.00,OK,R3,2026-07-02\n",
+    )
+    recon.ingest(manifest, kind="expected")
+    recon.ingest(log)
+    # R1 ran first on 1 July: A2, which no run processed, is missing there.
+    for scope in ([], ["--date", "2026-07-01"]):
+        result = recon("--json", "reconcile", *scope).json()
+        runs = {r["run_id"]: r for r in result["runs"]}
+        assert (runs["R1"]["matched"], runs["R1"]["missing"]) == (1, 1), scope
+        assert (runs["R2"]["matched"], runs["R2"]["missing"]) == (1, 0), scope
+        day = next(d for d in result["days"] if d["business_date"] == "2026-07-01")
+        assert (day["expected_amount"], day["missing"]) == ("60.00", 1), scope
+    missing = recon("--json", "failures", "--date", "2026-07-01", "--category", "missing").json()
+    assert [(f["txn_id"], f["run_id"]) for f in missing["failures"]] == [("A2", "R1")]
