@@ -505,7 +505,7 @@ def ingest_file(
         False,
         file_id,
         warnings,
-        asdict(replaced) if replace and replaced is not None else None,
+        asdict(replaced) if replaced is not None else None,
     )
 
 

@@ -57,8 +57,9 @@ _HEX_WORD = re.compile(
 DIGEST_LENGTHS = frozenset({32, 40, 56, 64, 96, 128})
 
 
-def _blank_digests(text: str) -> str:
-    """`text` with each digest replaced by as many letters, so positions stay where they were."""
+def _blank_own_hex(text: str) -> str:
+    """`text` with each hex word of ours (`_HEX_WORD`) replaced by as many letters, so positions
+    stay where they were."""
 
     def blank(match: re.Match[str]) -> str:
         word = match.group()
@@ -345,7 +346,7 @@ def _is_pan_window(window: list[tuple[int, int, str, str]]) -> bool:
 def find_pans(text: str) -> list[tuple[int, int, str]]:
     """Every PAN in `text` as (start, end, ascii digits); spans do not overlap."""
     found: list[tuple[int, int, str]] = []
-    for run in _RUN.finditer(_blank_digests(text)):
+    for run in _RUN.finditer(_blank_own_hex(text)):
         groups = _groups(run.group(), run.start())
         index = 0
         while index < len(groups):

@@ -124,12 +124,13 @@ class Stage:
     """
 
     def __init__(
-        self, plan: Plan, config: SourceConfig, run_id: str | None, report_date: date | None = None
+        self, plan: Plan, config: SourceConfig, run_id: str | None, given_date: date | None = None
     ) -> None:
         self.plan = plan
         self.config = config
         self.run_id = run_id
-        self.report_date = report_date
+        # The business date for rows that carry none (--date; for run logs, else the ingest day).
+        self.given_date_sql = f"DATE '{given_date.isoformat()}'" if given_date else "NULL::DATE"
         self.mapped_to = {actual: canonical for canonical, actual in plan.mapping.items()}
         self.rules = redact.FieldRules.of(config.card_columns, config.sensitive_columns)
         self.sensitive = self.rules.sensitive_columns  # normalised names
@@ -324,11 +325,10 @@ class Stage:
 
     def report(self) -> None:
         """A reported failure: its day is the file's business_date, else the report's date."""
-        given = f"DATE '{self.report_date.isoformat()}'" if self.report_date else "NULL::DATE"
         self.values |= {
             "error_code": self.text("error_code"),
             "error_message": _urls_cut(self.text("error_message")),
-            "report_date": f"coalesce(try_cast({self.raw('business_date')} AS DATE), {given})",
+            "report_date": f"coalesce(try_cast({self.raw('business_date')} AS DATE), {self.given_date_sql})",
         }
         self.problem(
             "__v_report_date IS NULL",
@@ -372,11 +372,10 @@ class Stage:
             # The business day: from the file, else processed_at in the source's zone, turning
             # over at its cut-off time, else the day given (--date, or the day of ingesting).
             local = f"timezone({sql_literal(self.config.timezone)}, __v_processed_at)"
-            undated = f"DATE '{self.report_date.isoformat()}'" if self.report_date else "NULL::DATE"
             final["business_date"] = (
                 f"coalesce(__v_business_date, "
                 f"CAST({local} + INTERVAL {_cutoff_shift(self.config.cutoff)} SECOND AS DATE), "
-                f"{undated})"
+                f"{self.given_date_sql})"
             )
             final["__undated"] = "__v_business_date IS NULL AND __v_processed_at IS NULL"
         text_columns = [n for n in self.kept if self.mapped_to.get(n) not in TYPED_COLUMNS]
