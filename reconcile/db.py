@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,9 @@ from reconcile.errors import DatabaseError, DatabaseLockedError
 
 Connection = duckdb.DuckDBPyConnection
 QueryError = duckdb.Error  # what a failed query raises; callers translate it
+# What a commit that collided with another writer's raises (a write-write conflict, or a unique
+# key another transaction took first): the whole transaction can be tried again.
+WriteConflict = (duckdb.TransactionException, duckdb.ConstraintException)
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
@@ -94,16 +99,47 @@ def connect(path: Path, lock_timeout: float = 30.0) -> Iterator[Connection]:
         conn.close()
 
 
+# One writer at a time per database file within this process. Connections of one process to one
+# file share one DuckDB instance, which the file lock does not serialise: two of them (the
+# server's request threads) could otherwise both read the audit chain's head and append after
+# it. Across processes DuckDB's file lock already lets only one process in.
+_locks: dict[str, threading.RLock] = {}
+_lock_of: weakref.WeakKeyDictionary[Connection, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def write_lock(conn: Connection) -> threading.RLock:
+    """The process-wide lock of the database `conn` is open on (reentrant: a thread that holds it
+    may take it again, for another connection to the same file too)."""
+    with _locks_guard:
+        found = _lock_of.get(conn)
+    if found is not None:
+        return found
+    row = conn.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    with _locks_guard:
+        if row is None or row[0] is None:  # in memory: a database of its own
+            found = threading.RLock()
+        else:
+            found = _locks.setdefault(os.path.realpath(row[0]), threading.RLock())
+        _lock_of[conn] = found
+    return found
+
+
 @contextmanager
 def transaction(conn: Connection) -> Iterator[Connection]:
-    """All or nothing: commit on success, roll back on any exception."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    """All or nothing: commit on success, roll back on any exception. Write transactions on one
+    database take turns within the process (`write_lock`, held until commit or rollback), so
+    each one starts from what the one before committed."""
+    with write_lock(conn):
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reconcile.db import Connection, transaction
@@ -448,7 +449,20 @@ REPLACE_SCHEMA = """
 ALTER TABLE ingested_files ADD COLUMN replaced_by BIGINT;
 """
 
-MIGRATIONS: list[tuple[str, str]] = [
+
+def _unique_audit_seq(conn: Connection) -> None:
+    """One event per seq, enforced by the store: two writers that both read the same head can
+    no longer both append after it (the second one's commit fails, and it retries). A store
+    whose trail already forked keeps its duplicates as evidence (events are never edited), so
+    it gets no index: `recon audit verify` reports the first duplicate seq."""
+    [(duplicates,)] = conn.execute(
+        "SELECT count(*) - count(DISTINCT seq) FROM audit_events"
+    ).fetchall()
+    if duplicates == 0:
+        conn.execute("CREATE UNIQUE INDEX audit_events_seq ON audit_events (seq)")
+
+
+MIGRATIONS: list[tuple[str, str | Callable[[Connection], None]]] = [
     ("001_ingest", INGEST_SCHEMA),
     ("002_reconcile", RECONCILE_SCHEMA),
     ("003_watchdog", WATCHDOG_SCHEMA),
@@ -457,22 +471,36 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("006_audit", AUDIT_SCHEMA),
     ("007_config", CONFIG_SCHEMA),
     ("008_replace", REPLACE_SCHEMA),
+    ("009_audit_seq", _unique_audit_seq),
 ]
 
 
 def migrate(conn: Connection) -> list[str]:
-    """Apply the steps not yet recorded; return the names applied (empty when up to date)."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
-    )
-    done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations").fetchall()}
+    """Apply the steps not yet recorded; return the names applied (empty when up to date).
+    Another connection of this process may be migrating at the same moment (the server's request
+    threads): each step is checked again inside its transaction, which takes turns with theirs."""
+    done = set()
+    if conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations'"
+    ).fetchall() != [(0,)]:
+        done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations").fetchall()}
     applied = []
-    for name, sql in MIGRATIONS:
+    for name, step in MIGRATIONS:
         if name in done:
             continue
         with transaction(conn):
-            conn.execute(sql)
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            if conn.execute(
+                "SELECT count(*) FROM schema_migrations WHERE name = ?", [name]
+            ).fetchall() != [(0,)]:
+                continue  # another connection applied it meanwhile
+            if callable(step):
+                step(conn)
+            else:
+                conn.execute(step)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", [name, datetime.now(UTC)])
         applied.append(name)
     return applied

@@ -268,3 +268,62 @@ def test_a_wrong_key_is_refused_before_it_writes_anything(trail: Path, tmp_path:
     assert recon.query("SELECT count(*) FROM audit_events") == before
     assert recon.query("SELECT count(*) FROM monitors WHERE name = 'x'") == [(0,)]
     assert verify(recon)[0] == 0
+
+
+def test_concurrent_writers_in_one_process_and_across_processes_keep_one_chain(
+    recon: Recon,
+) -> None:
+    """As `recon serve` does: threads, each with its own connection to the one file, record
+    events at once (each also anchoring the head), while `recon` processes write too. One chain
+    comes out: seqs 1..N, each once, and `audit verify` finds it intact."""
+    import subprocess
+    import sys
+    import threading
+    from datetime import UTC, datetime
+
+    from reconcile import db
+
+    assert recon("init").code == 0
+    anchor = recon.workdir / "recon.duckdb.anchor"
+    trail = audit.Trail("tester", {"via": "test"}, KEY.encode(), anchor)
+    now = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    threads, per_thread, errors = 8, 25, []
+    start = threading.Barrier(threads + 1)
+
+    def writer(number: int) -> None:
+        try:
+            start.wait()
+            for i in range(per_thread):
+                with db.connect(recon.db, 120) as conn, audit.acting(trail):
+                    audit.record_alone(conn, "test.write", f"t{number}", now=now, details={"i": i})
+                    audit.anchor(conn, anchor)
+        except Exception as exc:  # reported below, with the thread's number
+            errors.append(f"thread {number}: {type(exc).__name__}: {exc}")
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    env = {**recon.env, "RECON_LOCK_TIMEOUT": "120s"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "reconcile", "monitor", "add", f"m{n}", "--every", "1h",
+             "--grace", "1m"],
+            cwd=recon.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for n in range(3)
+    ]
+    start.wait()
+    for worker in workers:
+        worker.join()
+    outcomes = [(p.communicate(timeout=300)[1], p.returncode) for p in processes]
+    assert not errors, errors
+    assert all(code == 0 for _, code in outcomes), outcomes
+    [(rows, distinct, low, high)] = recon.query(
+        "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM audit_events"
+    )
+    assert (rows, distinct, low, high) == (rows, rows, 1, rows), (rows, distinct, low, high)
+    assert recon.query("SELECT count(*) FROM audit_events WHERE action = 'test.write'") == [
+        (threads * per_thread,)
+    ]
+    code, said = verify(recon)
+    assert code == 0 and "audit trail intact" in said, said
