@@ -28,7 +28,9 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -38,13 +40,24 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import redact
-from reconcile.db import Connection, QueryError, fetch_dicts, transaction
+from reconcile.db import (
+    Connection,
+    QueryError,
+    WriteConflict,
+    fetch_dicts,
+    transaction,
+    write_lock,
+)
 from reconcile.errors import ConfigError
 
 GENESIS = "0" * 64
 KEYED, UNKEYED = "hmac-sha256", "sha256"
 MAX_VALUE_CHARS = 2000  # a longer text value in details is cut (with its length noted)
 COLUMNS = "seq, ts, actor, origin, action, object, outcome, details, alg, prev_hash, hash"
+ATTEMPTS = 5  # record_alone's tries when its commit collides with another writer's
+# Tables whose every row is written in the same transaction as an audit event: a store with
+# rows in any of them and an empty trail had its events deleted.
+AUDITED_TABLES = ("ingested_files", "reconciliations", "monitors", "api_tokens", "config_versions")
 
 
 @dataclass(frozen=True)
@@ -91,9 +104,17 @@ def record_alone(
     details: dict[str, Any] | None = None,
 ) -> int:
     """`record` in a transaction of its own: for a read, a refusal, a start or stop, where the
-    event is all there is to write."""
-    with transaction(conn):
-        return record(conn, action, target, now=now, outcome=outcome, details=details)
+    event is all there is to write. A commit that collides with another writer's (which the
+    process-wide write lock and the unique seq make rare) is tried again from the new head."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with transaction(conn):
+                return record(conn, action, target, now=now, outcome=outcome, details=details)
+        except WriteConflict:
+            if attempt == ATTEMPTS:
+                raise
+            time.sleep(0.01 * 2**attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def identify(actor: str) -> None:
@@ -116,7 +137,22 @@ def record(
     outcome: str = "success",
     details: dict[str, Any] | None = None,
 ) -> int:
-    """Append one event inside the caller's transaction; returns its seq."""
+    """Append one event inside the caller's transaction; returns its seq. Holds the database's
+    write lock (already held by `transaction`) so that no other connection of this process
+    appends between reading the head and writing after it."""
+    with write_lock(conn):
+        return _append(conn, action, target, now=now, outcome=outcome, details=details)
+
+
+def _append(
+    conn: Connection,
+    action: str,
+    target: str | None,
+    *,
+    now: datetime,
+    outcome: str,
+    details: dict[str, Any] | None,
+) -> int:
     trail = current()
     target = redact.mask_pans(target) if target else target
     cursor = conn.execute(f"SELECT {COLUMNS} FROM audit_events ORDER BY seq DESC LIMIT 1")
@@ -172,7 +208,7 @@ def _check_key(row: dict[str, Any], key: bytes | None) -> None:
             "RECON_AUDIT_KEY (or audit_key_file) to the key it was written with (for the "
             "database of `make demo`: RECON_AUDIT_KEY=demo-only-not-a-secret-either)"
         )
-    if not hmac.compare_digest(_hash(_row_event(row), row["prev_hash"], key), row["hash"]):
+    if not _recomputes(row, key):
         raise ConfigError(
             f"the configured audit key is not the one this trail was written with (its last "
             f"event, seq {row['seq']}, does not verify with it); nothing was written. Set "
@@ -208,19 +244,55 @@ def _clean(value: Any) -> Any:
     return text
 
 
+class NotCanonical(ValueError):
+    """A stored JSON column is not what `canonical` writes (a duplicate key, spaces, another
+    order): the text DuckDB's JSON functions read could differ from the one that was hashed."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        duplicated = sorted({k for k, _ in pairs if [p for p, _ in pairs].count(k) > 1})
+        raise NotCanonical(f"duplicate key {duplicated[0]!r}")
+    return found
+
+
+def strict_json(text: str, column: str) -> Any:
+    """Parse a stored JSON column strictly: duplicate keys refused, and the text must be exactly
+    the canonical encoding of what it holds (so every reader sees what was hashed)."""
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys)
+    except NotCanonical as exc:
+        raise NotCanonical(f"{column}: {exc}") from None
+    if canonical(value) != text:
+        raise NotCanonical(f"{column} is not in the canonical encoding the trail writes")
+    return value
+
+
 def _row_event(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row back into the dict that was hashed."""
+    """A stored row back into the dict that was hashed (ValueError when it cannot be)."""
     return {
         "seq": row["seq"],
         "ts": row["ts"].astimezone(UTC).isoformat(),
         "actor": row["actor"],
-        "origin": json.loads(row["origin"]),
+        "origin": strict_json(row["origin"], "origin"),
         "action": row["action"],
         "object": row["object"],
         "outcome": row["outcome"],
-        "details": json.loads(row["details"]),
+        "details": strict_json(row["details"], "details"),
         "alg": row["alg"],
     }
+
+
+def _recomputes(row: dict[str, Any], key: bytes | None) -> bool:
+    """Whether the row's hash is the one its content and prev_hash give under `key`."""
+    if row["alg"] == KEYED and key is None:
+        return False
+    try:
+        expected = _hash(_row_event(row), row["prev_hash"], key)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(expected, row["hash"])
 
 
 def head(conn: Connection) -> tuple[int, str] | None:
@@ -229,42 +301,53 @@ def head(conn: Connection) -> tuple[int, str] | None:
     return (int(found[0][0]), str(found[0][1])) if found else None
 
 
+def _anchor_mac(prev: str, seq: int, digest: str, alg: str, key: bytes | None) -> str:
+    """An anchor line's MAC: over the line before's MAC and this line's head, keyed with the
+    audit key (plain SHA-256 when there is none: that finds accidents only)."""
+    message = ("anchor\n" + prev + "\n" + canonical({"alg": alg, "hash": digest, "seq": seq}))
+    if alg == KEYED:
+        assert key is not None
+        return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+    return hashlib.sha256(message.encode()).hexdigest()
+
+
 def anchor(conn: Connection, path: Path) -> None:
-    """Append the chain's head to the anchor file (0600, fsynced) if it moved."""
-    found = head(conn)
-    if found is None:
-        return
-    last = read_anchor(path)
-    if last is not None and last[0] == found[0]:
-        return
-    line = canonical({"seq": found[0], "hash": found[1]}) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(fd, line.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_anchors(path: Path) -> dict[int, set[str]]:
-    """Every head ever anchored: seq -> the hashes anchored for it (more than one means the
-    chain was cut and grown again)."""
-    found: dict[int, set[str]] = {}
-    try:
-        lines = path.read_bytes().splitlines()
-    except FileNotFoundError:
-        return found
-    for line in lines:
+    """Append the chain's head to the anchor file (0600, fsynced) if it moved. Each line carries
+    a MAC over its head and the previous line's MAC, keyed with the active trail's key, so that
+    without the key no line can be changed, inserted, reordered or removed except from the end.
+    Done under the database's write lock: the threads of one process write one chain of lines,
+    each further on than the last."""
+    key = current().key
+    with write_lock(conn):
+        cursor = conn.execute(f"SELECT {COLUMNS} FROM audit_events ORDER BY seq DESC LIMIT 1")
+        names = [c[0] for c in cursor.description]
+        found = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        if not found:
+            return
+        row = found[0]
+        if row["alg"] == KEYED and (key is None or not _recomputes(row, key)):
+            return  # not this trail's key (nothing was recorded with it either): leave it be
+        last = _last_line(path)
+        if last is not None and int(last["seq"]) >= int(row["seq"]):
+            return
+        prev = str(last["mac"]) if last is not None and "mac" in last else GENESIS
+        alg = KEYED if key else UNKEYED
+        seq, digest = int(row["seq"]), str(row["hash"])
+        text = canonical(
+            {"alg": alg, "hash": digest, "mac": _anchor_mac(prev, seq, digest, alg, key), "seq": seq}
+        )
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            item = json.loads(line)
-            found.setdefault(int(item["seq"]), set()).add(str(item["hash"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return found
+            size = os.fstat(fd).st_size
+            ends_cleanly = size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+            os.write(fd, ("" if ends_cleanly else "\n").encode() + text.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
-def read_anchor(path: Path) -> tuple[int, str] | None:
-    """The last (seq, hash) anchored, or None when nothing was anchored yet."""
+def _last_line(path: Path) -> dict[str, Any] | None:
+    """The last readable line of the anchor file (None when there is none)."""
     try:
         with path.open("rb") as handle:
             handle.seek(max(0, path.stat().st_size - 4096))
@@ -274,10 +357,83 @@ def read_anchor(path: Path) -> tuple[int, str] | None:
     for line in reversed(lines):
         try:
             item = json.loads(line)
-            return int(item["seq"]), str(item["hash"])
+            int(item["seq"]), str(item["hash"])
         except (ValueError, KeyError, TypeError):
             continue
+        return dict(item)
     return None
+
+
+def read_anchor(path: Path) -> tuple[int, str] | None:
+    """The last (seq, hash) anchored, or None when nothing was anchored yet."""
+    item = _last_line(path)
+    return (int(item["seq"]), str(item["hash"])) if item is not None else None
+
+
+@dataclass
+class AnchorFile:
+    """What the anchor file says, checked line by line with the key."""
+
+    exists: bool = False
+    heads: dict[int, set[str]] = field(default_factory=dict)  # seq -> hashes anchored for it
+    keyed: int = 0  # lines with a keyed MAC
+    verified: int = 0  # of those, the ones whose MAC verifies with the configured key
+    # (line number, seq, what is wrong) when the file itself was tampered with
+    problem: tuple[int, int, str] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_anchors(path: Path, key: bytes | None = None) -> AnchorFile:
+    """Every head ever anchored (more than one hash for a seq means the chain was cut and grown
+    again), and whether the lines' MACs chain. Lines written before anchors carried a MAC have
+    none; once one line has a MAC, every later one must."""
+    found = AnchorFile()
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return found
+    found.exists = True
+    prev, maced, keyed_seen, failed = GENESIS, False, False, []
+
+    def bad(number: int, seq: int, what: str) -> None:
+        if found.problem is None:
+            found.problem = (number, seq, what)
+
+    for number, line in enumerate(lines, 1):
+        try:
+            item = json.loads(line)
+            seq, digest = int(item["seq"]), str(item["hash"])
+        except (ValueError, KeyError, TypeError):
+            found.warnings.append(f"anchor line {number} cannot be read (a write cut short?)")
+            continue
+        found.heads.setdefault(seq, set()).add(digest)
+        if "mac" not in item:
+            if maced:
+                bad(number, seq, "it carries no MAC after lines that do: the anchor was rewritten")
+            continue
+        maced, alg, mac = True, item.get("alg"), str(item["mac"])
+        if alg == KEYED:
+            keyed_seen, found.keyed = True, found.keyed + 1
+            if key is not None:
+                if hmac.compare_digest(_anchor_mac(prev, seq, digest, KEYED, key), mac):
+                    found.verified += 1
+                else:
+                    failed.append((number, seq))
+        elif alg == UNKEYED:
+            if keyed_seen:
+                bad(number, seq, "an unkeyed line after keyed ones: the anchor was rewritten "
+                    "without the key")  # fmt: skip
+            elif not hmac.compare_digest(_anchor_mac(prev, seq, digest, UNKEYED, None), mac):
+                bad(number, seq, "it does not chain to the line before: lines were changed, "
+                    "inserted, removed or reordered")  # fmt: skip
+        else:
+            bad(number, seq, f"unknown alg {str(alg)[:20]!r}")
+        prev = mac
+    if failed and found.verified:
+        number, seq = failed[0]
+        bad(number, seq, "its MAC does not verify with the audit key while other lines' do: "
+            "lines were changed, inserted, removed or reordered")  # fmt: skip
+    return found
 
 
 @dataclass
@@ -292,13 +448,27 @@ class Verdict:
     unverifiable: bool = False
 
 
-def verify(conn: Connection, key: bytes | None, anchor_path: Path | None) -> Verdict:
+def verify(
+    conn: Connection,
+    key: bytes | None,
+    anchor_path: Path | None,
+    expect_head: tuple[int, str] | None = None,
+) -> Verdict:
     """Walk every event: seq contiguous from 1, each prev_hash the previous hash, each hash
-    recomputed, every event guarded; then the latest anchor matches. Stops at the first bad
-    seq."""
-    expected, prev, keyed_seen, checked = 1, GENESIS, False, 0
+    recomputed from strictly parsed canonical JSON, every event guarded; then the anchor file:
+    present, its lines' MACs chained, every head it names in the trail; then, when given, the
+    head recorded somewhere else (`expect_head`). Stops at the first bad seq.
+
+    "Wrong key" (unverifiable, not a finding) is said only when nothing verifies with the
+    configured key: no event before the first bad one, and no line of the anchor. Once anything
+    verifies, the key is right and a hash that does not recompute is tampering."""
+    expected, prev, checked = 1, GENESIS, 0
+    first_keyed: dict[str, Any] | None = None
     warnings: list[str] = []
-    anchored = read_anchors(anchor_path) if anchor_path else {}
+    anchored = read_anchors(anchor_path, key) if anchor_path else AnchorFile()
+    warnings.extend(anchored.warnings)
+    proven = anchored.verified > 0  # the key verifies something: it is the trail's key
+    seen_at_expected: str | None = None
     cursor = conn.execute(f"SELECT {COLUMNS} FROM audit_events ORDER BY seq")
     names = [c[0] for c in cursor.description]
 
@@ -320,7 +490,7 @@ def verify(conn: Connection, key: bytes | None, anchor_path: Path | None) -> Ver
                     "inserted or reordered here",
                 )
             if row["alg"] == KEYED:
-                keyed_seen = True
+                first_keyed = first_keyed or row
                 if key is None:
                     return Verdict(
                         False, checked, seq,
@@ -328,35 +498,47 @@ def verify(conn: Connection, key: bytes | None, anchor_path: Path | None) -> Ver
                         "RECON_AUDIT_KEY (or audit_key_file) to its key and run again",
                         warnings, unverifiable=True,
                     )  # fmt: skip
-            elif keyed_seen:
+            elif row["alg"] != UNKEYED:
+                return broken(seq, f"unknown alg {str(row['alg'])[:20]!r}")
+            elif first_keyed is not None:
                 return broken(seq, "an unkeyed row after keyed ones: the chain was recomputed")
             try:
                 recomputed = _hash(_row_event(row), prev, key)
+            except NotCanonical as exc:
+                return broken(
+                    seq,
+                    f"{exc}: the stored JSON was edited (what DuckDB's JSON functions show "
+                    "could differ from what was hashed)",
+                )
             except (ValueError, TypeError) as exc:
                 return broken(seq, f"the row cannot be decoded ({type(exc).__name__})")
             if not hmac.compare_digest(recomputed, row["hash"]):
-                if row["alg"] == KEYED and _foreign_key(conn, key, anchored, names):
+                if row["alg"] == KEYED and not proven and anchored.heads:
                     return Verdict(
                         False, checked, seq,
                         "the configured audit key is not the one this trail was written with: "
-                        "no event verifies with it, while the hashes match the anchor file; set "
-                        "RECON_AUDIT_KEY (or audit_key_file) to the right key and run again",
+                        "neither its events nor the anchor file's lines verify with it; set "
+                        "RECON_AUDIT_KEY (or audit_key_file) to the right key and run again (if "
+                        "it is the right key, the whole trail and its anchor were replaced)",
                         warnings, unverifiable=True,
                     )  # fmt: skip
                 return broken(
                     seq,
                     "the hash does not recompute: a field of this row was changed, or "
-                    "the chain was recomputed with another key (or the configured key is not "
-                    "the one the trail was written with)",
+                    "the chain was recomputed with another key",
                 )
-            if seq in anchored and anchored[seq] != {row["hash"]}:
+            proven = proven or row["alg"] == KEYED
+            if seq in anchored.heads and anchored.heads[seq] != {row["hash"]}:
                 return broken(
                     seq,
                     "the hash differs from the one anchored outside the database: the "
                     "chain was recomputed, or cut and grown again, from here or before",
                 )
+            if expect_head is not None and seq == expect_head[0]:
+                seen_at_expected = row["hash"]
             prev, expected, checked = row["hash"], expected + 1, checked + 1
-    last = (expected - 1, prev) if checked else None
+    end = expected - 1
+    last = (end, prev) if checked else None
     try:
         guard = conn.execute(
             f"SELECT min(seq) FROM (SELECT {COLUMNS} FROM audit_events "
@@ -366,46 +548,96 @@ def verify(conn: Connection, key: bytes | None, anchor_path: Path | None) -> Ver
         return broken(1, "the guard table audit_guard was dropped")
     if guard and guard[0] is not None:
         return broken(int(guard[0]), "the guard row of this event was removed or altered")
-    if not keyed_seen and checked:
+    if not checked:
+        holding = _audited_rows(conn)
+        if holding:
+            return broken(
+                1,
+                f"the trail is empty while the store holds data ({holding}), every row of "
+                "which was written with an audit event: the events were deleted",
+            )
+    if first_keyed is None and checked:
+        if key is not None:
+            return broken(
+                1,
+                "an audit key is configured but no event is keyed: the trail was rechained "
+                "without the key (a downgrade). If the key was only just set for a trail written "
+                "without one, nothing has been recorded with it yet; see README, Audit trail",
+            )
+        if anchored.keyed:
+            return broken(
+                1,
+                "the anchor file was written with an audit key but no event is keyed: the "
+                "trail was rechained without the key (a downgrade)",
+            )
         warnings.append(
             "the chain is not keyed (no RECON_AUDIT_KEY when it was written): accidental "
             "edits are detected, but someone able to write the database could recompute it"
         )
+    elif first_keyed is not None and first_keyed["seq"] > 1:
+        warnings.append(
+            f"events 1 to {first_keyed['seq'] - 1} were written without an audit key; the trail "
+            f"is keyed from seq {first_keyed['seq']} ({first_keyed['ts'].isoformat()}, "
+            f"{first_keyed['actor']}) on"
+        )
     if anchor_path is not None:
-        end = last[0] if last else 0
-        if not anchored and checked:
+        if not anchored.heads and checked:
+            if first_keyed is not None or key is not None:
+                return broken(
+                    1,
+                    f"the anchor file {anchor_path} is missing or empty while the trail has "
+                    f"{checked} event(s): a keyed trail always has one (every command anchors "
+                    "its head), so it was deleted, or the database was moved without it",
+                )
             warnings.append(f"no anchor file at {anchor_path}: a cut-off tail would go unseen")
-        elif anchored and max(anchored) > end:
+        elif anchored.problem is not None:
+            number, seq, what = anchored.problem
+            return broken(seq, f"anchor file {anchor_path}, line {number}: {what}")
+        elif key is not None and anchored.keyed and not anchored.verified and checked:
+            return broken(
+                1,
+                f"no line of the anchor file {anchor_path} verifies with the audit key, while "
+                "the events do: the anchor file was replaced",
+            )
+        elif anchored.heads and max(anchored.heads) > end:
             return broken(
                 end + 1,
-                f"the anchor records seq {max(anchored)}, but the trail ends at seq {end}: "
+                f"the anchor records seq {max(anchored.heads)}, but the trail ends at seq {end}: "
                 "rows were cut off the end",
+            )
+    if expect_head is not None:
+        seq, digest = expect_head
+        if seq > end:
+            return broken(
+                end + 1,
+                f"the head recorded outside is seq {seq}, but the trail ends at seq {end}: rows "
+                "were cut off the end (and the anchor file with them), or this is an older copy",
+            )
+        if not hmac.compare_digest(seen_at_expected or "", digest):
+            return broken(
+                seq,
+                "the hash differs from the head recorded outside: the chain was recomputed, "
+                "or cut and grown again, from here or before",
             )
     return Verdict(True, checked, None, None, warnings, last)
 
 
-def _foreign_key(
-    conn: Connection, key: bytes | None, anchored: dict[int, set[str]], names: list[str]
-) -> bool:
-    """Whether a hash mismatch means "not this trail's key" rather than tampering: the newest
-    keyed event does not verify with the key either, and every anchored hash is still in the
-    database (a chain recomputed with another key would no longer match its anchors)."""
-    if not anchored:
-        return False
-    newest = conn.execute(
-        f"SELECT {COLUMNS} FROM audit_events WHERE alg = ? ORDER BY seq DESC LIMIT 1", [KEYED]
-    ).fetchall()
-    if not newest:
-        return False
-    row = dict(zip(names, newest[0], strict=True))
-    if hmac.compare_digest(_hash(_row_event(row), row["prev_hash"], key), row["hash"]):
-        return False
-    stored = dict(
-        conn.execute(
-            "SELECT seq, hash FROM audit_events WHERE list_contains(?, seq)", [list(anchored)]
+def _audited_rows(conn: Connection) -> str:
+    """'3 row(s) in ingested_files, ...' for the audited tables that hold rows ('' if none)."""
+    present = {
+        row[0]
+        for row in conn.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE list_contains(?, table_name)",
+            [list(AUDITED_TABLES)],
         ).fetchall()
-    )
-    return all(hashes == {stored.get(seq)} for seq, hashes in anchored.items())
+    }
+    tables = [name for name in AUDITED_TABLES if name in present]
+    if not tables:
+        return ""
+    counts = conn.execute(
+        " UNION ALL ".join(f"SELECT '{name}', count(*) FROM {name}" for name in tables)
+    ).fetchall()
+    return ", ".join(f"{count} row(s) in {name}" for name, count in counts if count)
 
 
 def events(

@@ -1742,21 +1742,39 @@ def audit_group() -> None:
     """
 
 
+def _head_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    seq, _, digest = value.partition(":")
+    if not seq.isdigit() or int(seq) < 1 or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise click.BadParameter("expected SEQ:HASH as `recon audit head` prints it", ctx, param)
+    return int(seq), digest
+
+
 @audit_group.command("verify")
+@click.option(
+    "--expect-head",
+    metavar="SEQ:HASH",
+    callback=_head_option,
+    help="A head printed by `recon audit head` and kept elsewhere: the trail must hold it.",
+)
 @pass_app
-def audit_verify(app: App) -> None:
+def audit_verify(app: App, expect_head: tuple[int, str] | None) -> None:
     """Check every event of the chain and the anchor outside the database.
 
     Exit 0 when intact, 3 when broken (the first bad seq and what is wrong are printed), 1 when
-    it cannot be checked (keyed rows and no key configured).
+    it cannot be checked (keyed rows and no key configured, or not their key).
 
     \b
-    Example:
+    Examples:
       RECON_AUDIT_KEY=... recon audit verify
+      RECON_AUDIT_KEY=... recon audit verify --expect-head 1234:9f86d0...
     """
     settings = app.settings
     with app.connect() as conn:
-        verdict = audit.verify(conn, settings.audit_key_bytes(), settings.anchor_path())
+        verdict = audit.verify(
+            conn, settings.audit_key_bytes(), settings.anchor_path(), expect_head
+        )
         try:
             audit.record_alone(
                 conn,
@@ -1773,6 +1791,33 @@ def audit_verify(app: App) -> None:
             if not verdict.unverifiable:  # else the verdict already says why, and what to do
                 verdict.warnings.append(f"this check was not recorded: {exc}")
     _report_verdict(app, verdict)
+
+
+@audit_group.command("head")
+@pass_app
+def audit_head(app: App) -> None:
+    """Print the trail's head (SEQ:HASH) to keep outside this machine.
+
+    A copy of the database and its anchor file taken at one moment cannot be told from the real
+    ones later; a head kept elsewhere (a remote store, a dead-man service, the on-call's mail)
+    can: `recon audit verify --expect-head SEQ:HASH` checks that the trail still holds it. The
+    hash of a keyed event is an HMAC under the audit key: nobody without the key can make one
+    that verifies. Reading the head is recorded; the head printed is that event.
+
+    \b
+    Example:
+      recon audit head | ssh vault 'cat >> heads.txt'
+    """
+    settings = app.settings
+    with app.connect() as conn:
+        seq = audit.record_alone(conn, "audit.head", now=settings.current_time())
+        [(digest, alg, ts)] = conn.execute(
+            "SELECT hash, alg, ts FROM audit_events WHERE seq = ?", [seq]
+        ).fetchall()
+    if app.json:
+        emit_json({"seq": seq, "hash": digest, "alg": alg, "ts": ts})
+    else:
+        click.echo(f"{seq}:{digest}")
 
 
 def _report_verdict(app: App, verdict: audit.Verdict) -> None:
