@@ -31,6 +31,7 @@ import os
 import random
 import socket
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -54,6 +55,7 @@ GENESIS = "0" * 64
 KEYED, UNKEYED = "hmac-sha256", "sha256"
 MAX_VALUE_CHARS = 2000  # a longer text value in details is cut (with its length noted)
 COLUMNS = "seq, ts, actor, origin, action, object, outcome, details, alg, prev_hash, hash"
+START_KEY = "audit.start-key"  # the event that keys a trail written without a key
 ATTEMPTS = 5  # record_alone's tries when its commit collides with another writer's
 # Tables whose every row is written in the same transaction as an audit event: a store with
 # rows in any of them and an empty trail had its events deleted.
@@ -68,9 +70,14 @@ class Trail:
     origin: dict[str, str] = field(default_factory=dict)
     key: bytes | None = None
     anchor: Path | None = None
+    # Only `recon audit start-key` may put a keyed event after unkeyed ones (see `record`).
+    start_key: bool = False
 
 
 _current: ContextVar[Trail | None] = ContextVar("audit_trail", default=None)
+# Connections that wrote a trail's first event: its anchor file comes when they close, so a
+# check made on one of them before that does not call the missing file a deletion.
+_started_on: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 
 def os_user() -> str:
@@ -117,6 +124,21 @@ def record_alone(
     raise AssertionError("unreachable")
 
 
+def start_key(conn: Connection, anchor_path: Path, *, now: datetime) -> Verdict:
+    """Key a trail written without a key from its next event on, after checking it (unkeyed,
+    with its anchor); returns that check. Run with the key in the active trail."""
+    trail = current()
+    if trail.key is None:
+        raise ConfigError("no audit key is configured: set RECON_AUDIT_KEY or audit_key_file")
+    verdict = verify(conn, None, anchor_path)
+    if not verdict.intact:
+        return verdict
+    last = head(conn)
+    with acting(replace(trail, start_key=True)):
+        record_alone(conn, START_KEY, now=now, details={"unkeyed_until": last[0] if last else 0})
+    return verdict
+
+
 def identify(actor: str) -> None:
     """Name the actor of the active trail once known (an HTTP caller, after its token is
     checked); `acting`'s exit restores what was there before."""
@@ -161,6 +183,15 @@ def _append(
     seq, prev = (int(last[0]["seq"]) + 1, str(last[0]["hash"])) if last else (1, GENESIS)
     if last and last[0]["alg"] == KEYED:
         _check_key(last[0], trail.key)
+    elif last and trail.key is not None and not trail.start_key:
+        # A keyed event after unkeyed ones is how a trail rechained without the key (a
+        # downgrade) would be made to look keyed again: starting the key is a deliberate act.
+        raise ConfigError(
+            "the audit trail of this database was written without an audit key, and one is "
+            "configured now; nothing was written. Check the trail with `recon audit verify` "
+            "without the key, then run `recon audit start-key` with it to key the trail from "
+            "its next event on (or unset RECON_AUDIT_KEY / audit_key_file)"
+        )
     event = {
         "seq": seq,
         "ts": now.astimezone(UTC).isoformat(),
@@ -173,6 +204,8 @@ def _append(
         "alg": KEYED if trail.key else UNKEYED,
     }
     digest = _hash(event, prev, trail.key)
+    if seq == 1:
+        _started_on.add(conn)
     conn.execute(
         f"INSERT INTO audit_events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -304,7 +337,7 @@ def head(conn: Connection) -> tuple[int, str] | None:
 def _anchor_mac(prev: str, seq: int, digest: str, alg: str, key: bytes | None) -> str:
     """An anchor line's MAC: over the line before's MAC and this line's head, keyed with the
     audit key (plain SHA-256 when there is none: that finds accidents only)."""
-    message = ("anchor\n" + prev + "\n" + canonical({"alg": alg, "hash": digest, "seq": seq}))
+    message = "anchor\n" + prev + "\n" + canonical({"alg": alg, "hash": digest, "seq": seq})
     if alg == KEYED:
         assert key is not None
         return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
@@ -334,7 +367,12 @@ def anchor(conn: Connection, path: Path) -> None:
         alg = KEYED if key else UNKEYED
         seq, digest = int(row["seq"]), str(row["hash"])
         text = canonical(
-            {"alg": alg, "hash": digest, "mac": _anchor_mac(prev, seq, digest, alg, key), "seq": seq}
+            {
+                "alg": alg,
+                "hash": digest,
+                "mac": _anchor_mac(prev, seq, digest, alg, key),
+                "seq": seq,
+            }
         )
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -475,6 +513,10 @@ def verify(
     def broken(seq: int, problem: str) -> Verdict:
         return Verdict(False, checked, seq, problem, warnings)
 
+    if anchored.problem is not None:
+        number, seq, what = anchored.problem
+        return broken(seq, f"anchor file {anchor_path}, line {number}: {what}")
+
     while batch := cursor.fetchmany(10_000):
         for values in batch:
             row = dict(zip(names, values, strict=True))
@@ -561,8 +603,8 @@ def verify(
             return broken(
                 1,
                 "an audit key is configured but no event is keyed: the trail was rechained "
-                "without the key (a downgrade). If the key was only just set for a trail written "
-                "without one, nothing has been recorded with it yet; see README, Audit trail",
+                "without the key (a downgrade), or the key was set for a trail written without "
+                "one and `recon audit start-key` was not run yet (see README, Audit trail)",
             )
         if anchored.keyed:
             return broken(
@@ -575,24 +617,25 @@ def verify(
             "edits are detected, but someone able to write the database could recompute it"
         )
     elif first_keyed is not None and first_keyed["seq"] > 1:
+        how = "`recon audit start-key`" if first_keyed["action"] == START_KEY else "automatically"
         warnings.append(
             f"events 1 to {first_keyed['seq'] - 1} were written without an audit key; the trail "
-            f"is keyed from seq {first_keyed['seq']} ({first_keyed['ts'].isoformat()}, "
-            f"{first_keyed['actor']}) on"
+            f"is keyed from seq {first_keyed['seq']} on (started {how}, "
+            f"{first_keyed['ts'].isoformat()}, by {first_keyed['actor']})"
         )
     if anchor_path is not None:
         if not anchored.heads and checked:
-            if first_keyed is not None or key is not None:
+            if conn in _started_on:
+                pass  # this very command began the trail: its head is anchored as it ends
+            elif first_keyed is not None or key is not None:
                 return broken(
                     1,
                     f"the anchor file {anchor_path} is missing or empty while the trail has "
                     f"{checked} event(s): a keyed trail always has one (every command anchors "
                     "its head), so it was deleted, or the database was moved without it",
                 )
-            warnings.append(f"no anchor file at {anchor_path}: a cut-off tail would go unseen")
-        elif anchored.problem is not None:
-            number, seq, what = anchored.problem
-            return broken(seq, f"anchor file {anchor_path}, line {number}: {what}")
+            else:
+                warnings.append(f"no anchor file at {anchor_path}: a cut-off tail would go unseen")
         elif key is not None and anchored.keyed and not anchored.verified and checked:
             return broken(
                 1,

@@ -1820,6 +1820,39 @@ def audit_head(app: App) -> None:
         click.echo(f"{seq}:{digest}")
 
 
+@audit_group.command("start-key")
+@pass_app
+def audit_start_key(app: App) -> None:
+    """Key a trail written without an audit key, from its next event on.
+
+    Checks the trail as it is (unkeyed, with its anchor), then records the event that starts
+    the key. Until then a command with a key configured refuses to write to an unkeyed trail:
+    that is what a trail rechained without the key (a downgrade) would look like.
+
+    \b
+    Example:
+      RECON_AUDIT_KEY=... recon audit start-key
+    """
+    settings = app.settings
+    trail = audit.cli_trail(settings.audit_key_bytes(), settings.anchor_path())
+    with db.connect(Path(settings.db), settings.lock_timeout) as conn, audit.acting(trail):
+        try:
+            last = conn.execute("SELECT alg FROM audit_events ORDER BY seq DESC LIMIT 1").fetchall()
+            if last and last[0][0] == audit.KEYED:
+                info("the audit trail is keyed already: nothing to do")
+                return
+            verdict = audit.start_key(conn, settings.anchor_path(), now=settings.current_time())
+            start = audit.head(conn)
+        finally:
+            audit.anchor(conn, settings.anchor_path())
+    if not verdict.intact:
+        _report_verdict(app, verdict)
+    info(
+        f"{verdict.checked} unkeyed event(s) checked; the audit trail is keyed from seq "
+        f"{start[0] if start else 1} on"
+    )
+
+
 def _report_verdict(app: App, verdict: audit.Verdict) -> None:
     if app.json:
         emit_json(verdict.__dict__)

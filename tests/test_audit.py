@@ -304,12 +304,16 @@ def test_concurrent_writers_in_one_process_and_across_processes_keep_one_chain(
     for worker in workers:
         worker.start()
     env = {**recon.env, "RECON_LOCK_TIMEOUT": "120s"}
+    command = [sys.executable, "-m", "reconcile", "monitor", "add"]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "reconcile", "monitor", "add", f"m{n}", "--every", "1h",
-             "--grace", "1m"],
-            cwd=recon.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [*command, f"m{n}", "--every", "1h", "--grace", "1m"],
+            cwd=recon.workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for n in range(3)
     ]
     start.wait()
