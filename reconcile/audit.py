@@ -598,6 +598,13 @@ def verify(
                 f"the trail is empty while the store holds data ({holding}), every row of "
                 "which was written with an audit event: the events were deleted",
             )
+    unaccounted = _unaccounted(conn) if checked else None
+    if unaccounted:
+        return broken(
+            end + 1,
+            f"{unaccounted} has no event in the trail, though both are written in one "
+            "transaction: events were cut off the end (with the anchor lines naming them)",
+        )
     if first_keyed is None and checked:
         if key is not None:
             return broken(
@@ -663,6 +670,28 @@ def verify(
                 "or cut and grown again, from here or before",
             )
     return Verdict(True, checked, None, None, warnings, last)
+
+
+def _unaccounted(conn: Connection) -> str | None:
+    """The first configuration version, or ingested file (since the trail began), whose event
+    is not in the trail; None when each has its event."""
+    [(version, file_id)] = conn.execute(
+        """
+        SELECT
+            (SELECT min(v.version) FROM config_versions v WHERE NOT EXISTS (
+                SELECT 1 FROM audit_events e WHERE e.action = 'config.change'
+                  AND TRY_CAST(json_extract_string(e.details, '$.version') AS BIGINT) = v.version)),
+            (SELECT min(f.file_id) FROM ingested_files f
+             WHERE f.ingested_at >= (SELECT min(ts) FROM audit_events) AND NOT EXISTS (
+                SELECT 1 FROM audit_events e WHERE e.action = 'ingest' AND e.outcome = 'success'
+                  AND json_extract_string(e.details, '$.sha256') = f.sha256))
+        """
+    ).fetchall()
+    if version is not None:
+        return f"configuration version {version}"
+    if file_id is not None:
+        return f"ingested file {file_id}"
+    return None
 
 
 def _audited_rows(conn: Connection) -> str:

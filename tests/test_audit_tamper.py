@@ -17,7 +17,7 @@ import pytest
 from reconcile import audit
 
 from .conftest import Recon
-from .test_audit import KEY, UNGUARD, _rehash, copy_of, tamper, trail, verify
+from .test_audit import KEY, LOG, UNGUARD, _rehash, copy_of, tamper, trail, verify
 
 __all__ = ["trail"]  # the module-scoped store every test here copies
 
@@ -132,9 +132,10 @@ def test_a_cut_tail_shows_against_a_head_kept_elsewhere(trail: Path, tmp_path: P
     seq, digest = kept.split(":")
     [(stored,)] = recon.query("SELECT hash FROM audit_events WHERE seq = ?", [int(seq)])
     assert stored == digest
-    assert recon("monitor", "add", "later", "--every", "1h", "--grace", "1m").code == 0
+    assert recon("audit", "log").code == 0  # a read: it leaves nothing but its event
     assert recon("audit", "verify", "--expect-head", kept).code == 0
     _cut_tail(recon, int(seq) - 1)  # the head itself, and everything after it, goes
+    assert verify(recon)[0] == 0  # what the two files alone cannot tell (README)
     broken(recon, int(seq), "head recorded outside", args=("--expect-head", kept))
     # A head that was never this trail's: the chain differs from it.
     forged = f"{int(seq) - 2}:{'a' * 64}"
@@ -142,6 +143,25 @@ def test_a_cut_tail_shows_against_a_head_kept_elsewhere(trail: Path, tmp_path: P
            args=("--expect-head", forged))  # fmt: skip
     bad = recon("audit", "verify", "--expect-head", "12:nothex")
     assert bad.code == 2 and "SEQ:HASH" in bad.stderr
+
+
+@pytest.mark.parametrize("action", ["config.change", "ingest"])
+def test_a_cut_tail_is_found_when_the_cut_events_effects_stay(
+    trail: Path, tmp_path: Path, action: str
+) -> None:
+    """Cutting the events of a change whose rows stay in the store: each row is written in
+    the same transaction as its event, so the rows tell the trail is short."""
+    recon = copy_of(trail, tmp_path)
+    if action == "ingest":
+        (tmp_path / "more.csv").write_text(LOG.replace("T1,", "T9,"))
+        assert recon("ingest", "--source", "pay", tmp_path / "more.csv").code == 0
+    else:
+        assert recon("monitor", "add", "late", "--every", "1h", "--grace", "1m").code == 0
+    [(seq,)] = recon.query(
+        "SELECT max(seq) FROM audit_events WHERE action = ? AND outcome = 'success'", [action]
+    )
+    _cut_tail(recon, seq - 1)
+    broken(recon, seq, "has no event in the trail", "cut off the end")
 
 
 def test_a_deleted_anchor_file_is_broken_for_a_keyed_trail(trail: Path, tmp_path: Path) -> None:
