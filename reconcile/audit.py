@@ -8,17 +8,29 @@ encoding of the row (sorted-key compact JSON), starting from a fixed genesis val
 deleting, reordering or re-hashing rows without the key breaks the chain at the first row
 touched; `verify` names it.
 
+One writer at a time: DuckDB's file lock admits one process, and within it `record` (like every
+`db.transaction`) holds the database's write lock, so no two connections of one process (the
+server's request threads) append after the same head; the store refuses a second event with one
+seq (unique index, migration 009), and `record_alone` retries a commit that collides anyway.
+
 Two guards sit around the chain:
 - **The anchor file** (`<db>.anchor`, 0600, outside the database) gets the head (seq, hash)
-  appended after each command, so cutting rows off the end, or recomputing the whole chain,
-  is detected too.
+  appended after each command, each line with a MAC (HMAC under the audit key) over its head and
+  the previous line's MAC; so cutting rows off the end, or recomputing the whole chain, is
+  detected too, and the anchor's lines cannot be edited, inserted, reordered or removed from
+  anywhere but the end without the key. A copy of the database and the anchor from one earlier
+  moment is beyond what these two files can show: `recon audit head` prints the head to keep
+  elsewhere, and `verify(expect_head=...)` checks it.
 - **The guard table**: DuckDB has no triggers, so `audit_guard` holds a foreign key over every
   column of every event; DuckDB then refuses any UPDATE or DELETE of an event (and dropping
   the table) with a constraint error. This stops accidents, not an attacker, who would have to
   delete the guard rows first; `verify` reports missing guard rows as tampering.
 
 Without a key the chain is plain SHA-256: accidental edits and a cut tail are still found,
-but whoever can write the file could recompute it. `verify` says so.
+but whoever can write the file could recompute it. `verify` says so. With a key configured, an
+unkeyed trail is what such a recomputation (a downgrade) looks like: nothing keyed is written
+after unkeyed events but by `recon audit start-key`, and `verify` calls an unkeyed trail under a
+key BROKEN.
 """
 
 from __future__ import annotations
