@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 READS = ("monitors", "runs", "reconciliation", "failures")
 BUSY = "the store is busy (another process holds its lock): retry shortly"
 FAILED = "the store could not answer ({}): retry shortly; the server log says more"
+MAX_REST = 0.25  # seconds the store is left free after a session, at most
 MAX_NAME_PART = 64  # characters of the source and run id in the in-memory file's name
 
 _STORE = threading.Lock()
@@ -102,9 +104,14 @@ def exclusive(timeout: float) -> Iterator[None]:
         raise DatabaseLockedError(
             f"the store is busy in this server (waited {timeout:g}s for another request)"
         )
+    started = time.monotonic()
     try:
         yield
     finally:
+        # Leave the store free for as long as we held it (up to MAX_REST): back-to-back
+        # sessions would leave an ingest or a `recon watch` waiting for DuckDB's file lock
+        # no moment to take it, and the watchdog would go silent under busy clients.
+        time.sleep(min(time.monotonic() - started, MAX_REST))
         _STORE.release()
 
 

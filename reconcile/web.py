@@ -665,17 +665,18 @@ class GuardedHttp(HttpToolsProtocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        if self in self.waiting:
-            self._header_bytes += len(data)
-            if self._header_bytes > MAX_HEADER_BYTES:
-                self.transport.write(
-                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                    b"content-length: 0\r\nconnection: close\r\n\r\n"
-                )
-                self.transport.close()
-                self._headers_done()
-                return
-        super().data_received(data)
+        waiting = self in self.waiting
+        super().data_received(data)  # may complete the headers (and start a body)
+        if not waiting or self not in self.waiting:
+            return
+        self._header_bytes += len(data)
+        if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.close()
+            self._headers_done()
 
     def on_headers_complete(self) -> None:
         self._headers_done()
