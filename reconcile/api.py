@@ -47,6 +47,7 @@ MAX_REST = 0.25  # seconds the store is left free after a session, at most
 MAX_NAME_PART = 64  # characters of the source and run id in the in-memory file's name
 
 _STORE = threading.Lock()
+_rest_until = 0.0  # monotonic time before which the next session leaves the store alone
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -104,14 +105,19 @@ def exclusive(timeout: float) -> Iterator[None]:
         raise DatabaseLockedError(
             f"the store is busy in this server (waited {timeout:g}s for another request)"
         )
+    global _rest_until
+    # Leave the store free after a session for as long as it was held (up to MAX_REST): back
+    # to back, sessions would leave an ingest or a `recon watch` waiting for DuckDB's file
+    # lock no moment to take it, and the watchdog would go silent under busy clients. The
+    # next session waits, not the caller of this one.
     started = time.monotonic()
     try:
+        time.sleep(max(0.0, _rest_until - started))
+        started = time.monotonic()
         yield
     finally:
-        # Leave the store free for as long as we held it (up to MAX_REST): back-to-back
-        # sessions would leave an ingest or a `recon watch` waiting for DuckDB's file lock
-        # no moment to take it, and the watchdog would go silent under busy clients.
-        time.sleep(min(time.monotonic() - started, MAX_REST))
+        ended = time.monotonic()
+        _rest_until = ended + min(ended - started, MAX_REST)
         _STORE.release()
 
 

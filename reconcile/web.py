@@ -631,6 +631,17 @@ async def _read_body(request: Request, limit: int) -> bytes | Response:
         body += chunk
 
 
+async def _headers_too_large(scope: Any, receive: Any, send: Any) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 431,
+            "headers": [(b"content-length", b"0"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
 class GuardedHttp(HttpToolsProtocol):
     """uvicorn's HTTP protocol with the guards it lacks: the request line and headers must
     arrive within HEADER_TIMEOUT seconds (from connecting, or from the previous answer on a
@@ -650,7 +661,7 @@ class GuardedHttp(HttpToolsProtocol):
             oldest.transport.close()
 
     def _await_headers(self) -> None:
-        self._header_bytes = 0
+        self._received = self._header_bytes = 0
         self.waiting[self] = None
         self._deadline = self.loop.call_later(HEADER_TIMEOUT, self._too_slow)
 
@@ -664,23 +675,41 @@ class GuardedHttp(HttpToolsProtocol):
         if self in self.waiting and not self.transport.is_closing():
             self.transport.close()
 
-    def data_received(self, data: bytes) -> None:
-        waiting = self in self.waiting
-        super().data_received(data)  # may complete the headers (and start a body)
-        if not waiting or self not in self.waiting:
-            return
-        self._header_bytes += len(data)
-        if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+    def _refuse_headers(self) -> None:
+        self._headers_done()
+        if not self.transport.is_closing():
             self.transport.write(
                 b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
                 b"content-length: 0\r\nconnection: close\r\n\r\n"
             )
             self.transport.close()
-            self._headers_done()
+
+    def data_received(self, data: bytes) -> None:
+        if self in self.waiting:
+            self._received += len(data)  # headers still arriving: bytes the parser holds
+        super().data_received(data)  # may complete the headers (and start a body)
+        if self in self.waiting and self._received > MAX_HEADER_BYTES:
+            self._refuse_headers()
+
+    def on_url(self, url: bytes) -> None:
+        self._header_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._headers_done()
-        super().on_headers_complete()
+        if self._header_bytes <= MAX_HEADER_BYTES:
+            super().on_headers_complete()
+            return
+        app = self.app  # complete, in one piece, but too big: answered by uvicorn's own path
+        self.app = _headers_too_large
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
