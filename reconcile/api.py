@@ -20,6 +20,7 @@ on update") or fork the audit chain.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -235,6 +236,16 @@ def post_transactions(
             return _ingest(conn, settings, path, source, run_id, who[0])
 
     return _stored(work)
+
+
+def forget_old_staging(folder: Path) -> None:
+    """Delete what earlier versions left in the spool's `api` folder: posted rows written as
+    files (raw, card numbers included) and kept by a crash or a full disk. Links this version
+    leaves behind point at no file once their process is gone, and are deleted too."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder / "api") as entries:
+        for entry in entries:
+            if entry.name.endswith(".jsonl") and (entry.is_symlink() or entry.is_file()):
+                Path(entry.path).unlink(missing_ok=True)
 
 
 @contextmanager

@@ -342,6 +342,7 @@ class _Limits:
 
 def create_app(settings: Settings, on_stop: Callable[[], None] | None = None) -> Starlette:
     folder = spool.folder_for(Path(settings.db), settings.spool_dir)
+    api.forget_old_staging(folder)
     directory = Directory(settings)
     directory.refresh()  # before the drainer starts, which may hold the store for a while
     appender = spool.Appender(folder)

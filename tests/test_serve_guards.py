@@ -234,7 +234,11 @@ def test_posted_rows_never_touch_the_disk_even_when_the_server_is_killed(recon: 
     ]
     body = json.dumps(rows).encode()
     api_folder = recon.db.parent / "recon.duckdb.spool" / "api"
+    api_folder.mkdir(parents=True)
+    left = api_folder / "pay-R0-0123abcd.jsonl"  # as an earlier version left it after a crash
+    left.write_text(json.dumps({"txn_id": "T0", "error_message": CARD}) + "\n")
     with server(recon) as base:
+        assert not left.exists()
         pid = _server_pid(base)
         url = f"{base}/api/v1/sources/pay/runs/R1/transactions"
 
