@@ -448,13 +448,14 @@ def create_app(settings: Settings, on_stop: Callable[[], None] | None = None) ->
         return api._error(status, answer)
 
     async def authorised(
-        request: Request, client: str | None, source: str | None
+        request: Request, client: str | None, source: str | None, target: str = ""
     ) -> tuple[str, str] | JSONResponse:
         """(token, its name) for a request whose token the server knows (for `source`, if
-        given); else the refusal to answer, counted, with nothing read or stored."""
+        given); else the refusal to answer, counted, with nothing read or stored. `client`,
+        `source` and `target` arrive masked."""
         presented = api.bearer(request.headers.get("authorization", ""))
         found = await directory.token(presented)
-        target = source or request.path_params.get("what", "")
+        target = source or target
         if found is None:
             return refuse(
                 client,
@@ -524,11 +525,11 @@ def create_app(settings: Settings, on_stop: Callable[[], None] | None = None) ->
             limit().bodies.release()
 
     async def reads(request: Request) -> Response:
-        [client] = await masked(_client(request))
-        allowed = await authorised(request, client, None)
+        client, what = await masked(_client(request), request.path_params["what"])
+        assert what is not None
+        allowed = await authorised(request, client, None, what)
         if isinstance(allowed, JSONResponse):
             return allowed
-        what = request.path_params["what"]
         query = dict(request.query_params)
         return await in_store(client, what, api.read, settings, allowed[0], what, query, client)
 

@@ -195,6 +195,8 @@ def test_identifiers_that_arrive_over_http_are_masked_where_they_enter(recon: Re
         assert status == 200, answer
         status, answer = post(f"{base}/api/v1/sources/{quoted}/runs/R1/complete", b"", token)
         assert status == 403 and "5500" not in json.dumps(answer)
+        assert get(f"{base}/api/v1/{quoted}", None)[0] == 401  # refused, and counted masked
+        assert get(f"{base}/api/v1/runs?date={quoted}", token)[0] == 400
     signals(recon)
     assert not store_mentions(recon.db, "5500005555555559")
     assert not store_mentions(recon.db, "5500 0055 5555 5559")
