@@ -498,7 +498,9 @@ def create_app(settings: Settings, on_stop: Callable[[], None] | None = None) ->
         if isinstance(allowed, JSONResponse):
             return allowed
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > api.MAX_BODY_BYTES):
+        if length is not None and not length.isdigit():
+            return api._error(400, "Content-Length must be a number of bytes")
+        if length is not None and int(length) > api.MAX_BODY_BYTES:
             return _too_large()
         try:
             with anyio.fail_after(settings.lock_timeout):
