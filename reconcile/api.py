@@ -4,39 +4,72 @@
     POST /api/v1/sources/<source>/runs/<run_id>/complete        the run is finished
 
 Each call needs `Authorization: Bearer <token>` for that source (`recon token create`). The
-rows go through the same validation, masking and quarantine as files (the body becomes one
-ingested "file", so posting the same body twice changes nothing), and the answer says what was
-loaded and quarantined, and why. Errors are JSON: 401 bad token, 403 another source's token,
-400 a body that is not JSON (naming the line and column), 503 the store is busy.
+server (`web.py`) checks the token against the hashes it keeps in memory before it reads the
+body or touches the store; the functions here run in a worker thread once it has, and check
+the token again against the store, inside the request's store session. The rows go through the
+same validation, masking and quarantine as files (the body becomes one ingested "file", kept in
+memory only; posting the same body for the same run twice changes nothing), and the answer says
+what was loaded and quarantined, and why. Errors are JSON: 401 bad token, 403 another source's
+token, 400 a body that is not JSON (naming the line and column), 503 the store is busy or
+failed.
+
+One store session at a time in the server process (`store_session`): DuckDB connections of one
+process are not serialised by the file lock, and two of them writing at once conflict ("Conflict
+on update") or fork the audit chain.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import socket
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.responses import JSONResponse
 
-from reconcile import audit, db, export, ingest, tokens, watchdog
+from reconcile import audit, db, export, ingest, logs, tokens, watchdog
 from reconcile.errors import DatabaseError, DatabaseLockedError, InputFileError
 from reconcile.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 READS = ("monitors", "runs", "reconciliation", "failures")
 BUSY = "the store is busy (another process holds its lock): retry shortly"
+FAILED = "the store could not answer ({}): retry shortly; the server log says more"
+MAX_REST = 0.25  # seconds the store is left free after a session, at most
+MAX_NAME_PART = 64  # characters of the source and run id in the in-memory file's name
+
+_STORE = threading.Lock()
+_rest_until = 0.0  # monotonic time before which the next session leaves the store alone
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A token refused inside the store session (revoked since the server's last look)."""
+
+    status: int
+    reason: str
+    answer: str
+
+    def response(self) -> JSONResponse:
+        return _error(self.status, self.answer)
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _bearer(header: str) -> str:
+def bearer(header: str) -> str:
     return header[7:].strip() if header.lower().startswith("bearer ") else ""
 
 
@@ -66,47 +99,101 @@ def _rows(body: bytes) -> list[Any]:
 
 
 @contextmanager
-def _session(settings: Settings, client: str | None) -> Iterator[db.Connection]:
-    """The store for one request, with an audit trail naming the caller's address (and, once
-    its token is checked, the token); the chain's head is anchored on the way out."""
+def exclusive(timeout: float) -> Iterator[None]:
+    """The server process's one store session at a time; DatabaseLockedError after `timeout`
+    seconds of waiting for it."""
+    if not _STORE.acquire(timeout=max(timeout, 0.0)):
+        raise DatabaseLockedError(
+            f"the store is busy in this server (waited {timeout:g}s for another request)"
+        )
+    global _rest_until
+    # Leave the store free after a session for as long as it was held (up to MAX_REST): back
+    # to back, sessions would leave an ingest or a `recon watch` waiting for DuckDB's file
+    # lock no moment to take it, and the watchdog would go silent under busy clients. The
+    # next session waits, not the caller of this one.
+    started = time.monotonic()
+    try:
+        time.sleep(max(0.0, _rest_until - started))
+        started = time.monotonic()
+        yield
+    finally:
+        ended = time.monotonic()
+        _rest_until = ended + min(ended - started, MAX_REST)
+        _STORE.release()
+
+
+def alone(work: Callable[[], T], timeout: float) -> T:
+    """Run `work` (which opens the store itself) as this process's only store session."""
+    with exclusive(timeout):
+        return work()
+
+
+@contextmanager
+def _session(
+    settings: Settings,
+    client: str | None,
+    actor: str = "anonymous",
+    lock_timeout: float | None = None,
+) -> Iterator[db.Connection]:
+    """The store for one request, alone in this process, with an audit trail naming the
+    caller's address (masked already) and token; the chain's head is anchored on the way
+    out."""
+    timeout = settings.lock_timeout if lock_timeout is None else lock_timeout
     trail = audit.Trail(
-        "anonymous",
+        actor,
         {"via": "http", "host": socket.gethostname(), "client": client or ""},
         settings.audit_key_bytes(),
         settings.anchor_path(),
     )
-    with db.connect(Path(settings.db), settings.lock_timeout) as conn, audit.acting(trail):
+    with (
+        exclusive(timeout),
+        db.connect(Path(settings.db), timeout) as conn,
+        audit.acting(trail),
+    ):
         try:
             yield conn
         finally:
             audit.anchor(conn, settings.anchor_path())
 
 
-def _authorise(
-    conn: db.Connection, settings: Settings, header: str, source: str | None = None
-) -> tuple[str, str] | JSONResponse:
-    """(token name, its source), or the error to answer: 401 bad token, 403 another source's.
-    Refusals are audited (`auth.failure`), never with the token presented."""
-    now = settings.current_time()
-    found = tokens.check(conn, _bearer(header), now=now)
-    if found is not None and (source is None or found[1] == source):
-        audit.identify(f"token:{found[0]}")
-        return found
+def _stored(call: Callable[[], JSONResponse | Refusal]) -> JSONResponse | Refusal:
+    """Every store failure is a 503 (retry), never a 500."""
+    try:
+        return call()
+    except DatabaseLockedError:
+        return _error(503, BUSY)
+    except (DatabaseError, db.QueryError, OSError) as exc:
+        logs.event(log, logging.ERROR, "api store error", error=f"{type(exc).__name__}: {exc}")
+        return _error(503, FAILED.format(type(exc).__name__))
+
+
+def _recheck(conn: db.Connection, token: str, source: str | None) -> tuple[str, str] | Refusal:
+    """The token once more, against the store: revoked since the server's last look, it is
+    refused here."""
+    found = tokens.check(conn, token)
     if found is None:
-        status, reason = 401, "missing, unknown or revoked token"
-        answer = f"{reason}: send Authorization: Bearer <token>"
-    else:
-        status, reason = 403, f"token {found[0]!r} is for source {found[1]!r}, not {source!r}"
-        answer = f"this token is for source {found[1]!r}, not {source!r}"
-    audit.record_alone(
-        conn,
-        "auth.failure",
-        source or "",
-        now=now,
-        outcome="denied",
-        details={"status": status, "reason": reason},
-    )
-    return _error(status, answer)
+        return Refusal(401, "revoked token", "missing, unknown or revoked token")
+    if source is not None and found[1] != source:
+        return Refusal(
+            403,
+            f"token {found[0]!r} is for source {found[1]!r}, not {source!r}",
+            f"this token is for source {found[1]!r}, not {source!r}",
+        )
+    return found
+
+
+def record_refusals(settings: Settings, summary: dict[str, Any], lock_timeout: float) -> None:
+    """One `auth.failure` event summing the refusals the server counted (raises
+    DatabaseError when the store cannot be had: the caller keeps the counts)."""
+    with _session(settings, None, "anonymous", lock_timeout) as conn:
+        audit.record_alone(
+            conn,
+            "auth.failure",
+            "http",
+            now=settings.current_time(),
+            outcome="denied",
+            details=summary,
+        )
 
 
 def post_transactions(
@@ -114,50 +201,84 @@ def post_transactions(
     folder: Path,
     source: str,
     run_id: str,
-    header: str,
+    token: str,
     body: bytes,
     client: str | None = None,
-) -> JSONResponse:
-    if len(body) > MAX_BODY_BYTES:
-        return _error(413, f"body over {MAX_BODY_BYTES // (1024 * 1024)} MB: send the run in parts")
+) -> JSONResponse | Refusal:
+    """`source`, `run_id` and `client` arrive masked; `token` was matched by the server."""
     try:
-        with _session(settings, client) as conn:
-            who = _authorise(conn, settings, header, source)
-            if isinstance(who, JSONResponse):
+        rows = _rows(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, str(exc))
+    del body
+    if not rows:
+        return _error(400, "no transactions in the body")
+    if not all(isinstance(row, dict) for row in rows):
+        bad = next(i for i, row in enumerate(rows, start=1) if not isinstance(row, dict))
+        return _error(400, f"item {bad} is not a JSON object with the canonical fields")
+    for row in rows:
+        # The run id is part of what is ingested, hence of the idempotency key (the file's
+        # SHA-256 per source): the same body posted to another run is that run's rows. A row
+        # naming its own run keeps it, as in a file.
+        if row.get("run_id") in (None, ""):
+            row["run_id"] = run_id
+
+    def work() -> JSONResponse | Refusal:
+        name = f"{source[:MAX_NAME_PART]}-{run_id[:MAX_NAME_PART]}-{uuid.uuid4().hex[:8]}.jsonl"
+        with (
+            _in_memory(rows, folder / "api", name) as path,
+            _session(settings, client, "anonymous") as conn,
+        ):
+            who = _recheck(conn, token, source)
+            if isinstance(who, Refusal):
                 return who
-            try:
-                rows = _rows(body)
-            except (ValueError, UnicodeDecodeError) as exc:
-                return _error(400, str(exc))
-            if not rows:
-                return _error(400, "no transactions in the body")
-            if not all(isinstance(row, dict) for row in rows):
-                bad = next(i for i, row in enumerate(rows, start=1) if not isinstance(row, dict))
-                return _error(400, f"item {bad} is not a JSON object with the canonical fields")
-            return _ingest(conn, settings, folder, source, run_id, who[0], rows)
-    except DatabaseLockedError:
-        return _error(503, BUSY)
-    except DatabaseError as exc:
-        return _error(503, str(exc))
+            audit.identify(f"token:{who[0]}")
+            return _ingest(conn, settings, path, source, run_id, who[0])
+
+    return _stored(work)
+
+
+def forget_old_staging(folder: Path) -> None:
+    """Delete what earlier versions left in the spool's `api` folder: posted rows written as
+    files (raw, card numbers included) and kept by a crash or a full disk. Links this version
+    leaves behind point at no file once their process is gone, and are deleted too."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder / "api") as entries:
+        for entry in entries:
+            if entry.name.endswith(".jsonl") and (entry.is_symlink() or entry.is_file()):
+                Path(entry.path).unlink(missing_ok=True)
+
+
+@contextmanager
+def _in_memory(rows: list[dict[str, Any]], folder: Path, name: str) -> Iterator[Path]:
+    """The rows as JSON Lines in an anonymous in-memory file (memfd), named by a symbolic link
+    in the spool's `api` folder: the raw rows, card numbers included, never touch the disk,
+    and nothing of them outlives the process (a link left by a crash points nowhere)."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    fd = os.memfd_create("recon-api", os.MFD_CLOEXEC)
+    try:
+        with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as handle:
+            for row in rows:
+                handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
+        link = folder / name
+        os.symlink(f"/proc/self/fd/{fd}", link)
+        try:
+            yield link
+        finally:
+            link.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def _ingest(
     conn: db.Connection,
     settings: Settings,
-    folder: Path,
+    path: Path,
     source: str,
     run_id: str,
     who: str,
-    rows: list[dict[str, Any]],
 ) -> JSONResponse:
-    """The rows as one JSON Lines file, ingested like any other; the file is removed after."""
-    staging = folder / "api"
-    staging.mkdir(mode=0o700, exist_ok=True)
-    path = staging / f"{source}-{run_id}-{uuid.uuid4().hex[:8]}.jsonl"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    """The rows (in `path`) ingested like any file; the token's use recorded."""
+    now = settings.current_time()
     try:
         result = ingest.ingest_file(
             conn,
@@ -166,15 +287,26 @@ def _ingest(
             config=settings.source(source),
             kind="processed",
             run_id=run_id,
-            now=settings.current_time(),
+            now=now,
             user=f"token:{who}",
             pan_key=settings.pan_key_bytes(),
             signal_monitors=False,  # the run is whole at .../complete
         )
     except InputFileError as exc:
         return _error(400, exc.problem + (f"; {exc.hint}" if exc.hint else ""))
-    finally:
-        path.unlink(missing_ok=True)  # the raw rows never stay on disk
+    with db.transaction(conn):
+        tokens.touch(conn, who, now=now)
+    if result.already_ingested:  # nothing was loaded this time: say so, with zero counts
+        payload: dict[str, Any] = {
+            "source": source,
+            "run_id": run_id,
+            "rows_read": result.rows_read,
+            "rows_loaded": 0,
+            "rows_quarantined": 0,
+            "already_ingested": True,
+            "quarantined": [],
+        }
+        return JSONResponse(json.loads(export.json_line(payload)))
     quarantined = db.fetch_dicts(
         conn,
         "SELECT line AS item, column_name AS column, reason FROM quarantine "
@@ -187,22 +319,24 @@ def _ingest(
         "rows_read": result.rows_read,
         "rows_loaded": result.rows_loaded,
         "rows_quarantined": result.rows_quarantined,
-        "already_ingested": result.already_ingested,
+        "already_ingested": False,
         "quarantined": quarantined,
     }
     return JSONResponse(json.loads(export.json_line(payload)))
 
 
 def complete_run(
-    settings: Settings, source: str, run_id: str, header: str, client: str | None = None
-) -> JSONResponse:
-    try:
+    settings: Settings, source: str, run_id: str, token: str, client: str | None = None
+) -> JSONResponse | Refusal:
+    def work() -> JSONResponse | Refusal:
         with _session(settings, client) as conn:
-            who = _authorise(conn, settings, header, source)
-            if isinstance(who, JSONResponse):
+            who = _recheck(conn, token, source)
+            if isinstance(who, Refusal):
                 return who
+            audit.identify(f"token:{who[0]}")
             now = settings.current_time()
             with db.transaction(conn):
+                tokens.touch(conn, who[0], now=now)
                 conn.execute(
                     "INSERT OR REPLACE INTO run_completions VALUES (?, ?, ?, ?)",
                     [source, run_id, now, f"token:{who[0]}"],
@@ -217,23 +351,23 @@ def complete_run(
                 "WHERE source = ? AND run_id = ?",
                 [source, run_id],
             )
-    except DatabaseError:
-        return _error(503, BUSY)
-    totals = summary[0] if summary else {"rows_loaded": 0}
-    return JSONResponse(
-        {"source": source, "run_id": run_id, "completed_at": now.isoformat(), **totals}
-    )
+        totals = summary[0] if summary else {"rows_loaded": 0}
+        return JSONResponse(
+            {"source": source, "run_id": run_id, "completed_at": now.isoformat(), **totals}
+        )
+
+    return _stored(work)
 
 
 def read(
-    settings: Settings, header: str, what: str, query: dict[str, str], client: str | None = None
-) -> JSONResponse:
+    settings: Settings, token: str, what: str, query: dict[str, str], client: str | None = None
+) -> JSONResponse | Refusal:
     """Token-protected reads: monitors, runs, a day's reconciliation, a day's failures. Rows of
     runs, reconciliation and failures are limited to the token's source; results are as of the
     last reconcile."""
     from datetime import date as Date
 
-    from reconcile import compare, failures, runs, watchdog
+    from reconcile import compare, failures, runs
 
     if what not in READS:
         return _error(404, f"no such resource; the API reads {', '.join(READS)}")
@@ -243,20 +377,22 @@ def read(
     try:
         day = Date.fromisoformat(query["date"]) if query.get("date") else None
     except ValueError:
-        return _error(400, f"date must be YYYY-MM-DD, got {query.get('date')!r}")
-    try:
+        return _error(400, "date must be YYYY-MM-DD")
+    if what in ("reconciliation", "failures") and day is None:
+        return _error(400, f"give the business date: /api/v1/{what}?date=YYYY-MM-DD")
+
+    def work() -> JSONResponse | Refusal:
         with _session(settings, client) as conn:
-            found = _authorise(conn, settings, header)
-            if isinstance(found, JSONResponse):
+            found = _recheck(conn, token, None)
+            if isinstance(found, Refusal):
                 return found
+            audit.identify(f"token:{found[0]}")
             source = found[1]
             now = settings.current_time()
             if what == "monitors":
                 payload: dict[str, Any] = {"monitors": watchdog.list_monitors(conn, now)}
             elif what == "runs":
                 payload = {"runs": runs.list_runs(conn, source, day, day)}
-            elif day is None:
-                return _error(400, f"give the business date: /api/v1/{what}?date=YYYY-MM-DD")
             elif what == "reconciliation":
                 payload = {
                     "days": db.fetch_dicts(
@@ -267,18 +403,21 @@ def read(
                     )
                 }
             else:
+                assert day is not None  # checked before the session
                 payload = {
                     "failures": failures.list_failures(
                         conn, day, day, categories=chosen, source=source, now=now
                     )
                 }
-            audit.record_alone(  # reading (masked) data is an access
-                conn,
-                "api.read",
-                f"{source}:{what}",
-                now=now,
-                details={"date": day, "categories": chosen if what == "failures" else None},
-            )
-    except DatabaseError:
-        return _error(503, BUSY)
-    return JSONResponse(json.loads(export.json_line(payload)))
+            with db.transaction(conn):  # reading (masked) data is an access
+                tokens.touch(conn, found[0], now=now)
+                audit.record(
+                    conn,
+                    "api.read",
+                    f"{source}:{what}",
+                    now=now,
+                    details={"date": day, "categories": chosen if what == "failures" else None},
+                )
+        return JSONResponse(json.loads(export.json_line(payload)))
+
+    return _stored(work)

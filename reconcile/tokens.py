@@ -1,7 +1,10 @@
 """Bearer tokens for the HTTP API: one per source, shown once, stored only as a SHA-256.
 
 A token is checked by hashing what the caller sent and comparing in constant time with the
-stored hash, so neither the database nor a timing difference gives a token away.
+stored hash, so neither the database nor a timing difference gives a token away. `recon serve`
+keeps the active tokens' hashes in memory (`active`), so that a request without a valid token is
+refused without opening the store; a request with one is checked again against the store in its
+own session (`check`), where its use is recorded (`touch`) in the same serialised session.
 """
 
 from __future__ import annotations
@@ -63,16 +66,32 @@ def list_tokens(conn: Connection) -> list[dict[str, Any]]:
     )
 
 
-def check(conn: Connection, presented: str, *, now: datetime) -> tuple[str, str] | None:
-    """(token name, source) for a valid, unrevoked token, else None; records its use."""
-    digest = _digest(presented)
+def active(conn: Connection) -> dict[str, tuple[str, str]]:
+    """The unrevoked tokens: SHA-256 -> (token name, source)."""
     rows = conn.execute(
-        "SELECT name, source, token_sha256 FROM api_tokens WHERE revoked_at IS NULL"
+        "SELECT token_sha256, name, source FROM api_tokens WHERE revoked_at IS NULL"
     ).fetchall()
+    return {stored: (name, source) for stored, name, source in rows}
+
+
+def match(known: dict[str, tuple[str, str]], presented: str) -> tuple[str, str] | None:
+    """(token name, source) of `presented` among `known` (from `active`), else None. Every
+    stored hash is compared, each in constant time."""
+    wanted = _digest(presented)
     found = None
-    for name, source, stored in rows:  # compare every one, in constant time each
-        if hmac.compare_digest(stored, digest):
-            found = (name, source)
-    if found:
-        conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE name = ?", [now, found[0]])
+    for stored, who in known.items():
+        if hmac.compare_digest(stored, wanted):
+            found = who
     return found
+
+
+def check(conn: Connection, presented: str) -> tuple[str, str] | None:
+    """(token name, source) for a valid, unrevoked token, else None. Records nothing: the
+    caller records its use with `touch`, inside its own transaction."""
+    return match(active(conn), presented)
+
+
+def touch(conn: Connection, name: str, *, now: datetime) -> None:
+    """Record that token `name` was used; call it inside the caller's transaction (two
+    statements updating one row outside a transaction conflict)."""
+    conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE name = ?", [now, name])
