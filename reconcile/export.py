@@ -46,8 +46,8 @@ def _text_cell(value: Any) -> str:
         return str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
+    if isinstance(value, list | tuple):  # a list is text too: its first item starts the cell
+        return neutralise(", ".join(str(v) for v in value))
     return neutralise(str(value))
 
 
