@@ -1584,6 +1584,7 @@ def _watch_tick(app: App) -> dict[str, Any]:
     settings = app.settings
     targets = settings.targets()
     now = settings.current_time()
+    clock = notify.running_clock(now)  # leases are measured from here on
     with app.connect() as conn:
         listening = mailwatch.watched(conn, now)
     mail = mailwatch.fetch_all(settings, listening) if listening else []  # no lock held
@@ -1602,7 +1603,6 @@ def _watch_tick(app: App) -> dict[str, Any]:
             first, last = gap.dates(since, now, zones[source])
             _reconcile(app, conn, compare.Scope(source=source, since=first, until=last))
         result = watchdog.tick(conn, now, targets, zones)
-        claims = notify.claim(conn, now)
         down = conn.execute("SELECT count(*) FROM monitors WHERE status = 'down'").fetchone()
     for arrival in heard:
         info(f"{arrival['monitor']}: email arrived at {arrival['arrived_at']:%Y-%m-%d %H:%M} UTC")
@@ -1612,10 +1612,10 @@ def _watch_tick(app: App) -> dict[str, Any]:
     for error in result["errors"] + mail_errors:
         info(f"error: {error}")
         logs.event(log, logging.ERROR, "watch tick error", error=error)
-    outcomes = notify.send(claims, targets, settings.notify_timeout) if claims else []
-    if outcomes:
-        with app.connect() as conn:
-            notify.confirm(conn, outcomes, settings.current_time(), targets)
+    # One delivery at a time, each confirmed before the next is claimed (see notify.py).
+    outcomes = notify.deliver_due(
+        app.connect, targets, settings.notify_timeout, clock, settings.current_time
+    )
     for change in result["transitions"]:
         info(f"{change['monitor']}: {change['from']} -> {change['to']}")
         logs.event(log, logging.WARNING if change["to"] == "down" else logging.INFO,
@@ -2105,22 +2105,25 @@ def notify_test(app: App, tag: str | None) -> None:
             'no notification targets: add [notify.targets.ALIAS] url = "..." to recon.toml'
         )
     now = settings.current_time()
-    with app.connect() as conn:
-        with db.transaction(conn):
-            test = notify.NewAlert(
-                None,
-                None,
-                "test",
-                "[recon] test alert",
-                "This is a test from recon notify test: alerts reach this target.",
-                [tag] if tag else [],
-            )
-            chosen_targets = [t for t in targets if tag is None or t.wants([tag])]
-            [(alert_id, chosen)] = notify.enqueue(conn, [test], chosen_targets, now)
-        claims = [c for c in notify.claim(conn, now) if c.alert_id == alert_id]
-    outcomes = notify.send(claims, targets, settings.notify_timeout)
-    with app.connect() as conn:
-        notify.confirm(conn, outcomes, settings.current_time(), targets)
+    with app.connect() as conn, db.transaction(conn):
+        test = notify.NewAlert(
+            None,
+            None,
+            "test",
+            "[recon] test alert",
+            "This is a test from recon notify test: alerts reach this target.",
+            [tag] if tag else [],
+        )
+        chosen_targets = [t for t in targets if tag is None or t.wants([tag])]
+        [(alert_id, chosen)] = notify.enqueue(conn, [test], chosen_targets, now)
+    outcomes = notify.deliver_due(
+        app.connect,
+        targets,
+        settings.notify_timeout,
+        notify.running_clock(now),
+        settings.current_time,
+        only=[alert_id],
+    )
     failed = [item.target for item, error in outcomes if error]
     for item, error in outcomes:
         info(f"{item.target}: {error or 'delivered'}")
