@@ -798,12 +798,9 @@ def _record_access(
 ) -> None:
     """Reading stored (masked) transaction data is an access: record what was written where,
     with the SHA-256 of each file, once the files are complete."""
-    mode = int(app.settings.export_mode, 8)
-    for path in paths:
-        if path.is_file():
-            path.chmod(mode)  # private (0600) unless export_mode shares them
+    mode = int(app.settings.export_mode, 8)  # private (0600) unless export_mode shares them
     written: dict[str, str | None] = {
-        str(path): export.sha256_file(path) for path in paths if path.is_file()
+        str(path): export.seal_output(path, mode) for path in paths if path.is_file()
     }
     _record_event(app, action, target, {**details, "written": written or {"stdout": None}})
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -105,3 +110,111 @@ def test_run_ids_that_look_like_formulas_stay_text_in_every_export(
         "failures", "--since", "2026-07-01", "--until", "2026-07-04", "--format", "csv"
     ).stdout
     _assert_inert([c for row in csv.reader(io.StringIO(stdout)) for c in row], "stdout")
+
+
+# --- -o PATH: no symlink followed, no other user's file written, whole files only -------------
+
+
+@pytest.fixture
+def failing(recon: Recon, write_file) -> Recon:  # type: ignore[no-untyped-def]
+    log = write_file(
+        "log.csv",
+        "txn_id,amount,status,run_id,business_date,error_code\n"
+        + "".join(f"T{n},1.00,FAILED,R1,2026-07-01,E1\n" for n in range(20)),
+    )
+    assert recon.ingest(log, source=SOURCE)[0].code == 0
+    return recon
+
+
+def _outputs(tmp_path: Path) -> list[tuple[str, ...]]:
+    """Every command that writes a file the user names, with that file's name."""
+    failures = ("failures", "--date", "2026-07-01", "--format")
+    return [
+        (*failures, "csv", "-o", str(tmp_path / "out.csv")),
+        (*failures, "jsonl", "-o", str(tmp_path / "out.jsonl")),
+        (*failures, "xlsx", "-o", str(tmp_path / "out.xlsx")),
+        (*failures, "parquet", "-o", str(tmp_path / "out.parquet")),
+        ("export", "--date", "2026-07-01", "--format", "xlsx", "-o", str(tmp_path / "book.xlsx")),
+    ]
+
+
+def test_an_output_path_that_is_a_symlink_is_refused(failing: Recon, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"someone else's data\n")
+    for command in _outputs(tmp_path):
+        out = Path(command[-1])
+        out.symlink_to(victim)
+        result = failing(*command)
+        assert result.code == 1, (command, result.stderr)
+        assert "symbolic link" in result.stderr, result.stderr
+        assert out.is_symlink() and victim.read_bytes() == b"someone else's data\n"
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (tmp_path / "csv").symlink_to(folder)
+    for fmt in ("csv", "parquet"):
+        result = failing("export", "--format", fmt, "-o", tmp_path / "csv")
+        assert result.code == 1 and "symbolic link" in result.stderr, result.stderr
+    assert list(folder.iterdir()) == []
+    # A link planted inside the export's folder, where a file is to go, is refused as well.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "days.csv").symlink_to(victim)
+    result = failing("export", "--format", "csv", "-o", tmp_path / "mine")
+    assert result.code == 1 and "symbolic link" in result.stderr, result.stderr
+    assert victim.read_bytes() == b"someone else's data\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_an_output_file_of_another_user_is_refused(failing: Recon, tmp_path: Path) -> None:
+    for command in _outputs(tmp_path):
+        out = Path(command[-1])
+        out.write_bytes(b"nobody's file\n")
+        os.chown(out, 65534, 65534)
+        result = failing(*command)
+        assert result.code == 1, (command, result.stderr)
+        assert "another user" in result.stderr, result.stderr
+        assert out.read_bytes() == b"nobody's file\n" and out.stat().st_uid == 65534
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    result = failing("export", "--format", "csv", "-o", theirs)
+    assert result.code == 1 and "another user" in result.stderr, result.stderr
+    assert list(theirs.iterdir()) == []
+
+
+def test_an_export_killed_while_writing_leaves_the_previous_file_whole(
+    recon: Recon, write_file, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    rows = 1_000  # enough for the workbook to take a while to write
+    log = write_file(
+        "log.csv",
+        "txn_id,amount,status,run_id,business_date,error_code,error_message\n"
+        + "".join(f"T{n},1.00,FAILED,R1,2026-07-01,E1,declined {n}\n" for n in range(rows)),
+    )
+    assert recon.ingest(log, source=SOURCE)[0].code == 0
+    out = tmp_path / "failed.xlsx"
+    command = ("failures", "--date", "2026-07-01", "--format", "xlsx", "-o", str(out))
+    assert recon(*command).code == 0  # the previous good file; reconciled already
+    previous = out.read_bytes()
+    before = out.stat()
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", *command],
+        cwd=recon.workdir,
+        env=recon.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Kill it as soon as it starts writing: a temporary file appears, or the file changes.
+        while writer.poll() is None:
+            now = out.stat()
+            temps = [p for p in tmp_path.iterdir() if p.name.startswith(".failed.xlsx.")]
+            if temps or (now.st_size, now.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                os.kill(writer.pid, signal.SIGKILL)
+                break
+            time.sleep(0.001)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL, "the export finished before it could be killed"
+    assert out.read_bytes() == previous
+    assert load_workbook(out).active.max_row == rows + 1
