@@ -1600,6 +1600,7 @@ def _watch_tick(app: App) -> dict[str, Any]:
             first, last = gap.dates(since, now, zones[source])
             _reconcile(app, conn, compare.Scope(source=source, since=first, until=last))
         result = watchdog.tick(conn, now, targets, zones)
+        first_claim = notify.claim(conn, clock(), limit=1)  # the rest one by one, after sending
         down = conn.execute("SELECT count(*) FROM monitors WHERE status = 'down'").fetchone()
     for arrival in heard:
         info(f"{arrival['monitor']}: email arrived at {arrival['arrived_at']:%Y-%m-%d %H:%M} UTC")
@@ -1611,7 +1612,12 @@ def _watch_tick(app: App) -> dict[str, Any]:
         logs.event(log, logging.ERROR, "watch tick error", error=error)
     # One delivery at a time, each confirmed before the next is claimed (see notify.py).
     outcomes = notify.deliver_due(
-        app.connect, targets, settings.notify_timeout, clock, settings.current_time
+        app.connect,
+        targets,
+        settings.notify_timeout,
+        clock,
+        settings.current_time,
+        claimed=first_claim,
     )
     for change in result["transitions"]:
         info(f"{change['monitor']}: {change['from']} -> {change['to']}")

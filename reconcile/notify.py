@@ -189,25 +189,31 @@ def deliver_due(
     *,
     lease: timedelta = LEASE,
     only: Sequence[str] | None = None,
+    claimed: list[Claim] | None = None,
 ) -> list[tuple[Claim, str]]:
     """Claim, send and confirm the due deliveries one at a time (see the module's notes), each
     connection confirming the last send and claiming the next. Returns every send's outcome.
 
-    `clock` measures leases; `record_time` stamps deliveries, backoffs and audit events. A
-    delivery is tried once per call, so a failing target cannot keep the loop going."""
+    `clock` measures leases; `record_time` stamps deliveries, backoffs and audit events.
+    `claimed`: the first claim, already made in the caller's connection (`claim(..., limit=1)`);
+    when it is empty nothing was due, and no connection is opened. A delivery is tried once per
+    call, so a failing target cannot keep the loop going."""
     outcomes: list[tuple[Claim, str]] = []
     tried: list[str] = []
     sent: list[tuple[Claim, str]] = []
+    claims = claimed
     while True:
-        with connect() as conn:
-            if sent:
-                confirm(conn, sent, record_time(), targets)
-            claims = claim(conn, clock(), lease, limit=1, skip=tried, only=only)
+        if claims is None:
+            with connect() as conn:
+                if sent:
+                    confirm(conn, sent, record_time(), targets)
+                claims = claim(conn, clock(), lease, limit=1, skip=tried, only=only)
         if not claims:
             return outcomes
         tried += [item.key for item in claims]
         sent = send(claims, targets, timeout)
         outcomes += sent
+        claims = None
 
 
 def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tuple[Claim, str]]:
