@@ -103,13 +103,30 @@ class App:
 format_amount = export.amount_text
 
 
+# Characters a terminal acts on instead of showing: C0 controls but LF and TAB (ESC starts colour,
+# cursor and OSC 8 hyperlink sequences, BEL ends them, CR overwrites the line), DEL, C1 controls
+# (U+009B is a one-character CSI) and the bidirectional overrides that reorder what is shown.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# In JSON text, C0 controls are escaped by json.dumps already; these are not (ensure_ascii off).
+_JSON_RAW_CONTROLS = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(text: str) -> str:
+    """`text` with every control character a terminal would act on shown as its escape
+    (`\\x1b`, `\\u202e`): field values cannot colour, move, link or rewrite the screen."""
+    return _TERMINAL_CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 def emit_json(payload: Any) -> None:
-    click.echo(export.json_line(payload))
+    # The same JSON value, with C1 and bidi controls written as \u escapes, so that JSON shown
+    # on a terminal cannot drive it either.
+    line = export.json_line(payload)
+    click.echo(_JSON_RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", line))
 
 
 def info(message: str) -> None:
     """Human messages and progress go to stderr, so stdout stays clean for data."""
-    click.echo(message, err=True)
+    click.echo(terminal_text(message), err=True)
 
 
 def _cell(value: Any, wrapped: bool = False) -> Any:
@@ -117,8 +134,10 @@ def _cell(value: Any, wrapped: bool = False) -> Any:
         return value.isoformat(timespec="seconds")
     if isinstance(value, Decimal):
         return format_amount(value)
-    if isinstance(value, str) and len(value) > 60 and not wrapped:
-        return value[:57] + "..."
+    if isinstance(value, str):
+        value = terminal_text(value)
+        if len(value) > 60 and not wrapped:
+            return value[:57] + "..."
     return value
 
 
@@ -130,7 +149,7 @@ def emit_table(
     click.echo(
         tabulate(
             [[_cell(row.get(c), c in wrap) for c in columns] for row in rows],
-            headers=list(columns),
+            headers=[terminal_text(c) for c in columns],
             disable_numparse=True,
             maxcolwidths=[60 if c in wrap else None for c in columns],
         )
@@ -752,6 +771,11 @@ def failures_command(
             ):
                 writer(rows, failures.COLUMNS, text)
             info(f"wrote {len(rows)} {label}, business date {span_text}, to {output}")
+        elif sys.stdout.isatty():  # read on a terminal: its controls shown, not obeyed
+            shown = io.StringIO()
+            writer(rows, failures.COLUMNS, shown)
+            lines = shown.getvalue().split("\r\n")  # the CSV's line ends are no controls
+            click.echo("\n".join(terminal_text(line) for line in lines), nl=False)
         else:
             writer(rows, failures.COLUMNS, sys.stdout)
     else:
@@ -774,12 +798,9 @@ def _record_access(
 ) -> None:
     """Reading stored (masked) transaction data is an access: record what was written where,
     with the SHA-256 of each file, once the files are complete."""
-    mode = int(app.settings.export_mode, 8)
-    for path in paths:
-        if path.is_file():
-            path.chmod(mode)  # private (0600) unless export_mode shares them
+    mode = int(app.settings.export_mode, 8)  # private (0600) unless export_mode shares them
     written: dict[str, str | None] = {
-        str(path): export.sha256_file(path) for path in paths if path.is_file()
+        str(path): export.seal_output(path, mode) for path in paths if path.is_file()
     }
     _record_event(app, action, target, {**details, "written": written or {"stdout": None}})
 
@@ -885,7 +906,10 @@ def breaks_show(app: App, break_id: str) -> None:
         if key != "comments":
             click.echo(f"{key:>16}: {_cell(value) if value is not None else ''}")
     for note in found["comments"]:
-        click.echo(f"  {_cell(note['commented_at'])} {note['commented_by']}: {note['comment']}")
+        click.echo(
+            f"  {_cell(note['commented_at'])} {_cell(note['commented_by'], True)}: "
+            f"{_cell(note['comment'], True)}"
+        )
 
 
 @breaks_group.command("assign")
@@ -1557,6 +1581,7 @@ def _watch_tick(app: App) -> dict[str, Any]:
     settings = app.settings
     targets = settings.targets()
     now = settings.current_time()
+    clock = notify.running_clock(now)  # leases are measured from here on
     with app.connect() as conn:
         listening = mailwatch.watched(conn, now)
     mail = mailwatch.fetch_all(settings, listening) if listening else []  # no lock held
@@ -1575,7 +1600,7 @@ def _watch_tick(app: App) -> dict[str, Any]:
             first, last = gap.dates(since, now, zones[source])
             _reconcile(app, conn, compare.Scope(source=source, since=first, until=last))
         result = watchdog.tick(conn, now, targets, zones)
-        claims = notify.claim(conn, now)
+        first_claim = notify.claim(conn, clock(), limit=1)  # the rest one by one, after sending
         down = conn.execute("SELECT count(*) FROM monitors WHERE status = 'down'").fetchone()
     for arrival in heard:
         info(f"{arrival['monitor']}: email arrived at {arrival['arrived_at']:%Y-%m-%d %H:%M} UTC")
@@ -1585,10 +1610,15 @@ def _watch_tick(app: App) -> dict[str, Any]:
     for error in result["errors"] + mail_errors:
         info(f"error: {error}")
         logs.event(log, logging.ERROR, "watch tick error", error=error)
-    outcomes = notify.send(claims, targets, settings.notify_timeout) if claims else []
-    if outcomes:
-        with app.connect() as conn:
-            notify.confirm(conn, outcomes, settings.current_time(), targets)
+    # One delivery at a time, each confirmed before the next is claimed (see notify.py).
+    outcomes = notify.deliver_due(
+        app.connect,
+        targets,
+        settings.notify_timeout,
+        clock,
+        settings.current_time,
+        claimed=first_claim,
+    )
     for change in result["transitions"]:
         info(f"{change['monitor']}: {change['from']} -> {change['to']}")
         logs.event(log, logging.WARNING if change["to"] == "down" else logging.INFO,
@@ -1947,7 +1977,7 @@ def bisect_command(app: App, source: str, metric: str) -> None:
         unit = "%" if metric == "failure_rate" else " record(s)"
         for point in shift.series:
             mark = "  <- shift" if point["run_id"] == run["run_id"] and shift.significant else ""
-            click.echo(f"  {point['run_id']:<24} {point['value']:8.2f}{unit}{mark}")
+            click.echo(f"  {_cell(point['run_id'], True):<24} {point['value']:8.2f}{unit}{mark}")
         if not shift.significant:
             info(
                 f"no clear shift in {metric}: the best split (before {run['run_id']}) moves it "
@@ -2156,22 +2186,25 @@ def notify_test(app: App, tag: str | None) -> None:
             'no notification targets: add [notify.targets.ALIAS] url = "..." to recon.toml'
         )
     now = settings.current_time()
-    with app.connect() as conn:
-        with db.transaction(conn):
-            test = notify.NewAlert(
-                None,
-                None,
-                "test",
-                "[recon] test alert",
-                "This is a test from recon notify test: alerts reach this target.",
-                [tag] if tag else [],
-            )
-            chosen_targets = [t for t in targets if tag is None or t.wants([tag])]
-            [(alert_id, chosen)] = notify.enqueue(conn, [test], chosen_targets, now)
-        claims = [c for c in notify.claim(conn, now) if c.alert_id == alert_id]
-    outcomes = notify.send(claims, targets, settings.notify_timeout)
-    with app.connect() as conn:
-        notify.confirm(conn, outcomes, settings.current_time(), targets)
+    with app.connect() as conn, db.transaction(conn):
+        test = notify.NewAlert(
+            None,
+            None,
+            "test",
+            "[recon] test alert",
+            "This is a test from recon notify test: alerts reach this target.",
+            [tag] if tag else [],
+        )
+        chosen_targets = [t for t in targets if tag is None or t.wants([tag])]
+        [(alert_id, chosen)] = notify.enqueue(conn, [test], chosen_targets, now)
+    outcomes = notify.deliver_due(
+        app.connect,
+        targets,
+        settings.notify_timeout,
+        notify.running_clock(now),
+        settings.current_time,
+        only=[alert_id],
+    )
     failed = [item.target for item, error in outcomes if error]
     for item, error in outcomes:
         info(f"{item.target}: {error or 'delivered'}")

@@ -2,7 +2,12 @@
 
 Amounts stay exact: DECIMAL in DuckDB, `Decimal` in Python, and in XLSX a number cell whose
 text is the decimal itself (openpyxl would format it through a float). Text cells that a
-spreadsheet could run as a formula are neutralised. Files are created private (0600).
+spreadsheet could run as a formula are neutralised, list cells included.
+
+Files are created private (0600) and written whole or not at all: into a new temporary file
+beside the target (O_EXCL, so nothing planted there is followed), synced, then renamed over
+it. The target is refused when it is a symbolic link, not a regular file, or another user's
+file; the rename itself never writes through a link or into another user's file.
 """
 
 from __future__ import annotations
@@ -11,7 +16,12 @@ import csv
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+import secrets
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -19,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from reconcile.db import Connection
+from reconcile.errors import ReconError
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 XLSX_MAX_ROWS = 1_048_576  # rows per worksheet, header included
@@ -46,15 +57,119 @@ def _text_cell(value: Any) -> str:
         return str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
+    if isinstance(value, list | tuple):  # a list is text too: its first item starts the cell
+        return neutralise(", ".join(str(v) for v in value))
     return neutralise(str(value))
 
 
-def private_file(path: Path) -> IO[bytes]:
-    """Open `path` for writing, created 0600: exports carry transaction data."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return os.fdopen(fd, "wb")
+class OutputError(ReconError):
+    """An output path (`-o`) that recon will not write: the message says why and what to do."""
+
+
+def check_output(path: Path, folder: bool = False) -> None:
+    """Refuse `path` as an output when it is a symbolic link, another user's, or not a regular
+    file (a folder, for `folder` outputs); a path that does not exist yet is fine."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return
+    what = "folder" if folder else "file"
+    if stat.S_ISLNK(found.st_mode):
+        raise OutputError(
+            f"{path}: refusing to write the output: it is a symbolic link, which could point "
+            f"anywhere; remove the link or give the path of a new {what}"
+        )
+    if found.st_uid != os.geteuid():
+        raise OutputError(
+            f"{path}: refusing to write the output: the {what} belongs to another user "
+            f"(uid {found.st_uid}); give a path of your own"
+        )
+    if folder and not stat.S_ISDIR(found.st_mode):
+        raise OutputError(f"{path}: not a folder; give a new or existing folder for the files")
+    if not folder and not stat.S_ISREG(found.st_mode):
+        raise OutputError(f"{path}: not a regular file; give the path of a new or existing file")
+
+
+def output_folder(path: Path) -> None:
+    """Create (or accept) the folder a multi-file export writes into, refused as `check_output`
+    refuses a file: a link to elsewhere, or another user's folder."""
+    check_output(path, folder=True)
+    path.mkdir(parents=True, exist_ok=True)
+    check_output(path, folder=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def private_file(path: Path) -> Iterator[IO[bytes]]:
+    """Write `path` whole or not at all, created 0600 (exports carry transaction data): the
+    handle writes a new temporary file beside it, which replaces `path` once complete and synced.
+    An exception (or a kill) leaves the previous `path` as it was."""
+    check_output(path)
+    folder = path.parent
+    temp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(temp, flags, 0o600)
+    except OSError as exc:  # named as the user gave it: no such folder, no permission
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    keep = os.dup(fd)  # the caller's wrapper may close the handle; the sync still needs it
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        os.fsync(keep)
+        check_output(path)  # a link or file planted meanwhile is refused too
+        os.replace(temp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    finally:
+        os.close(keep)
+    _sync_folder(folder)
+
+
+@contextmanager
+def private_path(path: Path) -> Iterator[Path]:
+    """As `private_file`, for writers that want a path (DuckDB's COPY): the path of a file in a
+    new private (0700) folder beside `path`, moved over `path` once written."""
+    check_output(path)
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        temp = scratch / path.name
+        yield temp
+        os.chmod(temp, 0o600)
+        fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        check_output(path)
+        os.replace(temp, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _sync_folder(path.parent)
+
+
+def seal_output(path: Path, mode: int) -> str:
+    """Give a written output its final mode (`export_mode`) and return its SHA-256, through one
+    descriptor opened without following links: what is hashed is what was chmod-ed."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        found = os.fstat(handle.fileno())
+        if not stat.S_ISREG(found.st_mode) or found.st_uid != os.geteuid():
+            raise OutputError(f"{path}: changed by someone else while it was written")
+        os.fchmod(handle.fileno(), mode)
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def write_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str], stream: IO[str]) -> None:
@@ -129,9 +244,10 @@ def write_xlsx(
                     letter = get_column_letter(number_of_column)
                     width = max(12, len(column) + 2, ws.column_dimensions[letter].width or 0)
                     ws.column_dimensions[letter].width = width
+                line = ws.max_row  # counted on from here: max_row scans every cell
                 for row in table.rows:
                     ws.append([None] * len(table.columns))
-                    line = ws.max_row
+                    line += 1
                     for column_number, column in enumerate(table.columns, start=1):
                         _put(ws.cell(line, column_number), row.get(column))
     with private_file(path) as handle:
@@ -175,9 +291,9 @@ def write_parquet(conn: Connection, sql: str, params: dict[str, Any], path: Path
     """The query's rows as Parquet, written by DuckDB with exact DECIMAL columns."""
     conn.execute(f"CREATE OR REPLACE TEMP TABLE export_rows AS {sql}", params)
     try:
-        quoted = "'" + str(path).replace("'", "''") + "'"
-        conn.execute(f"COPY export_rows TO {quoted} (FORMAT parquet)")
-        os.chmod(path, 0o600)
+        with private_path(path) as temp:
+            quoted = "'" + str(temp).replace("'", "''") + "'"
+            conn.execute(f"COPY export_rows TO {quoted} (FORMAT parquet)")
     finally:
         conn.execute("DROP TABLE IF EXISTS export_rows")
 

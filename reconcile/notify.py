@@ -4,12 +4,19 @@ The only module that imports apprise (and only when sending). Flow per alert and
 
 1. `enqueue` writes the alert and one `pending` delivery per target alias, in the same
    transaction that recorded the state change (record, then act);
-2. `claim` marks due deliveries `claimed` with a lease, and commits;
+2. `claim` marks a due delivery `claimed` with a lease, and commits;
 3. `send` calls apprise with no database connection open; only an `AppriseResult` whose status
    is SUCCESS counts (FAILURE, PARTIAL, TIMEOUT and NOMATCH, where nothing was sent, do not);
 4. `confirm` marks successes `delivered` and puts failures back to `pending` with exponential
    backoff (capped). A claim never confirmed (the process died mid-send) is claimed again once
    its lease has expired.
+
+`deliver_due` runs 2-4 one delivery at a time: each send starts right after its own claim, and
+is confirmed before the next is claimed, so however slow a target is, sending everything never
+outlasts a lease that another watcher could then take over; only a single send longer than the
+lease (or a process killed mid-send) can repeat. The lease's end is the claim's fencing token:
+a watcher whose claim was taken over does not put it back to pending, and a delivery already
+confirmed is not confirmed again.
 
 Every message carries its stable alert id, so a target can drop a repeat. Only a target's alias
 is ever stored, printed or logged; its URL carries secrets and stays in settings.
@@ -18,6 +25,9 @@ is ever stored, printed or logged; its URL carries secrets and stays in settings
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,6 +65,11 @@ class Claim:
     attempts: int
     title: str
     body: str
+    lease_until: datetime | None = None  # this claim's fencing token: the lease it set
+
+    @property
+    def key(self) -> str:
+        return f"{self.alert_id}\x1f{self.target}"
 
 
 @dataclass(frozen=True)
@@ -111,19 +126,40 @@ def enqueue(
     ]
 
 
-def claim(conn: Connection, now: datetime, lease: timedelta = LEASE) -> list[Claim]:
-    """Take the deliveries that are due (or whose claim expired) for this process to send."""
+def claim(
+    conn: Connection,
+    now: datetime,
+    lease: timedelta = LEASE,
+    *,
+    limit: int | None = None,
+    skip: Sequence[str] = (),
+    only: Sequence[str] | None = None,
+) -> list[Claim]:
+    """Take the deliveries that are due (or whose claim expired) for this process to send: at
+    most `limit`, none whose `Claim.key` is in `skip`, only alerts in `only` when given."""
     with transaction(conn):
         rows = conn.execute(
             """
             UPDATE deliveries SET status = 'claimed', claimed_until = $until,
                    attempts = attempts + 1
-            WHERE target <> '(no target)' AND (
-                  (status = 'pending' AND next_attempt_at <= $now)
-                  OR (status = 'claimed' AND claimed_until < $now))
-            RETURNING alert_id, target, attempts
+            WHERE alert_id || chr(31) || target IN (
+                SELECT alert_id || chr(31) || target FROM deliveries
+                WHERE target <> '(no target)' AND (
+                      (status = 'pending' AND next_attempt_at <= $now)
+                      OR (status = 'claimed' AND claimed_until < $now))
+                  AND NOT list_contains($skip::VARCHAR[], alert_id || chr(31) || target)
+                  AND ($only::VARCHAR[] IS NULL OR list_contains($only::VARCHAR[], alert_id))
+                ORDER BY alert_id, target
+                LIMIT $limit::BIGINT)
+            RETURNING alert_id, target, attempts, claimed_until
             """,
-            {"now": now, "until": now + lease},
+            {
+                "now": now,
+                "until": now + lease,
+                "skip": list(skip),
+                "only": None if only is None else list(only),
+                "limit": limit,
+            },
         ).fetchall()
         if not rows:
             return []
@@ -134,7 +170,50 @@ def claim(conn: Connection, now: datetime, lease: timedelta = LEASE) -> list[Cla
                 [sorted({r[0] for r in rows})],
             ).fetchall()
         }
-    return [Claim(a, t, n, *texts[a]) for a, t, n in sorted(rows)]
+    return [Claim(a, t, n, *texts[a], lease_until=u) for a, t, n, u in sorted(rows)]
+
+
+def running_clock(start: datetime) -> Callable[[], datetime]:
+    """`start`, moving on with the monotonic clock: the time leases are measured in, also when
+    the time was given (`--now`), so that a long send uses up a lease under a given time too."""
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
+
+
+def deliver_due(
+    connect: Callable[[], AbstractContextManager[Connection]],
+    targets: list[Target],
+    timeout: float,
+    clock: Callable[[], datetime],
+    record_time: Callable[[], datetime],
+    *,
+    lease: timedelta = LEASE,
+    only: Sequence[str] | None = None,
+    claimed: list[Claim] | None = None,
+) -> list[tuple[Claim, str]]:
+    """Claim, send and confirm the due deliveries one at a time (see the module's notes), each
+    connection confirming the last send and claiming the next. Returns every send's outcome.
+
+    `clock` measures leases; `record_time` stamps deliveries, backoffs and audit events.
+    `claimed`: the first claim, already made in the caller's connection (`claim(..., limit=1)`);
+    when it is empty nothing was due, and no connection is opened. A delivery is tried once per
+    call, so a failing target cannot keep the loop going."""
+    outcomes: list[tuple[Claim, str]] = []
+    tried: list[str] = []
+    sent: list[tuple[Claim, str]] = []
+    claims = claimed
+    while True:
+        if claims is None:
+            with connect() as conn:
+                if sent:
+                    confirm(conn, sent, record_time(), targets)
+                claims = claim(conn, clock(), lease, limit=1, skip=tried, only=only)
+        if not claims:
+            return outcomes
+        tried += [item.key for item in claims]
+        sent = send(claims, targets, timeout)
+        outcomes += sent
+        claims = None
 
 
 def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tuple[Claim, str]]:
@@ -198,7 +277,12 @@ def confirm(
     targets: list[Target] | None = None,
 ) -> None:
     """Delivered, or back to pending with exponential backoff (capped); a target that keeps
-    failing escalates the alert to its fallback alias, once."""
+    failing escalates the alert to its fallback alias, once.
+
+    A success is confirmed unless the delivery is confirmed already (it was sent, whoever holds
+    the claim now: the holder's next step finds it delivered and does not send it again). A
+    failure changes the delivery only while this claim still holds it (its lease is the token):
+    a claim another watcher took over after the lease expired is theirs to settle."""
     fallbacks = {t.alias: t for t in targets or [] if t.fallback}
     with transaction(conn):
         for item, error in outcomes:
@@ -211,20 +295,38 @@ def confirm(
                 details={"target": item.target, "attempts": item.attempts, "error": error or None},
             )
             if not error:
-                conn.execute(
+                changed = conn.execute(
                     "UPDATE deliveries SET status = 'delivered', delivered_at = ?, "
-                    "claimed_until = NULL, last_error = NULL WHERE alert_id = ? AND target = ?",
+                    "claimed_until = NULL, last_error = NULL "
+                    "WHERE alert_id = ? AND target = ? AND status <> 'delivered' RETURNING 1",
                     [now, item.alert_id, item.target],
-                )
+                ).fetchall()
+                if not changed:  # sent by two watchers: a send outlasted its lease
+                    logs.event(
+                        log,
+                        logging.WARNING,
+                        f"alert delivered again to {item.target}: its lease ran out mid-send",
+                        target=item.target,
+                        attempts=item.attempts,
+                    )
                 continue
             delay = min(BACKOFF_FIRST * 2 ** max(item.attempts - 1, 0), BACKOFF_CAP)
-            conn.execute(
+            held = conn.execute(
                 "UPDATE deliveries SET status = 'pending', claimed_until = NULL, "
-                "next_attempt_at = ?, last_error = ? WHERE alert_id = ? AND target = ?",
-                [now + delay, redact.mask_pans(error), item.alert_id, item.target],
-            )
+                "next_attempt_at = ?, last_error = ? WHERE alert_id = ? AND target = ? "
+                "AND status = 'claimed' AND (?::TIMESTAMPTZ IS NULL OR claimed_until = ?) "
+                "RETURNING 1",
+                [
+                    now + delay,
+                    redact.mask_pans(error),
+                    item.alert_id,
+                    item.target,
+                    item.lease_until,
+                    item.lease_until,
+                ],
+            ).fetchall()
             failing = fallbacks.get(item.target)
-            if failing and failing.fallback and item.attempts >= failing.escalate_after:
+            if held and failing and failing.fallback and item.attempts >= failing.escalate_after:
                 conn.execute(
                     "INSERT OR IGNORE INTO deliveries VALUES (?, ?, 'pending', 0, ?, NULL, NULL, ?)",
                     [item.alert_id, failing.fallback, now, f"escalated: {item.target} failing"],

@@ -4,12 +4,18 @@ Nothing is materialised here, so raw values (card numbers included) never land i
 CSV is read by DuckDB's sniffer and reader (rejected lines kept aside with their line numbers),
 JSON Lines through `read_text` (so a broken line is a row, not a failure), Parquet with its row
 numbers.
+
+Size limits, whatever the format: a field longer than MAX_FIELD_BYTES (1 MB) is not kept, its
+row is quarantined naming the field; a line longer than MAX_LINE_BYTES (16 MB) is quarantined
+whole, unread. A gzip file that would expand past GZIP_MAX_RATIO times its size (and past
+GZIP_FREE_BYTES) is refused before anything reads it; the check streams, holding 1 MB at a time.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +26,10 @@ from reconcile.errors import InputFileError
 from reconcile.redact import normalise_name as normalise_name
 from reconcile.settings import SourceConfig
 
-MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024 * 1024  # a longer line is quarantined unread
+MAX_FIELD_BYTES = 1024 * 1024  # a longer field's row is quarantined, the value not kept
+GZIP_MAX_RATIO = 200  # a gzip file may expand to this many times its size ...
+GZIP_FREE_BYTES = 16 * 1024 * 1024  # ... or to this much, whichever is more
 _BINARY_MAGIC = {
     b"PK\x03\x04": "a ZIP archive or an Excel workbook (XLSX); save the sheet as CSV",
     b"%PDF": "a PDF document",
@@ -47,6 +56,8 @@ class Plan:
     may_span_lines: bool = True  # a (quoted) field may contain a line break
     rules: redact.FieldRules = field(default_factory=redact.FieldRules)  # the source's names
     nested_masker: str = "recon_mask_nested"  # the SQL name of this file's `redact.mask_nested`
+    # Checked before any other (staging.py): (condition, column, reason), each as SQL.
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def withhold_raw_lines(self) -> bool:
@@ -110,8 +121,11 @@ def check_readable(path: Path, fmt: str, encoding: str = "utf-8") -> None:
                 f"this is not a text log: it looks like {what}",
                 "give the CSV, JSON Lines or Parquet file the source produced",
             )
-    if head.startswith(b"\x1f\x8b") or head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return  # gzip is decompressed by DuckDB; UTF-16 (by its BOM) is read as such
+    if head.startswith(b"\x1f\x8b"):
+        check_gzip(path)
+        return  # gzip is decompressed by DuckDB
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return  # UTF-16 (by its BOM) is read as such
     if encoding == "utf-16":
         return
     control = sum(1 for byte in head if byte < 32 and byte not in (9, 10, 12, 13))
@@ -121,6 +135,71 @@ def check_readable(path: Path, fmt: str, encoding: str = "utf-8") -> None:
             "this is not a text log: more than 10% of its first bytes are binary control codes",
             "give the CSV, JSON Lines or Parquet file the source produced",
         )
+
+
+def check_gzip(path: Path) -> None:
+    """Refuse a gzip file that expands past max(GZIP_MAX_RATIO x its size, GZIP_FREE_BYTES)
+    (a "zip bomb"), counting the expansion as it streams by, 1 MB at a time, never holding it."""
+    size = path.stat().st_size
+    limit = max(GZIP_MAX_RATIO * size, GZIP_FREE_BYTES)
+    chunk = 1024 * 1024
+    expanded = 0
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        with path.open("rb") as handle:
+            pending = handle.read(chunk)
+            while pending:
+                expanded += len(inflater.decompress(pending, chunk))
+                pending = inflater.unconsumed_tail
+                if inflater.eof and inflater.unused_data:  # the next gzip member
+                    pending = inflater.unused_data + pending
+                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                if expanded > limit:
+                    raise InputFileError(
+                        str(path),
+                        f"the gzip file expands to more than {limit:,} bytes ({size:,} bytes "
+                        f"compressed, more than {GZIP_MAX_RATIO} times): refused as a "
+                        "decompression bomb",
+                        "check where the file came from; a genuine log this compressible can be "
+                        "loaded uncompressed",
+                    )
+                if not pending:
+                    pending = handle.read(chunk)
+    except zlib.error:
+        raise InputFileError(
+            str(path),
+            "not a valid gzip file (it starts like one but cannot be decompressed)",
+            "copy or export the file again and re-run the ingest",
+        ) from None
+
+
+def _bound_fields(plan: Plan) -> None:
+    """Quarantine rows with a field longer than MAX_FIELD_BYTES, naming the field: the value
+    is replaced (by its line breaks only, so that CSV line numbers after it stay right) and so
+    reaches no table, the quarantine's raw row included."""
+    if not plan.columns:
+        return
+    replaced, checks = [], []
+    for name in plan.columns:
+        c = sql_ident(name)
+        over = f"strlen({c}) > {MAX_FIELD_BYTES}"
+        breaks = f"repeat(chr(10), length({c}) - length(replace({c}, chr(10), '')))"
+        replaced.append(f"CASE WHEN {over} THEN {breaks} ELSE {c} END AS {c}")
+        shown = sql_literal(redact.mask_pans(name) or name)
+        checks.append(f"WHEN {over} THEN {{'column': {shown}, 'bytes': strlen({c})}}")
+    plan.raw_sql = (
+        f"(SELECT * REPLACE ({', '.join(replaced)}), CASE {' '.join(checks)} END AS __oversize "
+        f"FROM {plan.raw_sql})"
+    )
+    plan.problems.append(
+        (
+            "__oversize IS NOT NULL",
+            "__oversize.column",
+            "'field ' || __oversize.column || ' holds ' || __oversize.bytes || ' bytes, over the "
+            f"limit of {MAX_FIELD_BYTES} bytes (1 MB) per field; the value is not stored: "
+            "shorten it at the source'",
+        )
+    )
 
 
 def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> Plan:
@@ -158,7 +237,8 @@ def _read_jsonl(conn: Connection, path: Path) -> Plan:
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW recon_lines AS "
         "SELECT __rec, __text, "
-        "CASE WHEN json_valid(__text) THEN json_type(__text) = 'OBJECT' ELSE false END AS __ok FROM ("
+        f"CASE WHEN strlen(__text) > {MAX_LINE_BYTES} THEN false "
+        "WHEN json_valid(__text) THEN json_type(__text) = 'OBJECT' ELSE false END AS __ok FROM ("
         "  SELECT unnest(generate_series(1, len(lines))) AS __rec,"
         "         rtrim(ltrim(unnest(lines), chr(65279)), chr(13)) AS __text"
         f"  FROM (SELECT string_split(content, chr(10)) AS lines FROM read_text({sql_literal(str(path))}))"
@@ -182,11 +262,23 @@ def _read_jsonl(conn: Connection, path: Path) -> Plan:
     extracted = ", ".join(f"{_json_value(key)} AS {sql_ident(key)}" for key in keys)
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW recon_raw AS SELECT __rec, "
-        "CASE WHEN NOT __ok THEN __text END AS __broken"
+        f"strlen(__text) > {MAX_LINE_BYTES} AS __long_line, "  # not parsed, not kept
+        f"CASE WHEN NOT __ok AND strlen(__text) <= {MAX_LINE_BYTES} THEN __text END AS __broken"
         + (f", {extracted}" if extracted else "")
         + " FROM recon_lines"
     )
-    return Plan(path, "jsonl", keys, {})
+    plan = Plan(path, "jsonl", keys, {})
+    plan.problems.append(
+        (
+            "__long_line",
+            "NULL::VARCHAR",
+            sql_literal(
+                f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MB; it was not read: "
+                "split the record at the source"
+            ),
+        )
+    )
+    return plan
 
 
 def _json_value(key: str) -> str:
@@ -318,6 +410,7 @@ def read(conn: Connection, path: Path, fmt: str, config: SourceConfig) -> Plan:
         plan = _read_parquet(conn, path)
     plan.rules = rules
     plan.nested_masker = masker
+    _bound_fields(plan)
     return plan
 
 

@@ -138,8 +138,8 @@ class Stage:
         self.kept = [name for name in plan.columns if not redact.is_never_stored(name)]
         self.values: dict[str, str] = {}
         self.derived: dict[str, str] = {}  # computed from `values`, one layer further out
-        # (condition, column, reason as SQL): the first that holds is the row's problem.
-        self.problems: list[tuple[str, str | None, str]] = []
+        # (condition, column, reason, all SQL): the first that holds is the row's problem.
+        self.problems: list[tuple[str, str, str]] = []
 
     def is_card(self, name: str) -> bool:
         return redact.is_card_column(name, self.config.card_columns)
@@ -209,9 +209,11 @@ class Stage:
         )
 
     def problem(self, condition: str, column: str | None, reason: str) -> None:
-        self.problems.append((condition, column, sql_literal(reason)))
+        shown = sql_literal(column) if column else "NULL::VARCHAR"
+        self.problems.append((condition, shown, sql_literal(reason)))
 
     def common(self, kind: str) -> None:
+        self.problems.extend(self.plan.problems)  # size limits (readers.py) come first
         if self.plan.format == "jsonl":
             self.problem("__broken IS NOT NULL", None, "not a valid JSON object")
         self.problem("__nul", None, "contains a NUL byte (binary data inside a text field)")
@@ -311,7 +313,7 @@ class Stage:
         self.problems.append(
             (
                 "__v_outcome IS NULL",
-                "status",
+                "'status'",
                 "'unknown status ''' || left(__v_status, 40) || '''; known values: "
                 + known.replace("'", "''")
                 + " (add it to success_values or failure_values in recon.toml)'",
@@ -427,8 +429,7 @@ class Stage:
         problem = (
             "CASE "
             + " ".join(
-                f"WHEN {cond} THEN {{'column': {sql_literal(col) if col else 'NULL::VARCHAR'}, "
-                f"'reason': {reason}}}"
+                f"WHEN {cond} THEN {{'column': {col}, 'reason': {reason}}}"
                 for cond, col, reason in self.problems
             )
             + " END"

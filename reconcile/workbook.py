@@ -131,7 +131,7 @@ def write(
     """Write the export of `scope` (already reconciled) to `out`: a file for xlsx, else a folder."""
     queries = _queries(scope)
     if fmt == "parquet":
-        out.mkdir(parents=True, exist_ok=True)
+        export.output_folder(out)
         counts = {}
         for name, (sql, params) in queries.items():
             export.write_parquet(conn, sql, params, out / f"{name}.parquet")
@@ -151,7 +151,7 @@ def write(
         "files": FILE_COLUMNS,
     }
     if fmt == "csv":
-        out.mkdir(parents=True, exist_ok=True)
+        export.output_folder(out)
         paths = []
         for name, rows in tables.items():
             path = out / f"{name}.csv"
