@@ -156,11 +156,51 @@ def parse_day(value: str | None, param: str) -> date | None:
         ) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--db", metavar="PATH", help="DuckDB file (env RECON_DB; default ./recon.duckdb).")
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact.mask_pans(value)
+    if isinstance(value, tuple | list):
+        return type(value)(_masked(item) for item in value)
+    return value
+
+
+class _MaskedParameters(click.Command):
+    """Every identifier typed on the command line enters here: each text argument and option
+    value (run ids, source, monitor and token names, tags, reasons...) has its card numbers
+    masked before any command sees it, so none reaches a table, a log or an alert. Paths are
+    the exception (the file must still be found): what is stored or printed of a file name is
+    masked where the file is read (`ingest.ingest_file`), and the command run by `recon run` is
+    passed through as given."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for param in self.get_params(ctx):
+            if param.name in ctx.params and not isinstance(
+                param.type, click.Path | click.types.UnprocessedParamType
+            ):
+                ctx.params[param.name] = _masked(ctx.params[param.name])
+        return rest
+
+
+class _MaskedGroup(_MaskedParameters, click.Group):
+    command_class = _MaskedParameters
+    group_class = type  # subgroups are of this class too
+
+
+@click.group(
+    cls=_MaskedGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--db",
+    metavar="PATH",
+    type=click.Path(),
+    help="DuckDB file (env RECON_DB; default ./recon.duckdb).",
+)
 @click.option(
     "--config",
     metavar="PATH",
+    type=click.Path(),
     help="recon.toml to read (env RECON_CONFIG; default ./recon.toml if present).",
 )
 @click.option("--now", metavar="ISO8601", help="Pretend it is this time (env RECON_NOW).")
@@ -2107,9 +2147,71 @@ def _safe(text: str) -> str:
     return redact.mask_secrets(text)
 
 
+class MaskedStream(io.TextIOBase):
+    """stdout or stderr with card numbers masked in whatever is written to it: the last guard
+    for text recon did not produce itself (click's messages, warnings, tracebacks with
+    RECON_DEBUG, the server's own log lines, the output `recon run` passes on). Text is held
+    until a line ends (or a flush), so a number written in pieces is still seen whole."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self._stream = stream
+        self._pending = ""
+
+    def __getattr__(self, name: str) -> Any:  # buffer, fileno, isatty...
+        return getattr(self._stream, name)
+
+    @property
+    def encoding(self) -> Any:  # type: ignore[override]  # click writes to a stream whose
+        return self._stream.encoding  # encoding it knows, else to its buffer, around us
+
+    @property
+    def errors(self) -> Any:  # type: ignore[override]
+        return self._stream.errors
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._pending += text
+        end = self._pending.rfind("\n") + 1
+        if end:
+            ready, self._pending = self._pending[:end], self._pending[end:]
+            self._stream.write(redact.mask_pans(ready))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            ready, self._pending = self._pending, ""
+            self._stream.write(redact.mask_pans(ready))
+        self._stream.flush()
+
+
+def _show_click_error(exc: click.ClickException) -> None:
+    """click's own message, masked: a usage error quotes the value it refused."""
+    shown = io.StringIO()
+    exc.show(file=shown)
+    sys.stderr.write(_safe(shown.getvalue()))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: translate every failure into a message and an exit code, never a traceback."""
     os.umask(0o077)  # everything recon creates (WAL, spool, logs, exports) is private
+    if not isinstance(sys.stdout, MaskedStream) and sys.stdout is not None:
+        sys.stdout = MaskedStream(sys.stdout)
+    if not isinstance(sys.stderr, MaskedStream) and sys.stderr is not None:
+        sys.stderr = MaskedStream(sys.stderr)
+    try:
+        _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="recon", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -2118,7 +2220,7 @@ def main(argv: list[str] | None = None) -> None:
         info("aborted")
         sys.exit(EXIT_ERROR)
     except click.ClickException as exc:
-        exc.show()
+        _show_click_error(exc)
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
     except ConfigError as exc:
         info(f"error: {_safe(str(exc))}")
