@@ -238,7 +238,7 @@ def init(app: App) -> None:
     """
     with app.connect() as conn:
         applied = migrations.applied(conn)
-    path = str(app.settings.db)
+    path = redact.mask_pans(str(app.settings.db))
     if app.json:
         emit_json({"db": path, "migrations": applied})
     else:
@@ -1504,7 +1504,7 @@ def run_command(app: App, name: str, command: tuple[str, ...]) -> None:
     except OSError as exc:
         code, stdout, stderr = 127, "", f"could not start {command[0]}: {exc.strerror}\n"
     duration = time.monotonic() - started
-    sys.stdout.write(stdout)
+    sys.stdout.write(redact.mask_pans(stdout) or "")  # the job's own output, passed on
     sys.stderr.write(stderr)
     output = stdout + stderr
     tail = "\n".join(output.splitlines()[-20:])
@@ -2148,10 +2148,15 @@ def _safe(text: str) -> str:
 
 
 class MaskedStream(io.TextIOBase):
-    """stdout or stderr with card numbers masked in whatever is written to it: the last guard
-    for text recon did not produce itself (click's messages, warnings, tracebacks with
-    RECON_DEBUG, the server's own log lines, the output `recon run` passes on). Text is held
-    until a line ends (or a flush), so a number written in pieces is still seen whole."""
+    """stderr with card numbers masked in whatever is written to it: the last guard for text
+    recon did not produce itself (click's messages, warnings, tracebacks with RECON_DEBUG, the
+    server's own log lines, what `recon run` passes on). Text is held until a line ends (or a
+    flush), so a number written in pieces is still seen whole.
+
+    stdout carries data (tables, CSV, JSON) made of stored values, masked when they were
+    stored, and identifiers masked where they entered; masking it all again would cost more
+    than the data took to read, so only what comes from elsewhere is masked on its way there
+    (the output `recon run` passes on, the database path)."""
 
     def __init__(self, stream: Any) -> None:
         super().__init__()
@@ -2199,8 +2204,6 @@ def _show_click_error(exc: click.ClickException) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: translate every failure into a message and an exit code, never a traceback."""
     os.umask(0o077)  # everything recon creates (WAL, spool, logs, exports) is private
-    if not isinstance(sys.stdout, MaskedStream) and sys.stdout is not None:
-        sys.stdout = MaskedStream(sys.stdout)
     if not isinstance(sys.stderr, MaskedStream) and sys.stderr is not None:
         sys.stderr = MaskedStream(sys.stderr)
     try:
