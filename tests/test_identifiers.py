@@ -12,8 +12,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reconcile import logs
+from reconcile import logs, redact
+from reconcile.readers import masked_names
 
 from .canary import Canary, canaries, leaks, read_files, read_store
 from .conftest import Recon, Result
@@ -241,3 +244,20 @@ def test_log_correlation_ids_field_names_and_values_are_masked(tmp_path: Path) -
     assert record["run_id"] == "***************" + card.digits[-4:]
     assert record["alert_id"] == "************" + other.digits[-4:]
     assert not leaks(log.read_text(), CARDS), record
+
+
+_NAME_PARTS = st.sampled_from(
+    [c.text for c in CARDS] + ["txn_id", "amount", "note", "a", "_2", " ", "-", "1234", "4111"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_NAME_PARTS, min_size=1, max_size=3).map("x".join), max_size=8))
+def test_masked_column_names_hold_no_card_and_stay_apart(names: list[str]) -> None:
+    names = list(dict.fromkeys(names))  # a file's columns are distinct
+    shown = masked_names(names)
+    assert len(shown) == len(names) and len(set(shown)) == len(shown)
+    for name, new in zip(names, shown, strict=True):
+        assert not leaks(new, CARDS)
+        if redact.mask_pans(name) == name:
+            assert new == name  # names without a card number are left alone
