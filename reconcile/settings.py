@@ -225,6 +225,13 @@ class NotifyConfig(BaseModel):
             _no_card(alias, "the target alias")
         return value
 
+    @field_validator("config_file", mode="after")
+    @classmethod
+    def _no_card_in_file_name(cls, value: Path | None) -> Path | None:
+        if value is not None:  # its name is part of each of its targets' alias
+            _no_card(value.name, "the file name")
+        return value
+
 
 class MailboxConfig(BaseModel):
     """An IMAP mailbox under `[mailboxes.ALIAS]`, read (never changed) by `reconcile.mailbox`.

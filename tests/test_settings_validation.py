@@ -143,6 +143,7 @@ def test_a_mapping_to_an_ordinary_column_is_still_accepted(tmp_path: Path) -> No
         '[mailboxes.box]\nhost = "h"\nuser = "{card}"\n',
         '[mailboxes.box]\nhost = "h"\nuser = "u"\nfolder = "{card}"\n',
         'base_url = "http://127.0.0.1/{card}"\n',
+        '[notify]\nconfig_file = "/etc/recon/{card}.yml"\n',
         'export_mode = "{card}"\n',
         'lock_timeout = "{card} minutes"\n',
         '[sources.pay]\ntimezone = "{card}"\n',
