@@ -2194,11 +2194,20 @@ class MaskedStream(io.TextIOBase):
         self._stream.flush()
 
 
-def _show_click_error(exc: click.ClickException) -> None:
-    """click's own message, masked: a usage error quotes the value it refused."""
+def _show_click_error(exc: click.ClickException, argv: Sequence[str]) -> None:
+    """click's own message, masked: a usage error quotes the value it refused, often as its
+    repr, where invisible characters inside a number are written as escapes (`\\u200b`) the
+    masker cannot see through; each argument holding a card number is replaced as given and
+    as its repr before the message is masked."""
     shown = io.StringIO()
     exc.show(file=shown)
-    sys.stderr.write(_safe(shown.getvalue()))
+    text = shown.getvalue()
+    for arg in argv:
+        for value in {arg, arg.partition("=")[2]} - {""}:
+            masked = redact.mask_pans(value)
+            if masked != value:
+                text = text.replace(repr(value)[1:-1], masked or "").replace(value, masked or "")
+    sys.stderr.write(_safe(text))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -2223,7 +2232,7 @@ def _main(argv: list[str] | None) -> None:
         info("aborted")
         sys.exit(EXIT_ERROR)
     except click.ClickException as exc:
-        _show_click_error(exc)
+        _show_click_error(exc, sys.argv[1:] if argv is None else argv)
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
     except ConfigError as exc:
         info(f"error: {_safe(str(exc))}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import unicodedata
 import zipfile
 from dataclasses import dataclass
@@ -76,11 +77,28 @@ def canaries(seed: int = 20261202) -> list[Canary]:
     return [make(shape, rng) for shape in SHAPES]
 
 
+_ESCAPES = re.compile(
+    r"\\u([0-9a-fA-F]{4})|_x([0-9a-fA-F]{4})_|&#x([0-9a-fA-F]{1,6});|&#([0-9]{1,7});"
+)
+
+
+def unescape(text: str) -> str:
+    """JSON (`\\u200d`), XLSX (`_x200D_`) and XML (`&#8205;`) escapes decoded: whoever reads
+    the log or the export back decodes them too."""
+
+    def decode(match: re.Match[str]) -> str:
+        hexa = match.group(1) or match.group(2) or match.group(3)
+        return chr(int(hexa, 16) if hexa else int(match.group(4)))
+
+    return _ESCAPES.sub(decode, text)
+
+
 def normalise(text: str) -> str:
     """Digits as ASCII, letters as `|` (a break), everything else (separators, invisible and
-    format characters, masks) dropped: what is left are the digit runs a reader could rebuild."""
+    format characters, masks) dropped: what is left are the digit runs a reader could rebuild.
+    Escapes are decoded first."""
     out = []
-    for char in unicodedata.normalize("NFKC", text):
+    for char in unicodedata.normalize("NFKC", unescape(text)):
         if char.isdecimal():
             out.append(str(unicodedata.decimal(char)))
         elif char.isalpha():
@@ -99,8 +117,21 @@ def leaks(text: str, found: list[Canary]) -> list[str]:
     return hits
 
 
+def _text(value: object) -> str:
+    """A stored value as text, as it is (never `repr`: it would escape the invisible characters
+    a canary hides behind, and the scan would read `\u200d` as letters and digits)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return "\nX\n".join(_text(item) for item in value)
+    if isinstance(value, dict):
+        return "\nX\n".join(f"{_text(k)}\nX\n{_text(v)}" for k, v in value.items())
+    return str(value)
+
+
 def read_store(db: Path) -> dict[str, str]:
-    """Every column of every table of a DuckDB file, as text, by table."""
+    """Every column of every table of a DuckDB file, as text, by table (cells apart: a letter
+    between them, so digits of two cells never join)."""
     places = {}
     with duckdb.connect(str(db), read_only=True) as conn:
         tables = conn.execute(
@@ -109,7 +140,7 @@ def read_store(db: Path) -> dict[str, str]:
         for schema, table in tables:
             rows = conn.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()
             columns = [d[0] for d in conn.description or []]
-            places[f"table {table}"] = repr(columns) + "\n" + repr(rows)
+            places[f"table {table}"] = _text(columns) + "\nX\n" + _text(rows)
     return places
 
 

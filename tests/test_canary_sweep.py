@@ -126,6 +126,10 @@ NEEDS_SERVER_BRANCH = {
     "API: run id in the complete URL",  # api.complete_run stores the URL's run id as given
     "ping ?rid=",  # web.py keeps ?rid= as given
     "ping /start?rid=",
+    "ping body across the 10 kB cut",  # web.py cuts the body at 10 kB before masking it
+    # api.py's 403 reason quotes the source as its repr: zero-width spaces become `\\u200b`
+    # escapes the masker does not see through (audit_events, audit log output)
+    "API: source in the URL",
 }
 
 SHAPE_NAMES = list(SHAPES)
@@ -419,10 +423,11 @@ def _http(recon: Recon, base: str, answers: dict[str, int]) -> None:
     answers["ping /start?rid="] = request(f"{url}/start?rid={quoted(c('ping /start?rid='))}")[0]
     answers["ping body"] = request(url, f"ok {c('ping body')}".encode())[0]
     answers["ping /fail body"] = request(f"{url}/fail", c("ping /fail body").encode())[0]
-    # The body is kept up to 10 kB: a number across the cut must not leave 12 digits behind.
-    text = c("ping body across the 10 kB cut").encode()
+    # The body is kept up to 10 kB: a number cut at its last digit must not leave 15 behind.
+    text = c("ping body across the 10 kB cut")
+    pad = 10 * 1024 - (len(text.encode()) - len(text[-1].encode()))
     answers["ping body across the 10 kB cut"] = request(
-        f"{url}/log", b"x" * (10 * 1024 - len(text) // 2) + text
+        f"{url}/log", (b"x " * pad)[:pad] + text.encode()
     )[0]
     answers["ping unknown URL"] = request(f"{base}/ping/{quoted(c('ping unknown URL'))}")[0]
     answers["ping bad suffix"] = request(f"{url}/{quoted(c('ping bad suffix'))}")[0]
@@ -492,6 +497,9 @@ def test_the_sweep_reached_every_place(sweep: Sweep) -> None:
     store = sweep.places["table transactions"] + sweep.places["table quarantine"]
     for vector in ("txn_id value", "CSV column name", "quarantined row", "error_message text"):
         assert "*" * 8 + CANARY[vector].digits[-4:] in store, vector
+    pings = [v for v in VECTORS if v.startswith("ping ") and v in sweep.answers]
+    expected = {v: 404 if v in ("ping unknown URL", "ping bad suffix") else 200 for v in pings}
+    assert {v: sweep.answers[v] for v in pings} == expected
     alerts = " ".join(sweep.alerts)
     assert CANARY["monitor add NAME"].digits[-4:] in alerts
 

@@ -105,6 +105,18 @@ def test_a_database_path_holding_a_card_number_is_printed_masked(recon: Recon) -
     assert not any(leaks(o.stdout + o.stderr, CARDS) for o in outputs), outputs
 
 
+@pytest.mark.parametrize("option", ["--limit", "--limit="])
+def test_a_usage_error_quoting_a_card_as_its_repr_is_masked(recon: Recon, option: str) -> None:
+    """click quotes a refused value as its repr: zero-width spaces inside the number become
+    `\\u200b` escapes, which the masker alone would not see through."""
+    card = BY_SHAPE["spaces and zero-width space"]
+    value = f"{card.text}x"
+    args = [f"{option}{value}"] if option.endswith("=") else [option, value]
+    done = recon("quarantine", *args)
+    assert done.code == 2 and "************" + card.digits[-4:] in done.stderr, done.stderr
+    assert not leaks(done.stdout + done.stderr, CARDS), done.stderr
+
+
 @pytest.mark.parametrize("card", CARDS[:4], ids=lambda c: c.shape)
 def test_a_file_named_like_a_card_is_stored_and_shown_masked(
     logged: Recon, write_file: Callable[[str, str], Path], card: Canary
