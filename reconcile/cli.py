@@ -175,11 +175,51 @@ def parse_day(value: str | None, param: str) -> date | None:
         ) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--db", metavar="PATH", help="DuckDB file (env RECON_DB; default ./recon.duckdb).")
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact.mask_pans(value)
+    if isinstance(value, tuple | list):
+        return type(value)(_masked(item) for item in value)
+    return value
+
+
+class _MaskedParameters(click.Command):
+    """Every identifier typed on the command line enters here: each text argument and option
+    value (run ids, source, monitor and token names, tags, reasons...) has its card numbers
+    masked before any command sees it, so none reaches a table, a log or an alert. Paths are
+    the exception (the file must still be found): what is stored or printed of a file name is
+    masked where the file is read (`ingest.ingest_file`), and the command run by `recon run` is
+    passed through as given."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for param in self.get_params(ctx):
+            if param.name in ctx.params and not isinstance(
+                param.type, click.Path | click.types.UnprocessedParamType
+            ):
+                ctx.params[param.name] = _masked(ctx.params[param.name])
+        return rest
+
+
+class _MaskedGroup(_MaskedParameters, click.Group):
+    command_class = _MaskedParameters
+    group_class = type  # subgroups are of this class too
+
+
+@click.group(
+    cls=_MaskedGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--db",
+    metavar="PATH",
+    type=click.Path(),
+    help="DuckDB file (env RECON_DB; default ./recon.duckdb).",
+)
 @click.option(
     "--config",
     metavar="PATH",
+    type=click.Path(),
     help="recon.toml to read (env RECON_CONFIG; default ./recon.toml if present).",
 )
 @click.option("--now", metavar="ISO8601", help="Pretend it is this time (env RECON_NOW).")
@@ -217,7 +257,7 @@ def init(app: App) -> None:
     """
     with app.connect() as conn:
         applied = migrations.applied(conn)
-    path = str(app.settings.db)
+    path = redact.mask_pans(str(app.settings.db))
     if app.json:
         emit_json({"db": path, "migrations": applied})
     else:
@@ -1488,7 +1528,7 @@ def run_command(app: App, name: str, command: tuple[str, ...]) -> None:
     except OSError as exc:
         code, stdout, stderr = 127, "", f"could not start {command[0]}: {exc.strerror}\n"
     duration = time.monotonic() - started
-    sys.stdout.write(stdout)
+    sys.stdout.write(redact.mask_pans(stdout) or "")  # the job's own output, passed on
     sys.stderr.write(stderr)
     output = stdout + stderr
     tail = "\n".join(output.splitlines()[-20:])
@@ -2218,9 +2258,83 @@ def _safe(text: str) -> str:
     return redact.mask_secrets(text)
 
 
+class MaskedStream(io.TextIOBase):
+    """stderr with card numbers masked in whatever is written to it: the last guard for text
+    recon did not produce itself (click's messages, warnings, tracebacks with RECON_DEBUG, the
+    server's own log lines, what `recon run` passes on). Text is held until a line ends (or a
+    flush), so a number written in pieces is still seen whole.
+
+    stdout carries data (tables, CSV, JSON) made of stored values, masked when they were
+    stored, and identifiers masked where they entered; masking it all again would cost more
+    than the data took to read, so only what comes from elsewhere is masked on its way there
+    (the output `recon run` passes on, the database path)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self._stream = stream
+        self._pending = ""
+
+    def __getattr__(self, name: str) -> Any:  # buffer, fileno, isatty...
+        return getattr(self._stream, name)
+
+    @property
+    def encoding(self) -> Any:  # type: ignore[override]  # click writes to a stream whose
+        return self._stream.encoding  # encoding it knows, else to its buffer, around us
+
+    @property
+    def errors(self) -> Any:  # type: ignore[override]
+        return self._stream.errors
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._pending += text
+        end = self._pending.rfind("\n") + 1
+        if end:
+            ready, self._pending = self._pending[:end], self._pending[end:]
+            self._stream.write(redact.mask_pans(ready))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            ready, self._pending = self._pending, ""
+            self._stream.write(redact.mask_pans(ready))
+        self._stream.flush()
+
+
+def _show_click_error(exc: click.ClickException, argv: Sequence[str]) -> None:
+    """click's own message, masked: a usage error quotes the value it refused, often as its
+    repr, where invisible characters inside a number are written as escapes (`\\u200b`) the
+    masker cannot see through; each argument holding a card number is replaced as given and
+    as its repr before the message is masked."""
+    shown = io.StringIO()
+    exc.show(file=shown)
+    text = shown.getvalue()
+    for arg in argv:
+        for value in {arg, arg.partition("=")[2]} - {""}:
+            masked = redact.mask_pans(value)
+            if masked != value:
+                text = text.replace(repr(value)[1:-1], masked or "").replace(value, masked or "")
+    sys.stderr.write(_safe(text))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: translate every failure into a message and an exit code, never a traceback."""
     os.umask(0o077)  # everything recon creates (WAL, spool, logs, exports) is private
+    if not isinstance(sys.stderr, MaskedStream) and sys.stderr is not None:
+        sys.stderr = MaskedStream(sys.stderr)
+    try:
+        _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="recon", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -2229,7 +2343,7 @@ def main(argv: list[str] | None = None) -> None:
         info("aborted")
         sys.exit(EXIT_ERROR)
     except click.ClickException as exc:
-        exc.show()
+        _show_click_error(exc, sys.argv[1:] if argv is None else argv)
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
     except ConfigError as exc:
         info(f"error: {_safe(str(exc))}")

@@ -179,6 +179,7 @@ class Stored:
 def _store(
     conn: Connection,
     plan: Plan,
+    shown: str,
     kind: str,
     source: str,
     file_id: int,
@@ -212,7 +213,7 @@ def _store(
             f"INSERT INTO control_totals SELECT ?, run_id, expected_count, expected_amount, ?, __line, ?, ? {good}",
             [source, file_id, now, user],
         )
-    quarantine_params = [file_id, source, kind, str(plan.path), now]
+    quarantine_params = [file_id, source, kind, shown, now]
     conn.execute(
         "INSERT INTO quarantine SELECT ?, ?, ?, ?, run_id, __line, __problem_column, __problem_reason, "
         "__raw, ? FROM recon_lined WHERE __problem_reason IS NOT NULL ORDER BY __rec",
@@ -225,7 +226,7 @@ def _store(
             f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in _REJECT_REASONS.items()
         )
         conn.execute(
-            "INSERT INTO quarantine SELECT ?, ?, ?, ?, NULL, __line, column_name, "
+            "INSERT INTO quarantine SELECT ?, ?, ?, ?, NULL, __line, recon_mask(column_name), "
             f"CASE error_type::VARCHAR {reasons} ELSE 'unreadable line: ' || error_type::VARCHAR END, "
             f"json_object('line', {raw_line})::VARCHAR, ? FROM recon_rejects_lined ORDER BY line",
             quarantine_params,
@@ -322,7 +323,7 @@ class _AlreadyIngested(Exception):
         self.result = result
 
 
-def _prior(conn: Connection, path: Path, source: str, digest: str) -> FileResult | None:
+def _prior(conn: Connection, shown: str, source: str, digest: str) -> FileResult | None:
     row = conn.execute(
         "SELECT f.file_id, f.kind, f.format, f.run_ids, f.rows_read, f.rows_loaded, "
         "f.rows_quarantined, r.path FROM ingested_files f "
@@ -335,7 +336,7 @@ def _prior(conn: Connection, path: Path, source: str, digest: str) -> FileResult
     file_id, kind, fmt, run_ids, read, loaded, quarantined, replaced_by = row
     notes = [f"its rows were replaced later by {replaced_by}"] if replaced_by else []
     return FileResult(
-        str(path),
+        shown,
         digest,
         source,
         kind,
@@ -371,6 +372,12 @@ def ingest_file(
     in the same transaction; the HTTP API signals at `.../complete` instead."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
+    # Identifiers enter here whoever calls (CLI, API, mail watcher): the file's name as stored
+    # and shown, the source and the given run id carry no card number. The path itself is kept
+    # only to read the file.
+    shown, shown_name = redact.mask_pans(str(path)) or "", redact.mask_pans(path.name) or ""
+    source = redact.mask_pans(source) or source
+    run_id = redact.mask_pans(run_id)
     undated_day = report_date
     if kind == "processed" and undated_day is None:
         undated_day = business_day(now, config)
@@ -388,7 +395,7 @@ def ingest_file(
                     plan = read(conn, path, fmt, config)
                     scan = hashing.result()
                     digest = scan.sha256
-                    prior = _prior(conn, path, source, digest)
+                    prior = _prior(conn, shown, source, digest)
                     if prior and not (replace and prior.kind == kind):
                         raise _AlreadyIngested(prior)
                     map_columns(plan, kind, config, run_id, source)
@@ -417,7 +424,7 @@ def ingest_file(
                     if replace
                     else None
                 )
-                stored = _store(conn, plan, kind, source, file_id, now, user, rejects)
+                stored = _store(conn, plan, shown, kind, source, file_id, now, user, rejects)
                 rows_read, loaded, quarantined = stored.read, stored.loaded, stored.quarantined
                 run_ids, undated = stored.run_ids, stored.undated
                 conn.execute(
@@ -427,7 +434,7 @@ def ingest_file(
                         file_id,
                         source,
                         kind,
-                        str(path),
+                        shown,
                         digest,
                         path.stat().st_size,
                         fmt,
@@ -444,10 +451,10 @@ def ingest_file(
                 audit.record(
                     conn,
                     "ingest",
-                    f"{source}:{path.name}",
+                    f"{source}:{shown_name}",
                     now=now,
                     details={
-                        "path": str(path),
+                        "path": shown,
                         "sha256": digest,
                         "kind": kind,
                         "format": fmt,
@@ -470,7 +477,7 @@ def ingest_file(
                     )
                     if signal_monitors:
                         watchdog.runs_arrived(
-                            conn, source, run_ids, now=now, origin="file", what=path.name
+                            conn, source, run_ids, now=now, origin="file", what=shown_name
                         )
         except _AlreadyIngested as skipped:
             return skipped.result
@@ -493,7 +500,7 @@ def ingest_file(
             "with --replace --date YYYY-MM-DD"
         )
     return FileResult(
-        str(path),
+        shown,
         digest,
         source,
         kind,

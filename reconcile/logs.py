@@ -45,7 +45,9 @@ class RedactFilter(logging.Filter):
         record.msg, record.args = redact.mask_secrets(message, self.known), None
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            record.fields = {k: self._clean(v) for k, v in fields.items()}
+            record.fields = self._clean(fields)
+        # The correlation ids (command, run_id, alert_id...) are identifiers from outside too.
+        record.correlation = self._clean(_CORRELATION.get())
         if record.exc_info and record.exc_info[1] is not None:
             kind = type(record.exc_info[1]).__name__
             record.exc_text = redact.mask_secrets(f"{kind}: {record.exc_info[1]}", self.known)
@@ -58,7 +60,7 @@ class RedactFilter(logging.Filter):
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
         if isinstance(value, dict):
-            return {k: self._clean(v) for k, v in value.items()}
+            return {self._clean(str(k)): self._clean(v) for k, v in value.items()}
         return value
 
 
@@ -73,7 +75,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "run_id": None,
             "alert_id": None,
-            **_CORRELATION.get(),
+            **getattr(record, "correlation", _CORRELATION.get()),
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
@@ -87,7 +89,8 @@ class JsonFormatter(logging.Formatter):
 @contextmanager
 def correlate(**ids: str | None) -> Iterator[None]:
     """Add correlation ids (command, run_id, alert_id, monitor...) to every record inside."""
-    token = _CORRELATION.set({**_CORRELATION.get(), **{k: v for k, v in ids.items() if v}})
+    given = {k: redact.mask_pans(v) or "" for k, v in ids.items() if v}
+    token = _CORRELATION.set({**_CORRELATION.get(), **given})
     try:
         yield
     finally:
@@ -130,7 +133,7 @@ def configure(
 
 def set_command(name: str) -> None:
     """The command this process runs, on every record (the CLI sets it once)."""
-    _CORRELATION.set({**_CORRELATION.get(), "command": name})
+    _CORRELATION.set({**_CORRELATION.get(), "command": redact.mask_pans(name) or ""})
 
 
 def event(logger: logging.Logger, level: int, text: str, /, **fields: Any) -> None:

@@ -67,6 +67,33 @@ class Plan:
         return any(self.rules.kind(name) for name in self.columns)
 
 
+def masked_names(names: list[str]) -> list[str]:
+    """A file's column names (JSON keys) as they enter the store: a name that holds a card
+    number is masked like any text, and still unique (`_2`, `_3`... when two names mask alike).
+    They become the keys of `attributes`, the column of a quarantined row, the names in
+    messages: no card number goes through them."""
+    taken = set(names)
+    result = []
+    for name in names:
+        masked = redact.mask_pans(name) or name
+        if masked != name:
+            candidate, number = masked, 1
+            while candidate in taken:
+                number += 1
+                candidate = f"{masked}_{number}"
+            masked = candidate
+            taken.add(masked)
+        result.append(masked)
+    return result
+
+
+def _renamed(names: list[str], shown: list[str]) -> str:
+    return ", ".join(
+        sql_ident(name) if name == new else f"{sql_ident(name)} AS {sql_ident(new)}"
+        for name, new in zip(names, shown, strict=True)
+    )
+
+
 def detect_format(path: Path, config: SourceConfig) -> str:
     """csv, jsonl or parquet: configured, else by magic bytes, else by extension."""
     if config.format != "auto":
@@ -88,7 +115,7 @@ def detect_format(path: Path, config: SourceConfig) -> str:
 
 def check_readable(path: Path, fmt: str, encoding: str = "utf-8") -> None:
     """Refuse files that are not there, empty, or clearly not a text log."""
-    display = str(path)
+    display = redact.mask_pans(str(path)) or ""
     if not path.exists():
         raise InputFileError(display, "no such file", "check the path and try again")
     if not path.is_file():
@@ -221,11 +248,17 @@ def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> Plan:
     # bind of read_csv sniffs the file again, so it is bound twice only (here and when staged).
     reader = f"(SELECT * FROM read_csv({sql_literal(str(path))}, {', '.join(options)}))"
     columns = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+    shown = masked_names(columns)
+    if shown != columns:
+        reader = (
+            f"(SELECT {_renamed(columns, shown)} FROM read_csv({sql_literal(str(path))}, "
+            f"{', '.join(options)}))"
+        )
     has_header = not all(name == f"column{i}" for i, name in enumerate(columns))
     return Plan(
         path,
         "csv",
-        columns,
+        shown,
         {},
         header_lines=1 if has_header else 0,
         has_rejects=True,
@@ -258,8 +291,15 @@ def _read_jsonl(conn: Connection, path: Path) -> Plan:
             if counted and counted[0]
             else "the file has no records (only blank lines)"
         )
-        raise InputFileError(str(path), problem, "give the JSON Lines log the source produced")
-    extracted = ", ".join(f"{_json_value(key)} AS {sql_ident(key)}" for key in keys)
+        raise InputFileError(
+            redact.mask_pans(str(path)) or "",
+            problem,
+            "give the JSON Lines log the source produced",
+        )
+    shown = masked_names(keys)
+    extracted = ", ".join(
+        f"{_json_value(key)} AS {sql_ident(name)}" for key, name in zip(keys, shown, strict=True)
+    )
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW recon_raw AS SELECT __rec, "
         f"strlen(__text) > {MAX_LINE_BYTES} AS __long_line, "  # not parsed, not kept
@@ -267,7 +307,7 @@ def _read_jsonl(conn: Connection, path: Path) -> Plan:
         + (f", {extracted}" if extracted else "")
         + " FROM recon_lines"
     )
-    plan = Plan(path, "jsonl", keys, {})
+    plan = Plan(path, "jsonl", shown, {})
     plan.problems.append(
         (
             "__long_line",
@@ -304,12 +344,13 @@ def _read_parquet(conn: Connection, path: Path) -> Plan:
     # Nested columns (structs, maps, lists) become JSON text, as JSON Lines objects do, so the
     # stage step can find keys that must not be stored inside them.
     types = conn.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+    types = [t for t in types if t[0] != "file_row_number"]
+    shown = masked_names([str(t[0]) for t in types])
     selected = ", ".join(
-        f"to_json({sql_ident(name)})::VARCHAR AS {sql_ident(name)}"
+        f"to_json({sql_ident(name)})::VARCHAR AS {sql_ident(new)}"
         if str(kind).startswith(_NESTED_TYPES) or str(kind).endswith("]")
-        else f"{sql_ident(name)}::VARCHAR AS {sql_ident(name)}"
-        for name, kind, *_ in types
-        if name != "file_row_number"
+        else f"{sql_ident(name)}::VARCHAR AS {sql_ident(new)}"
+        for (name, kind, *_), new in zip(types, shown, strict=True)
     )
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW recon_raw AS SELECT file_row_number + 1 AS __rec"
@@ -330,7 +371,7 @@ def explain_read_error(
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     text = redact.mask_pans(text) or text
     lowered = text.lower()
-    display = str(path)
+    display = redact.mask_pans(str(path)) or ""
     if fmt == "parquet":
         return InputFileError(
             display,
@@ -387,7 +428,7 @@ def map_columns(
         if "run_id" in missing:
             hint += "; or give the run with --run-id"
         raise InputFileError(
-            str(plan.path),
+            redact.mask_pans(str(plan.path)) or "",
             f"missing required column(s) for a {kind} file: {', '.join(missing)}; "
             f"columns found: {found}{header_note}",
             hint,

@@ -7,6 +7,7 @@ Settings are read once at the edge (the CLI) and passed down as plain values.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -50,17 +51,37 @@ _ENCODING_ALIASES = {
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
+MIN_DRAIN_INTERVAL = 0.05  # seconds; the server drains the spool this often at most
+
 _toml_path: ContextVar[Path | None] = ContextVar("recon_toml_path", default=None)
 
 
 def parse_duration(value: Any) -> float:
-    """`90s`, `15m`, `2h`, `1d` or a plain number of seconds -> seconds."""
-    if isinstance(value, int | float):
+    """`90s`, `15m`, `2h`, `1d` or a plain number of seconds -> seconds (never negative)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"expected a duration of 0 or more, such as 30s, 15m, 2h or 1d; got {value!r}"
+            )
         return float(value)
     match = _DURATION.match(str(value))
     if not match:
-        raise ValueError("expected a duration such as 30s, 15m, 2h or 1d")
+        raise ValueError(f"expected a duration such as 30s, 15m, 2h or 1d; got {_shown(value)!r}")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _shown(value: Any) -> str:
+    """A refused value as an error message may quote it: masked, and cut short."""
+    text = redact.mask_pans(str(value)) or ""
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _no_card(value: str, what: str) -> str:
+    """Refuse a configured name or value that holds a card number: names are identifiers,
+    stored and shown everywhere (tables, exports, alerts), so none may be one."""
+    if redact.mask_pans(value) != value:
+        raise ValueError(f"{what} {_shown(value)!r} holds a card number; choose a name without one")
+    return value
 
 
 def parse_now(value: Any) -> datetime:
@@ -145,10 +166,27 @@ class SourceConfig(BaseModel):
         unknown = sorted(set(value) - CANONICAL_COLUMNS)
         if unknown:
             raise ValueError(
-                f"unknown canonical column(s) {', '.join(unknown)}; map canonical names to your "
-                f'file\'s names, e.g. txn_id = "TransactionID" '
+                f"unknown canonical column(s) {', '.join(_shown(u) for u in unknown)}; map "
+                f'canonical names to your file\'s names, e.g. txn_id = "TransactionID" '
                 f"(canonical: {', '.join(sorted(CANONICAL_COLUMNS))})"
             )
+        for canonical, column in sorted(value.items()):
+            _no_card(column, f"the column mapped to {canonical},")
+            if redact.is_never_stored(column):
+                raise ValueError(
+                    f"{canonical} is mapped to {_shown(column)!r}, a card security column "
+                    "(CVV, PIN or track data) that is never stored; map it to the column that "
+                    "holds the " + canonical
+                )
+        return value
+
+    @field_validator(
+        "success_values", "failure_values", "sensitive_columns", "card_columns", mode="after"
+    )
+    @classmethod
+    def _no_card_in_names(cls, value: list[str]) -> list[str]:
+        for item in value:
+            _no_card(item, "the value")
         return value
 
 
@@ -160,6 +198,18 @@ class NotifyTarget(BaseModel):
     fallback: str | None = None
     escalate_after: int = Field(default=3, ge=1)
 
+    @field_validator("tags", mode="after")
+    @classmethod
+    def _no_card_in_tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            _no_card(tag, "the tag")
+        return value
+
+    @field_validator("fallback", mode="after")
+    @classmethod
+    def _no_card_in_fallback(cls, value: str | None) -> str | None:
+        return _no_card(value, "the fallback alias") if value is not None else None
+
 
 class NotifyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -167,6 +217,20 @@ class NotifyConfig(BaseModel):
     # An apprise configuration file (YAML or TEXT, with its own tags); each URL in it becomes a
     # target named "<file name>#<n>".
     config_file: Path | None = None
+
+    @field_validator("targets", mode="after")
+    @classmethod
+    def _no_card_in_aliases(cls, value: dict[str, NotifyTarget]) -> dict[str, NotifyTarget]:
+        for alias in value:
+            _no_card(alias, "the target alias")
+        return value
+
+    @field_validator("config_file", mode="after")
+    @classmethod
+    def _no_card_in_file_name(cls, value: Path | None) -> Path | None:
+        if value is not None:  # its name is part of each of its targets' alias
+            _no_card(value.name, "the file name")
+        return value
 
 
 class MailboxConfig(BaseModel):
@@ -193,7 +257,7 @@ class MailboxConfig(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be empty")
-        return value.strip()
+        return _no_card(value.strip(), "the value")
 
     @field_validator("folder")
     @classmethod
@@ -204,7 +268,7 @@ class MailboxConfig(BaseModel):
                 "expected the folder's IMAP name in ASCII, such as INBOX or Reports/Daily "
                 "(write non-ASCII names in modified UTF-7, as the server lists them)"
             )
-        return value
+        return _no_card(value, "the folder")
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -277,10 +341,36 @@ class Settings(BaseSettings):
     spool_drain_interval: float = 1.0  # seconds between drains of the spool into the store
     ping_rate_limit: int = Field(default=600, ge=1)  # pings a minute per monitor over HTTP
 
-    @field_validator("notify_timeout", "spool_drain_interval", mode="before")
+    @field_validator("notify_timeout", mode="before")
     @classmethod
     def _parse_notify_timeout(cls, value: Any) -> float:
-        return parse_duration(value)
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError(f"expected a duration above zero, such as 10s; got {_shown(value)!r}")
+        return seconds
+
+    @field_validator("spool_drain_interval", mode="before")
+    @classmethod
+    def _parse_drain_interval(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds < MIN_DRAIN_INTERVAL:
+            raise ValueError(
+                f"expected at least {MIN_DRAIN_INTERVAL * 1000:.0f}ms, such as 1s (a shorter "
+                f"interval keeps the server busy draining); got {_shown(value)!r}"
+            )
+        return seconds
+
+    @field_validator("sources", "mailboxes", mode="after")
+    @classmethod
+    def _no_card_in_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            _no_card(name, "the name")
+        return value
+
+    @field_validator("base_url", mode="after")
+    @classmethod
+    def _no_card_in_url(cls, value: str | None) -> str | None:
+        return _no_card(value, "the URL") if value is not None else None
 
     @field_validator("now", mode="before")
     @classmethod
@@ -292,7 +382,7 @@ class Settings(BaseSettings):
     @field_validator("lock_timeout", mode="before")
     @classmethod
     def _parse_timeout(cls, value: Any) -> float:
-        return parse_duration(value)
+        return parse_duration(value)  # 0: do not wait for another process's lock
 
     @classmethod
     def settings_customise_sources(
@@ -338,9 +428,14 @@ class Settings(BaseSettings):
     @field_validator("export_mode")
     @classmethod
     def _octal_mode(cls, value: str) -> str:
-        if not re.fullmatch(r"0?[0-7]{3}", value) or int(value, 8) & 0o002:
+        if not re.fullmatch(r"0?[0-7]{3}", value):
             raise ValueError(
-                "expected an octal file mode such as 600 or 640 (never world-writable)"
+                f"expected an octal file mode such as 600 or 640; got {_shown(value)!r}"
+            )
+        if int(value, 8) & 0o007:
+            raise ValueError(
+                f"{value} lets every user of the machine read or write exports, which hold "
+                "failed transactions; use 600 (owner only) or 640 (owner and group)"
             )
         return value
 
@@ -400,12 +495,14 @@ def config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
 
 
 def _describe(error: Any, toml_file: Path | None) -> str:
-    key = ".".join(str(part) for part in error["loc"])
+    """One refused setting: where (masked: a source or alias name is a key here), and why."""
+    loc = [_shown(part) for part in error["loc"]]
+    key = ".".join(loc)
     if error["type"] == "extra_forbidden":
         return f"unknown setting '{key}': check its spelling against README.md (Settings)"
     where = f"recon.toml key '{key}'" if toml_file else f"setting '{key}'"
-    env_name = "RECON_" + "__".join(str(part) for part in error["loc"]).upper()
-    message = str(error["msg"]).removeprefix("Value error, ")
+    env_name = "RECON_" + "__".join(loc).upper()
+    message = redact.mask_pans(str(error["msg"]).removeprefix("Value error, ")) or ""
     return f"invalid {where} (env {env_name}): {message}"
 
 

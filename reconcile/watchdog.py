@@ -194,7 +194,12 @@ def create(
     link: Link | None = None,
     reason: str | None = None,
 ) -> Monitor:
-    """Create a monitor; its first slot is the first due time after now."""
+    """Create a monitor; its first slot is the first due time after now. Its name, tags and
+    the reason are identifiers shown in every alert: a card number in them is masked here,
+    whoever creates the monitor."""
+    name = redact.mask_pans(name) or name
+    tags = [redact.mask_pans(tag) or tag for tag in tags]
+    reason = redact.mask_pans(reason)
     if cron:
         Cron.parse(cron, tz)  # refuses what would be misread
     link = link or Link()
