@@ -183,7 +183,7 @@ def check_gzip(path: Path) -> None:
                     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 if expanded > limit:
                     raise InputFileError(
-                        str(path),
+                        redact.mask_pans(str(path)) or "",
                         f"the gzip file expands to more than {limit:,} bytes ({size:,} bytes "
                         f"compressed, more than {GZIP_MAX_RATIO} times): refused as a "
                         "decompression bomb",
@@ -194,7 +194,7 @@ def check_gzip(path: Path) -> None:
                     pending = handle.read(chunk)
     except zlib.error:
         raise InputFileError(
-            str(path),
+            redact.mask_pans(str(path)) or "",
             "not a valid gzip file (it starts like one but cannot be decompressed)",
             "copy or export the file again and re-run the ingest",
         ) from None
