@@ -506,6 +506,9 @@ def _code(kind: int, value: int) -> int:
 
 
 _ASCII_CODES = bytes(_code(*kind) for kind in _ASCII_KINDS)
+_ASCII_TABLE = _ASCII_CODES + bytes(128)  # for bytes.translate
+_NOT_DIGITS = bytes(code for code in range(256) if not 48 <= code <= 57)
+_DOUBLED = bytes(48) + bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]) + bytes(198)  # ASCII digit -> Luhn
 
 
 def _array_scan(text: str) -> tuple[_Groups, list[tuple[int, int, int, int, int]]]:
@@ -516,9 +519,12 @@ def _array_scan(text: str) -> tuple[_Groups, list[tuple[int, int, int, int, int]
     agrees with the loop."""
     import numpy as np
 
-    if text.isascii():
-        chars = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-        codes = np.frombuffer(_ASCII_CODES, dtype=np.uint8)[chars]
+    ascii_digits = None
+    if text.isascii():  # C-speed byte translations instead of array lookups
+        encoded = text.encode("ascii")
+        chars = np.frombuffer(encoded, dtype=np.uint8)
+        codes = np.frombuffer(encoded.translate(_ASCII_TABLE), dtype=np.uint8)
+        ascii_digits = encoded.translate(None, _NOT_DIGITS)
     else:
         chars = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
         codes = np.frombuffer(_ASCII_CODES, dtype=np.uint8)[np.minimum(chars, 127)]
@@ -550,21 +556,26 @@ def _array_scan(text: str) -> tuple[_Groups, list[tuple[int, int, int, int, int]
         single = (gaps == 1) & (codes[stop[:-1]] == _SPACER_CODE)
         spacer[1:] = np.where(single, chars[stop[:-1]], 0)
         plus = (first > 0) & (chars[np.maximum(first - 1, 0)] == ord("+"))
-    values = codes[is_digit]  # uint8, 0-9
-    digits = (values + 48).tobytes().decode("ascii")
+    if ascii_digits is None:
+        values = codes[is_digit]  # uint8, 0-9
+    else:
+        values = np.frombuffer(ascii_digits, dtype=np.uint8) - 48
 
     # Luhn: in a window [low, high) of the digits, position p is doubled when p % 2 == high % 2,
     # so its sum is a difference of one of two prefix sums, taken at group boundaries.
-    doubled = np.frombuffer(bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]), dtype=np.uint8)[values]
+    if ascii_digits is None:
+        doubled = np.frombuffer(_DOUBLED[48:58], dtype=np.uint8)[values]
+    else:
+        doubled = np.frombuffer(ascii_digits.translate(_DOUBLED), dtype=np.uint8)
     sums = []
     for parity_doubled in (0, 1):
-        summed = values.copy()
-        summed[parity_doubled::2] = doubled[parity_doubled::2]
+        digit_sums = values.copy()
+        digit_sums[parity_doubled::2] = doubled[parity_doubled::2]
         prefix = np.zeros(len(values) + 1, dtype=np.int32)
-        np.cumsum(summed, out=prefix[1:])
+        prefix[1:] = np.cumsum(digit_sums, dtype=np.int32)  # int32: several times faster
         sums.append(prefix)
-    parity = offsets % 2 == 1
     at_offsets = [sums[0][offsets], sums[1][offsets]]
+    parity = offsets % 2 == 1
 
     # Per group, once: a leading group of an even PAN; the first group after the head of an
     # uneven one (2+ digits after one spacer); a later group of it (the same spacer again).
@@ -573,12 +584,11 @@ def _array_scan(text: str) -> tuple[_Groups, list[tuple[int, int, int, int, int]
     uneven_next = uneven_first.copy()
     uneven_next[1:] &= spacer[1:] == spacer[:-1]
 
-    def longest(low: Any, head: Any, head_plus: Any) -> Any:
+    def longest(low: Any, low_sums: list[Any], head: Any, head_plus: Any) -> Any:
         """`_longest` for every group k at once: a head of digits [low[k], offsets[k + 1])
         (`head[k]` of them) followed by groups k + 1, k + 2, ...; the last group of each longest
         PAN, or -1. Group k + e lines up with k in slices [e:], so no step gathers."""
         result = np.full(count, -1, dtype=np.int64)
-        low_sums = [sums[0][low], sums[1][low]]
         alive = np.ones(count, dtype=bool)
         even = np.ones(count, dtype=bool)
         uneven = ~head_plus & (head >= 2)
@@ -611,16 +621,19 @@ def _array_scan(text: str) -> tuple[_Groups, list[tuple[int, int, int, int, int]
             result[found] = found + extra
         return result
 
-    best = longest(offsets[:-1], lengths, plus)
+    best = longest(offsets[:-1], [at_offsets[0][:-1], at_offsets[1][:-1]], lengths, plus)
     starts = np.flatnonzero(best >= 0)
     if positions is not None:
         first, stop = positions[first], positions[stop - 1] + 1
-    groups = _Groups(digits, offsets, first, stop, linked, spacer, plus)
     if not len(starts):
-        return groups, []
+        return _Groups("", offsets, first, stop, linked, spacer, plus), []
+    digits = ascii_digits.decode() if ascii_digits is not None else (values + 48).tobytes().decode()
+    groups = _Groups(digits, offsets, first, stop, linked, spacer, plus)
     # The tails: the last four digits before each group boundary, as a head of their own; a
     # PAN's final last group follows its tails to the end (pointer doubling: log steps).
-    tails = longest(np.maximum(offsets[1:] - 4, 0), np.full(count, 4), np.zeros(count, bool))
+    tail_low = np.maximum(offsets[1:] - 4, 0)
+    tail_sums = [sums[0][tail_low], sums[1][tail_low]]
+    tails = longest(tail_low, tail_sums, np.full(count, 4), np.zeros(count, bool))
     final = np.where(tails >= 0, tails, np.arange(count))
     while True:
         further = final[final]
