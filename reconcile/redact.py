@@ -572,7 +572,7 @@ def _array_scan(text: str) -> tuple[_Groups, list[tuple[int, int, int, int, int]
         digit_sums = values.copy()
         digit_sums[parity_doubled::2] = doubled[parity_doubled::2]
         prefix = np.zeros(len(values) + 1, dtype=np.int32)
-        prefix[1:] = np.cumsum(digit_sums, dtype=np.int32)  # int32: several times faster
+        np.cumsum(digit_sums, dtype=np.int32, out=prefix[1:])  # int32: several times faster
         sums.append(prefix)
     at_offsets = [sums[0][offsets], sums[1][offsets]]
     parity = offsets % 2 == 1
