@@ -380,6 +380,7 @@ def _classify(char: str) -> tuple[int, int]:
 
 
 _ASCII_KINDS = [_classify(chr(code)) for code in range(128)]
+_ASCII_DIGIT = re.compile("[0-9]")
 _DIGIT_CHARS = "0123456789"
 
 
@@ -434,7 +435,7 @@ def _scan_groups(text: str) -> _Groups:
                 ends[-1] = index + 1
                 continue
             linked.append(bool(starts) and not word and gap <= MAX_GAP)
-            spacer.append(spacer_char if gap == 1 else 0)
+            spacer.append(spacer_char if gap == 1 and starts else 0)
             plus.append(last == "+")
             offsets.append(len(digits) - 1)
             starts.append(index)
@@ -447,6 +448,44 @@ def _scan_groups(text: str) -> _Groups:
             word = word or kind == _WORD
             spacer_char = ord(char) if kind == _SPACER else 0
     offsets.append(len(digits))
+    return _Groups("".join(digits), offsets, starts, ends, linked, spacer, plus)
+
+
+_ASCII_RUN = re.compile("[0-9]+")
+_ASCII_HIDDEN = re.compile("[\x00-\x08\x0e-\x1b\x7f]")
+_ASCII_LETTER = re.compile("[A-Za-z]")
+
+
+def _scan_ascii_groups(text: str) -> _Groups:
+    """`_scan_groups` for ASCII text without hidden (control) characters, by regex: the same
+    groups, without a Python step per character."""
+    digits: list[str] = []
+    offsets: list[int] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    linked: list[bool] = []
+    spacer: list[int] = []
+    plus: list[bool] = []
+    total = 0
+    previous = -1
+    for match in _ASCII_RUN.finditer(text):
+        start, end = match.span()
+        if previous < 0:
+            linked.append(False)
+            spacer.append(0)
+            plus.append(start > 0 and text[start - 1] == "+")
+        else:
+            gap = text[previous:start]
+            linked.append(len(gap) <= MAX_GAP and not _ASCII_LETTER.search(gap))
+            spacer.append(ord(gap) if gap in (" ", "-", "_") else 0)
+            plus.append(gap[-1] == "+")
+        digits.append(match.group())
+        offsets.append(total)
+        total += end - start
+        starts.append(start)
+        ends.append(end)
+        previous = end
+    offsets.append(total)
     return _Groups("".join(digits), offsets, starts, ends, linked, spacer, plus)
 
 
@@ -678,15 +717,29 @@ def _pans(
     see them (`4111111111111111 1111 1111 1118`), so masking is idempotent.
     `arrays` forces the NumPy scan on or off (tests); by default long texts use it.
     """
-    text = _blank_own_hex(text)
     if arrays if arrays is not None else len(text) >= _ARRAY_SCAN:
-        groups, rows = _array_scan(text)
+        groups, rows = _array_scan(_blank_own_hex(text))
         return groups.digits, rows
-    groups = _scan_groups(text)
+    if text.isascii() and not _ASCII_DIGIT.search(text):  # most short values: no digit at all
+        return "", []
+    text = _blank_own_hex(text)
+    if text.isascii() and not _ASCII_HIDDEN.search(text):
+        groups = _scan_ascii_groups(text)
+    else:
+        groups = _scan_groups(text)
     offsets = groups.offsets
+    count = len(groups.starts)
+    # Digits from each group to the end of its run: a start with fewer than 12 is skipped.
+    reach = offsets[1:]
+    for index in range(count - 2, -1, -1):
+        if groups.linked[index + 1]:
+            reach[index] = reach[index + 1]
     rows = []
     index = 0
-    while index < len(groups.starts):
+    while index < count:
+        if reach[index] - offsets[index] < PAN_MIN_DIGITS:
+            index += 1
+            continue
         longest = _longest(groups, groups.group(index), groups.plus[index], index + 1)
         if longest is None:
             index += 1

@@ -250,3 +250,9 @@ def test_the_prefilter_still_lets_dates_and_ids_pass_without_python() -> None:
             f"SELECT {may_hold_pan_sql('v')} FROM (SELECT ?::VARCHAR AS v)", [text]
         ).fetchone()
         assert flagged == (False,), text
+
+
+@given(ascii_soup.map(lambda text: text.replace("\x00", "").replace("\x7f", "")))
+@settings(max_examples=500, deadline=None)
+def test_the_ascii_scan_finds_the_same_groups_as_the_loop(text: str) -> None:
+    assert redact._scan_ascii_groups(text) == redact._scan_groups(text)
