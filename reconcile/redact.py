@@ -535,7 +535,7 @@ def _longest(groups: _Groups, head: str, plus: bool, following: int) -> tuple[in
 # Texts at least this long are scanned in whole arrays (NumPy, `_array_scan`): the same rules,
 # without a Python step per character or group.
 _ARRAY_SCAN = 4096
-_HIDDEN_CODE = 10 + _HIDDEN  # `_CODES`: a digit's value, or 10 + the kind of anything else
+_HIDDEN_CODE = 10 + _HIDDEN  # codes in the arrays: a digit's value, or 10 + any other kind
 _WORD_CODE = 10 + _WORD
 _SPACER_CODE = 10 + _SPACER
 
