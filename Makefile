@@ -110,7 +110,8 @@ bench: bytecode
 	$(BIN)/python -m tests.bench.bench_watch; c=$$?; \
 	$(BIN)/python -m tests.bench.bench_ping; d=$$?; \
 	$(BIN)/python -m tests.bench.bench_audit; e=$$?; \
-	exit $$(( a || b || c || d || e ))
+	$(BIN)/python -m tests.bench.bench_redact; f=$$?; \
+	exit $$(( a || b || c || d || e || f ))
 
 clean:
 	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor demo-inbox.port .pytest_cache .mypy_cache .ruff_cache

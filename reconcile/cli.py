@@ -257,6 +257,7 @@ def init(app: App) -> None:
     """
     with app.connect() as conn:
         applied = migrations.applied(conn)
+    app.settings.pan_key_bytes()  # without RECON_PAN_KEY: the store's key file, made now
     path = redact.mask_pans(str(app.settings.db))
     if app.json:
         emit_json({"db": path, "migrations": applied})

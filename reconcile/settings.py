@@ -475,8 +475,14 @@ class Settings(BaseSettings):
         """Where the chain's head is anchored: `audit_anchor`, else `<db>.anchor` beside it."""
         return self.audit_anchor or self.db.with_name(self.db.name + ".anchor")
 
-    def pan_key_bytes(self) -> bytes | None:
-        return self.pan_key.get_secret_value().encode() if self.pan_key else None
+    def pan_key_bytes(self) -> bytes:
+        """The key of card fingerprints: `pan_key`, else the store's own key, generated on first
+        use into `<db>.pankey` (0600, outside the database): fingerprints are always keyed."""
+        if self.pan_key:
+            return self.pan_key.get_secret_value().encode()
+        from reconcile import pankey
+
+        return pankey.load_or_create(self.db)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path | None:

@@ -825,7 +825,8 @@ def test_card_numbers_are_masked_and_cvv_is_never_stored(
     secrets = [PAN, "5500000000000004", "4012888888881881", "739", "846", "592"]
     stored = json.dumps(
         [
-            fetch(recon, "SELECT * EXCLUDE (amount) FROM transactions"),
+            # card_hmac: a keyed hex digest (the store's random key) may hold "739" by chance
+            fetch(recon, "SELECT * EXCLUDE (amount, card_hmac) FROM transactions"),
             fetch(recon, "SELECT * FROM quarantine"),
         ],
         default=str,
@@ -867,7 +868,8 @@ def test_cvv_is_never_stored_even_in_rows_that_cannot_be_parsed(
     assert [q["line"] for q in quarantine] == bad_lines
     stored = json.dumps(
         [
-            fetch(recon, "SELECT * EXCLUDE (amount) FROM transactions"),
+            # card_hmac: a keyed hex digest (the store's random key) may hold "739" by chance
+            fetch(recon, "SELECT * EXCLUDE (amount, card_hmac) FROM transactions"),
             fetch(recon, "SELECT * FROM quarantine"),
         ],
         default=str,

@@ -75,10 +75,10 @@ def written_pans(draw: st.DrawFn) -> tuple[str, str]:
     return digits, separator.join(groups)
 
 
-# Surrounding text: anything without decimal digits, ending/starting on a character that
+# Surrounding text: anything without digits (decimal, superscript, circled...), ending/starting on a character that
 # cannot continue a number (so the PAN is not part of a longer number).
 surrounding = st.text(
-    st.characters(blacklist_categories=("Nd", "Cs"), blacklist_characters="\x00"), max_size=40
+    st.characters(blacklist_categories=("Nd", "No", "Cs"), blacklist_characters="\x00"), max_size=40
 )
 
 
