@@ -121,17 +121,6 @@ VECTORS = [
     "ping bad suffix",
 ]
 
-# Vectors whose fix is in the HTTP server (web.py, api.py), another branch of issue 11.
-NEEDS_SERVER_BRANCH = {
-    "API: run id in the complete URL",  # api.complete_run stores the URL's run id as given
-    "ping ?rid=",  # web.py keeps ?rid= as given
-    "ping /start?rid=",
-    "ping body across the 10 kB cut",  # web.py cuts the body at 10 kB before masking it
-    # api.py's 403 reason quotes the source as its repr: zero-width spaces become `\\u200b`
-    # escapes the masker does not see through (audit_events, audit log output)
-    "API: source in the URL",
-}
-
 SHAPE_NAMES = list(SHAPES)
 _rng = random.Random(20261202)
 CANARY = {name: make(SHAPE_NAMES[i % len(SHAPE_NAMES)], _rng) for i, name in enumerate(VECTORS)}
@@ -505,16 +494,7 @@ def test_the_sweep_reached_every_place(sweep: Sweep) -> None:
 
 
 def _params() -> list[Any]:
-    return [
-        pytest.param(
-            vector,
-            marks=pytest.mark.xfail(strict=False, reason="needs the server branch")
-            if vector in NEEDS_SERVER_BRANCH
-            else (),
-            id=vector,
-        )
-        for vector in VECTORS
-    ]
+    return [pytest.param(vector, id=vector) for vector in VECTORS]
 
 
 @pytest.mark.parametrize("vector", _params())
@@ -544,14 +524,10 @@ def test_a_luhn_scan_finds_no_full_card_number_anywhere(sweep: Sweep) -> None:
     """Independently of the canaries: no Luhn-valid number of 12 to 19 digits, contiguous or in
     single-separator groups, that starts with a canary's issuer prefix."""
     prefixes = tuple({canary.digits[:2] for canary in CANARY.values()})
-    # The vectors marked for the server branch are excused here too, until it is merged.
-    excused = {CANARY[vector].digits for vector in NEEDS_SERVER_BRANCH}
     found = {}
     for where, text in sweep.places.items():
         for match in _CARD_LIKE.finditer(_plain_digits(text)):
             digits = re.sub(r"[^0-9]", "", match.group())
-            if digits in excused:
-                continue
             if digits.startswith(prefixes) and len(digits) >= 13 and _luhn(digits):
                 found.setdefault(where, []).append(match.group())
     assert not found
