@@ -25,9 +25,10 @@ written after `+`, and ids such as "T20261113-0040" (two groups, the first of 8)
 a list of numbers joined by single spaces whose digits happen to pass Luhn is masked: an accepted
 false positive. A run of more than 19 contiguous digits is a longer number (an acquirer reference
 has 23), not a card, so a card glued to other digits without any separator is not found; nor are
-digits spelled out in words. Left to right, each group starts the longest PAN it can; the last
-four digits a mask leaves are read again with the groups after them, as a second pass would, so
-masking is idempotent.
+digits spelled out in words. Each group starts the longest PAN it can; PANs that overlap are one
+masked span (a chance PAN that starts in a group before a card and ends inside it must not hide
+only the card's first digits), and the last four digits a mask leaves are read again with the
+groups after them, as a second pass would, so masking is idempotent.
 
 The scan is linear in the text: one pass finds the digit groups, and each group tries at most 19
 digits' worth of groups after it, with Luhn sums from prefix sums. Texts of `_ARRAY_SCAN`
@@ -679,21 +680,17 @@ def _array_scan(text: str) -> tuple[_Groups, list[tuple[int, int, int, int, int]
         if np.array_equal(further, final):
             break
         final = further
-    last = final[best[starts]]
-    # Left to right, the next PAN starts at the first start after the previous one's end.
-    next_start = np.full(count + 1, count, dtype=np.int64)
-    next_start[starts] = starts
-    next_start = np.minimum.accumulate(next_start[::-1])[::-1]
-    jump = np.full(count, count, dtype=np.int64)
-    jump[starts] = next_start[last + 1]
-    jumps = jump.tolist()
-    index, picked = int(next_start[0]), []
-    while index < count:
-        picked.append(index)
-        index = jumps[index]
-    chosen = np.array(picked, dtype=np.int64)
+    # Every start's PAN as an interval of groups [start, its final last group]; overlapping
+    # intervals are one masked span (see `_pans`), found by a running maximum of the ends: a
+    # span begins at a start that no earlier interval reaches.
+    reach_of = np.full(count, -1, dtype=np.int64)
+    reach_of[starts] = final[best[starts]]
+    reach = np.maximum.accumulate(reach_of)
+    before = np.concatenate(([-1], reach[:-1]))
+    chosen = starts[starts > before[starts]]
+    following = np.append(chosen[1:], count)
     first_last = best[chosen]
-    end = final[first_last] + 1
+    end = reach[following - 1] + 1
     rows = zip(
         groups.starts[chosen].tolist(),
         groups.ends[end - 1].tolist(),
@@ -705,6 +702,18 @@ def _array_scan(text: str) -> tuple[_Groups, list[tuple[int, int, int, int, int]
     return groups, list(rows)
 
 
+def _follow_tails(groups: _Groups, last: int) -> int:
+    """The last group of a PAN ending at group `last` once its visible last four digits are
+    read again with the groups that follow (as a second pass over the masked text would)."""
+    offsets = groups.offsets
+    while True:
+        tail = groups.digits[offsets[last + 1] - 4 : offsets[last + 1]]
+        longer = _longest(groups, tail, False, last + 1)
+        if longer is None or longer[0] <= last:
+            return last
+        last = longer[0]
+
+
 def _pans(
     text: str, arrays: bool | None = None
 ) -> tuple[str, list[tuple[int, int, int, int, int]]]:
@@ -712,9 +721,9 @@ def _pans(
     (low, middle, high) in those digits: its own digits are [low, middle), its masked form
     hides [low, high - 4) and shows [high - 4, high). Spans do not overlap.
 
-    Left to right, each start takes its longest PAN. The last four digits a mask leaves are
-    scanned again with the groups that follow, as a second pass over the masked text would
-    see them (`4111111111111111 1111 1111 1118`), so masking is idempotent.
+    Each start takes its longest PAN, and overlapping PANs are one span. The last four digits a
+    mask leaves are scanned again with the groups that follow, as a second pass over the masked
+    text would see them (`4111111111111111 1111 1111 1118`), so masking is idempotent.
     `arrays` forces the NumPy scan on or off (tests); by default long texts use it.
     """
     if arrays if arrays is not None else len(text) >= _ARRAY_SCAN:
@@ -744,13 +753,18 @@ def _pans(
         if longest is None:
             index += 1
             continue
-        first_last = last = longest[0]
-        while True:
-            tail = groups.digits[offsets[last + 1] - 4 : offsets[last + 1]]
-            longer = _longest(groups, tail, False, last + 1)
-            if longer is None or longer[0] <= last:
-                break
-            last = longer[0]
+        first_last = longest[0]
+        last = _follow_tails(groups, first_last)
+        # A PAN that starts inside this one and ends beyond it joins it: masking only the
+        # first would leave most of the second in view (`1000 5278-4616-8926-7258`, where
+        # `1000 5278 4616` passes Luhn and hides only four digits of the card after it).
+        probe = index + 1
+        while probe <= last:
+            if reach[probe] - offsets[probe] >= PAN_MIN_DIGITS:
+                inner = _longest(groups, groups.group(probe), groups.plus[probe], probe + 1)
+                if inner is not None:
+                    last = max(last, _follow_tails(groups, inner[0]))
+            probe += 1
         start, end = groups.starts[index], groups.ends[last]
         rows.append((start, end, offsets[index], offsets[first_last + 1], offsets[last + 1]))
         index = last + 1
