@@ -30,7 +30,7 @@ demo: export RECON_AUDIT_KEY = demo-only-not-a-secret-either
 # The story is read on the Monday morning after its last run.
 demo: export RECON_NOW = 2026-11-16T08:00:00+00:00
 demo: bytecode
-	@rm -rf $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor
+	@rm -rf $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor $(DEMO_DB).pankey
 	@$(BIN)/recon init
 	@echo "== ingest: expected manifests, control totals, run logs =="
 	@$(BIN)/recon ingest --source payments-loader --kind expected sample_data/payments-loader/expected/*.csv 2>&1 \
@@ -114,4 +114,4 @@ bench: bytecode
 	exit $$(( a || b || c || d || e || f ))
 
 clean:
-	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor demo-inbox.port .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor $(DEMO_DB).pankey demo-inbox.port .pytest_cache .mypy_cache .ruff_cache
