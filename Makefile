@@ -101,6 +101,7 @@ lint: setup
 	$(BIN)/ruff check reconcile tests sample_data
 	$(BIN)/ruff format --check reconcile tests sample_data
 	$(BIN)/mypy reconcile
+	$(BIN)/lint-imports
 
 # Benchmarks print their figures and exit 1 when a target is missed; all always run.
 bench: bytecode

@@ -53,7 +53,8 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import redact
-from reconcile.db import (
+from reconcile.errors import ConfigError
+from reconcile.store.db import (
     Connection,
     QueryError,
     WriteConflict,
@@ -61,7 +62,6 @@ from reconcile.db import (
     transaction,
     write_lock,
 )
-from reconcile.errors import ConfigError
 
 GENESIS = "0" * 64
 KEYED, UNKEYED = "hmac-sha256", "sha256"

@@ -409,7 +409,7 @@ class Settings(BaseSettings):
 
     def targets(self) -> list[Any]:
         """Notification targets (alias, apprise URL, tags) from `[notify.targets.ALIAS]`."""
-        from reconcile.notify import Target, targets_from_apprise_config
+        from reconcile.watch.notify import Target, targets_from_apprise_config
 
         configured = [
             Target(

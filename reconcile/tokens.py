@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from reconcile import audit
-from reconcile.db import Connection, fetch_dicts, transaction
 from reconcile.errors import ReconError
+from reconcile.store.db import Connection, fetch_dicts, transaction
 
 PREFIX = "rct_"
 

@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any
 
 from reconcile import audit
-from reconcile.db import Connection, fetch_dicts, transaction
 from reconcile.errors import ReconError
 from reconcile.settings import Settings
+from reconcile.store.db import Connection, fetch_dicts, transaction
 
 # Settings that change behaviour (paths, secrets and the injected clock are not configuration).
 TRACKED_SETTINGS = (

@@ -281,7 +281,7 @@ def test_concurrent_writers_in_one_process_and_across_processes_keep_one_chain(
     import threading
     from datetime import UTC, datetime
 
-    from reconcile import db
+    from reconcile.store import db
 
     assert recon("init").code == 0
     anchor = recon.workdir / "recon.duckdb.anchor"

@@ -17,7 +17,7 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
-from reconcile import export
+from reconcile.reconciliation import export
 
 from .conftest import Recon
 

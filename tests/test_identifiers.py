@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconcile import logs, redact
-from reconcile.readers import masked_names
+from reconcile.ingest.readers import masked_names
 
 from .canary import Canary, canaries, leaks, read_files, read_store
 from .conftest import Recon, Result

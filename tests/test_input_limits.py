@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reconcile import readers
+from reconcile.ingest import readers
 
 from .conftest import Recon
 

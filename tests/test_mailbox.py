@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.mailbox import MailboxError, fetch
 from reconcile.settings import MailboxConfig, load_settings
+from reconcile.watch.mailbox import MailboxError, fetch
 from tests.dovecot import Dovecot
 
 # 07:40 in India is 02:10 UTC: the arrival time must come back as the instant, in UTC.

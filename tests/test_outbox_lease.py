@@ -24,8 +24,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from reconcile import notify
-from reconcile.migrations import migrate
+from reconcile.store.migrations import migrate
+from reconcile.watch import notify
 
 from .conftest import Recon
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconcile import redact
-from reconcile.staging import may_hold_pan_sql
+from reconcile.ingest.staging import may_hold_pan_sql
 
 # Test card numbers of every brand the issue names (all Luhn-valid).
 BRAND_PANS = {

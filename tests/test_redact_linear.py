@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconcile import redact
-from reconcile.staging import may_hold_pan_sql
+from reconcile.ingest.staging import may_hold_pan_sql
 
 from .test_redact import luhn_complete, pans
 

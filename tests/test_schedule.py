@@ -11,7 +11,7 @@ from cronsim import CronSim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconcile.schedule import Cron, ScheduleError
+from reconcile.watch.schedule import Cron, ScheduleError
 
 
 def z(text: str) -> datetime:

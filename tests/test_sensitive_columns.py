@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconcile import redact
-from reconcile.staging import may_name_card_data_sql
+from reconcile.ingest.staging import may_name_card_data_sql
 
 NEVER_STORED = [
     # the reviewer's names

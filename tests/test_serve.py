@@ -24,7 +24,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from reconcile import db, spool
+from reconcile.store import db
+from reconcile.watch import spool
 
 from .conftest import Recon
 from .test_setup import lock_held

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconcile.cli import cli
-from reconcile.migrations import MIGRATIONS
+from reconcile.store.migrations import MIGRATIONS
 
 from .conftest import Recon
 

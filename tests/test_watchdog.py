@@ -21,8 +21,8 @@ from aiosmtpd.controller import Controller
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from reconcile import watchdog
-from reconcile.migrations import migrate
+from reconcile.store.migrations import migrate
+from reconcile.watch import watchdog
 
 from .conftest import HttpTarget, Recon
 

@@ -22,8 +22,10 @@ from typing import Any
 
 import duckdb
 
-from reconcile import audit, db, ingest
+from reconcile import audit
+from reconcile.ingest import files as ingest
 from reconcile.settings import SourceConfig
+from reconcile.store import db
 from tests.bench.bench_ingest import GENERATE_SQL
 
 TARGET = 1.10

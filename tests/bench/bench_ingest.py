@@ -212,7 +212,7 @@ def bench(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> int:
         # Rows that the product's card-number prefilter sends to the Python masker: the usual
         # reason for a poor ratio (diagnostic only; typed columns are not scanned by it).
         try:
-            from reconcile.staging import may_hold_pan_sql
+            from reconcile.ingest.staging import may_hold_pan_sql
 
             text = (
                 "txn_id",

@@ -1,0 +1,129 @@
+"""Configuration history: `recon config history|diff|revert`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from reconcile import audit, versions
+from reconcile.cli.context import EXIT_ERROR, App, cli, current_user, pass_app
+from reconcile.cli.output import emit_json, emit_table, info
+from reconcile.watch import watchdog
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Configuration history: every change of a monitor, source, target or setting.
+
+    \b
+    Examples:
+      recon config history monitor:daily-report
+      recon config diff 3 7
+      recon config revert monitor:daily-report --to 3 --reason "grace was too short"
+    """
+
+
+@config_group.command("history")
+@click.argument("target", metavar="[OBJECT]", required=False)
+@pass_app
+def config_history(app: App, target: str | None) -> None:
+    """Every version, oldest first: monitor:NAME, source:NAME, target:ALIAS, mailbox:ALIAS or
+    settings.
+
+    \b
+    Example:
+      recon config history source:payments-loader
+    """
+    with app.connect() as conn:
+        rows = versions.history(conn, target)
+    if app.json:
+        emit_json({"versions": rows})
+        return
+    if not rows:
+        info("no configuration versions" + (f" of {target}" if target else ""))
+        return
+    for row in rows:
+        row["value"] = "(removed)" if row["value"] is None else audit.canonical(row["value"])
+    emit_table(rows, ["version", "object", "changed_at", "changed_by", "via", "reason", "value"])
+
+
+@config_group.command("diff")
+@click.argument("first", type=int)
+@click.argument("second", type=int)
+@pass_app
+def config_diff(app: App, first: int, second: int) -> None:
+    """What differs between two versions, field by field.
+
+    \b
+    Example:
+      recon config diff 3 7
+    """
+    with app.connect() as conn:
+        found = versions.diff(conn, first, second)
+    if app.json:
+        emit_json(found)
+        return
+    a, b = found["from"], found["to"]
+    info(f"{first} ({a['object']}, {a['changed_at']:%Y-%m-%d %H:%M} UTC, {a['changed_by']}) -> "
+         f"{second} ({b['object']}, {b['changed_at']:%Y-%m-%d %H:%M} UTC, {b['changed_by']})")  # fmt: skip
+    if not found["changes"]:
+        info("no difference")
+    for key, change in found["changes"].items():
+        click.echo(f"  {key}: {json.dumps(change['from'])} -> {json.dumps(change['to'])}")
+
+
+@config_group.command("revert")
+@click.argument("target", metavar="OBJECT")
+@click.option("--to", "version", type=int, required=True, help="The version to go back to.")
+@click.option("--reason", help="Why (kept with the new version).")
+@pass_app
+def config_revert(app: App, target: str, version: int, reason: str | None) -> None:
+    """Put a monitor back as it was at a version; the revert is itself a new version.
+
+    Sources, targets, mailboxes and settings live in recon.toml: for those, the old values are
+    printed to put back in the file (recon does not rewrite your configuration file).
+
+    \b
+    Example:
+      recon config revert monitor:daily-report --to 3 --reason "grace was too short"
+    """
+    now = app.settings.current_time()
+    with app.connect() as conn:
+        old = versions.get(conn, version)
+        if old["object"] != target:
+            raise click.BadParameter(f"version {version} is of {old['object']}, not {target}")
+        kind, _, name = target.partition(":")
+        if kind != "monitor":
+            info(f"{target} comes from recon.toml; version {version} was:")
+            click.echo(json.dumps(old["value"], indent=2))
+            info("edit recon.toml to match; the next command records the change as a version")
+            sys.exit(EXIT_ERROR)
+        why = reason or f"revert to version {version}"
+        exists = any(m["name"] == name for m in watchdog.list_monitors(conn, now))
+        value = old["value"]
+        if value is None:
+            if exists:
+                watchdog.remove(conn, name, now=now, reason=why)
+        elif exists:
+            watchdog.reconfigure(conn, name, value, now=now, reason=why)
+        else:
+            watchdog.create(
+                conn,
+                name,
+                cron=value["cron"],
+                tz=value["tz"],
+                every_seconds=value["every_seconds"],
+                grace_seconds=value["grace_seconds"],
+                early_seconds=value["early_seconds"],
+                max_runtime_seconds=value["max_runtime_seconds"],
+                realert_seconds=value["realert_seconds"],
+                tags=value["tags"],
+                now=now,
+                user=current_user(),
+                link=watchdog.Link.of(value),
+                reason=why,
+            )
+        latest = versions.current(conn)
+    info(f"{target} is as at version {version} (recorded as version {latest})")

@@ -1,0 +1,283 @@
+"""What every command shares: the global options and settings (App), the `recon` group, parameter types and option bundles."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconcile import __version__, audit, logs, redact
+from reconcile.reconciliation import compare, export, failures
+from reconcile.session import Session, open_session, trail_for
+from reconcile.settings import Settings, load_settings, parse_duration, parse_now
+from reconcile.store import db
+
+log = logging.getLogger("reconcile")
+
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
+
+
+@dataclass
+class App:
+    """Global options, and the settings they resolve to (loaded on first use)."""
+
+    db_path: str | None
+    config: str | None
+    now: str | None
+    json: bool
+    _settings: Settings | None = field(default=None, repr=False)
+    _now: datetime | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config, db=self.db_path, now=self.now)
+            logs.configure(
+                level=self._settings.log_level,
+                log_file=self._settings.log_file,
+                file_level=self._settings.log_file_level,
+                secrets=self._settings.secret_values(),
+            )
+        return self._settings
+
+    @property
+    def now_time(self) -> datetime:
+        """This command's `now`, read once (the session and everything it calls use it)."""
+        if self._now is None:
+            self._now = self.settings.current_time()
+        return self._now
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """This command's one session: the store, its audit trail (the OS user, via cli),
+        `now`; the chain's head is anchored on the way out, whatever happened."""
+        settings = self.settings
+        with open_session(settings, trail_for(settings, "cli"), now=self.now_time) as session:
+            yield session
+
+    @contextmanager
+    def connect(self) -> Iterator[db.Connection]:
+        """The session's connection (for commands not yet calling a use case with a session)."""
+        with self.session() as session:
+            yield session.conn
+
+
+def current_user() -> str:
+    """Who ran the command: the OS user (recorded with every ingest)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def parse_day(value: str | None, param: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a date as YYYY-MM-DD, got {value!r}", param_hint=param
+        ) from None
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact.mask_pans(value)
+    if isinstance(value, tuple | list):
+        return type(value)(_masked(item) for item in value)
+    return value
+
+
+class _MaskedParameters(click.Command):
+    """Every identifier typed on the command line enters here: each text argument and option
+    value (run ids, source, monitor and token names, tags, reasons...) has its card numbers
+    masked before any command sees it, so none reaches a table, a log or an alert. Paths are
+    the exception (the file must still be found): what is stored or printed of a file name is
+    masked where the file is read (`ingest.ingest_file`), and the command run by `recon run` is
+    passed through as given."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for param in self.get_params(ctx):
+            if param.name in ctx.params and not isinstance(
+                param.type, click.Path | click.types.UnprocessedParamType
+            ):
+                ctx.params[param.name] = _masked(ctx.params[param.name])
+        return rest
+
+
+class _MaskedGroup(_MaskedParameters, click.Group):
+    command_class = _MaskedParameters
+    group_class = type  # subgroups are of this class too
+
+
+@click.group(
+    cls=_MaskedGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--db",
+    metavar="PATH",
+    type=click.Path(),
+    help="DuckDB file (env RECON_DB; default ./recon.duckdb).",
+)
+@click.option(
+    "--config",
+    metavar="PATH",
+    type=click.Path(),
+    help="recon.toml to read (env RECON_CONFIG; default ./recon.toml if present).",
+)
+@click.option("--now", metavar="ISO8601", help="Pretend it is this time (env RECON_NOW).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@click.version_option(__version__, prog_name="recon")
+@click.pass_context
+def cli(
+    ctx: click.Context, db: str | None, config: str | None, now: str | None, as_json: bool
+) -> None:
+    """reconcile: run logs into DuckDB (validated, masked), reconciled against what was
+    expected, failures listed, and every recurring signal watched.
+
+    \b
+    Example, on the bundled sample data:
+      recon --config sample_data/recon.toml init
+      recon ingest --source payments-loader sample_data/payments-loader/runs/*
+      recon reconcile --date last
+      recon failures --date last
+    """
+    ctx.obj = App(db_path=db, config=config, now=now, json=as_json)
+    logs.set_command(ctx.invoked_subcommand or "")
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def _pick_source(settings: Settings, given: str | None) -> str:
+    if given:
+        return given
+    if len(settings.sources) == 1:
+        return next(iter(settings.sources))
+    configured = ", ".join(sorted(settings.sources)) or "none configured"
+    raise click.UsageError(f"name the source with --source (configured sources: {configured})")
+
+
+def _day_range(
+    conn: db.Connection, day: str | None, since: str | None, until: str | None, source: str | None
+) -> tuple[date, date] | None:
+    """--date D | --date last | --since/--until, as a closed range; None: nothing loaded yet."""
+    if day and (since or until):
+        raise click.UsageError("give either --date or --since/--until, not both")
+    if since or until:
+        first = parse_day(since, "--since") or date.min
+        last = parse_day(until, "--until") or date.max
+        if first > last:
+            raise click.UsageError(f"--since {since} is after --until {until}: swap them")
+        return first, last
+    if day and day != "last":
+        only = parse_day(day, "--date") or date.min
+        return only, only
+    latest = failures.latest_business_date(conn, source)
+    return (latest, latest) if latest else None
+
+
+def _scope_range(
+    conn: db.Connection, day: str | None, since: str | None, until: str | None, source: str | None
+) -> tuple[date | None, date | None]:
+    """Like `_day_range`, but no date option at all means every day: (None, None)."""
+    if not (day or since or until):
+        return None, None
+    span = _day_range(conn, day, since, until, source)
+    return span if span else (None, None)
+
+
+def _tolerances(settings: Settings) -> dict[str, compare.Tolerance]:
+    return {
+        name: compare.Tolerance(config.amount_tolerance, config.amount_tolerance_percent)
+        for name, config in settings.sources.items()
+    }
+
+
+def date_options(function: Any) -> Any:
+    """--date / --since / --until / --source, shared by the commands that work on days."""
+    for option in reversed(
+        [
+            click.option("--date", "day", metavar="DATE|last", help="One business date."),
+            click.option("--since", metavar="DATE", help="First business date of a range."),
+            click.option("--until", metavar="DATE", help="Last business date of a range."),
+            click.option("--source", "-s", metavar="NAME", help="Only this source."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def _record_access(
+    app: App, action: str, target: str, paths: Sequence[Path], details: dict[str, Any]
+) -> None:
+    """Reading stored (masked) transaction data is an access: record what was written where,
+    with the SHA-256 of each file, once the files are complete."""
+    mode = int(app.settings.export_mode, 8)  # private (0600) unless export_mode shares them
+    written: dict[str, str | None] = {
+        str(path): export.seal_output(path, mode) for path in paths if path.is_file()
+    }
+    _record_event(app, action, target, {**details, "written": written or {"stdout": None}})
+
+
+def _categories(text: str) -> list[str]:
+    if text.strip() == "all":
+        return list(compare.BREAK_CATEGORIES)
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [c for c in chosen if c not in compare.CATEGORIES]
+    if unknown or not chosen:
+        raise click.BadParameter(
+            f"unknown category {', '.join(unknown) or '(none)'}; choose from "
+            f"{', '.join(compare.CATEGORIES)} or 'all'",
+            param_hint="--category",
+        )
+    return chosen
+
+
+class Duration(click.ParamType):
+    """`90s`, `15m`, `2h`, `1d` -> whole seconds."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return int(parse_duration(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Instant(click.ParamType):
+    """An ISO 8601 time; without an offset it is UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_now(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION, INSTANT = Duration(), Instant()
+
+
+def _record_event(app: App, action: str, target: str, details: dict[str, Any]) -> None:
+    """An event on its own, in a connection of its own (start, stop, files written)."""
+    with app.connect() as conn:
+        audit.record_alone(conn, action, target, now=app.settings.current_time(), details=details)

@@ -1,0 +1,351 @@
+"""Monitors: `recon monitor add|preview|list|show|pause|resume|remove`."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+
+from reconcile.cli.context import (
+    DURATION,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    INSTANT,
+    App,
+    cli,
+    current_user,
+    pass_app,
+)
+from reconcile.cli.output import _cell, emit_json, emit_table, info
+from reconcile.watch import content, schedule, watchdog
+
+
+@cli.group("monitor")
+def monitor_group() -> None:
+    """Monitors: recurring signals that must arrive on schedule (reports, nightly loads, runs).
+
+    \b
+    Examples:
+      recon monitor add daily-report --cron "0 7 * * 1-5" --tz Europe/London --grace 1h
+      recon monitor add nightly-load --every 1d --grace 2h --tag payments
+      recon monitor list
+    """
+
+
+def _preview_rows(cron: schedule.Cron, start: datetime, count: int) -> list[dict[str, Any]]:
+    tz = schedule.zone(cron.tz)
+    rows, moment = [], start
+    for _ in range(count):
+        due = cron.next_after(moment)
+        if due is None:
+            break
+        local = due.astimezone(tz)
+        day_start = datetime(local.year, local.month, local.day, tzinfo=tz)
+        day_end = day_start + timedelta(days=1)
+        dst_change = day_start.utcoffset() != day_end.astimezone(tz).utcoffset()
+        rows.append({"utc": due, "local": local, "dst_change": dst_change})
+        moment = due
+    return rows
+
+
+@monitor_group.command("add")
+@click.argument("name")
+@click.option("--cron", "cron_expr", metavar="EXPR", help="Five-field cron expression.")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the cron time.")
+@click.option("--every", type=DURATION, help="A plain period instead of cron, e.g. 1h.")
+@click.option("--grace", type=DURATION, required=True, help="How late a signal may be.")
+@click.option("--early", type=DURATION, default=0, help="How early a signal still counts.")
+@click.option("--tag", "tags", multiple=True, help="Routes alerts to targets with this tag.")
+@click.option("--max-runtime", type=DURATION, help="A started run longer than this is down.")
+@click.option("--realert", type=DURATION, help="Alert again this often while down.")
+@click.option("--source", help="The source this monitor is about: its runs are the signal.")
+@click.option(
+    "--hears",
+    type=click.Choice(watchdog.HEARS),
+    help="The signal: ping, run (of --source) or email (in --mailbox). "
+    "Default: email with --mailbox, run with --source, else ping.",
+)
+@click.option("--mailbox", metavar="ALIAS", help="Watch this mailbox ([mailboxes.ALIAS]).")
+@click.option("--subject", metavar="REGEX", help="Email: subject pattern (case-insensitive).")
+@click.option("--from", "sender", metavar="ADDRESS", help="Email: the sender's address.")
+@click.option(
+    "--min-transactions",
+    type=click.IntRange(0),
+    help="A run with fewer loaded transactions fails (default 1 for monitors hearing runs).",
+)
+@click.option(
+    "--max-count-diff",
+    type=click.FloatRange(0),
+    metavar="PERCENT",
+    help="A run whose loaded count is this far off its expected count fails.",
+)
+@click.option(
+    "--max-failure-rate",
+    type=click.FloatRange(0, 100),
+    metavar="PERCENT",
+    help="A run with a higher failure rate fails.",
+)
+@click.option(
+    "--failure-rate-jump",
+    type=click.FloatRange(1),
+    metavar="TIMES",
+    help="A run whose failure rate is this many times the median of the 7 before fails.",
+)
+@click.option("--reason", help="Why (kept with the configuration version).")
+@pass_app
+def monitor_add(
+    app: App,
+    name: str,
+    cron_expr: str | None,
+    tz: str,
+    every: int | None,
+    grace: int,
+    early: int,
+    tags: tuple[str, ...],
+    max_runtime: int | None,
+    realert: int | None,
+    source: str | None,
+    hears: str | None,
+    mailbox: str | None,
+    subject: str | None,
+    sender: str | None,
+    min_transactions: int | None,
+    max_count_diff: float | None,
+    max_failure_rate: float | None,
+    failure_rate_jump: float | None,
+    reason: str | None,
+) -> None:
+    """Create a monitor; it expects its first slot after now and alerts if that one is missed.
+
+    A monitor with --source hears the arrival of that source's runs (a file ingested, or a
+    run completed over HTTP) and judges each by its content checks; its alerts say what
+    piled up while it was silent. With --mailbox it hears a matching email instead.
+
+    \b
+    Examples:
+      recon monitor add daily-report --cron "0 7 * * 1-5" --tz Europe/London --grace 1h
+      recon monitor add nightly-load --every 1d --grace 2h --tag payments --max-runtime 3h
+      recon monitor add loader-runs --cron "30 22 * * 1-5" --tz Europe/London --grace 1h \\
+          --source payments-loader --failure-rate-jump 3 --max-count-diff 5
+      recon monitor add report-email --cron "0 7 * * 1-5" --tz Europe/London --grace 1h \\
+          --mailbox ops --subject "^Failed Transactions" --from reports@example.com \\
+          --source payments-loader
+    """
+    if bool(cron_expr) == (every is not None):
+        raise click.UsageError("give either --cron EXPR (with --tz) or --every DURATION")
+    if every is not None and every <= 0:
+        raise click.UsageError("--every must be a period longer than zero, such as 15m or 1d")
+    hears = hears or ("email" if mailbox else "run" if source else "ping")
+    if (subject or sender or mailbox) and hears != "email":
+        raise click.UsageError("--mailbox, --subject and --from are for monitors hearing email")
+    if hears == "email" and not mailbox:
+        raise click.UsageError("a monitor hearing email needs --mailbox ALIAS")
+    if hears == "run" and not source:
+        raise click.UsageError("a monitor hearing runs needs --source NAME")
+    checks = (min_transactions, max_count_diff, max_failure_rate, failure_rate_jump)
+    if any(c is not None for c in checks) and hears != "run":
+        raise click.UsageError(
+            "content checks judge arriving runs: use them with --source NAME (hearing runs)"
+        )
+    if hears == "email" and mailbox and mailbox not in app.settings.mailboxes:
+        known = ", ".join(sorted(app.settings.mailboxes)) or "none configured"
+        raise click.UsageError(
+            f"no mailbox {mailbox!r} in the settings ({known}); add [mailboxes.{mailbox}] "
+            "to recon.toml"
+        )
+    if subject:
+        try:
+            re.compile(subject)
+        except re.error as exc:
+            raise click.BadParameter(
+                f"not a regular expression: {exc}", param_hint="--subject"
+            ) from None
+    if min_transactions is None and hears == "run":
+        min_transactions = 1
+    link = watchdog.Link(
+        source,
+        hears,
+        content.Thresholds(min_transactions, max_count_diff, max_failure_rate, failure_rate_jump),
+        mailbox,
+        subject,
+        sender.lower() if sender else None,
+    )
+    now = app.settings.current_time()
+    with app.connect() as conn:
+        watchdog.create(
+            conn,
+            name,
+            cron=cron_expr,
+            tz=tz,
+            every_seconds=every,
+            grace_seconds=grace,
+            early_seconds=early,
+            max_runtime_seconds=max_runtime,
+            realert_seconds=realert,
+            tags=list(tags),
+            now=now,
+            user=current_user(),
+            link=link,
+            reason=reason,
+        )
+    due: list[dict[str, Any]] = []
+    if cron_expr:
+        due = _preview_rows(schedule.Cron.parse(cron_expr, tz), now, 3)
+    else:
+        assert every
+        due = [{"utc": now + timedelta(seconds=every * (i + 1))} for i in range(3)]
+    warning = _frequency_warning(due, grace)
+    if warning is None and hears in ("run", "email") and early == 0:
+        warning = (
+            "with --early 0, a run or an email that lands before its due time counts for the "
+            "previous slot; if it may come early (a 03:00 deadline, a run at 02:10), give "
+            "--early, e.g. --early 3h"
+        )
+    if app.json:
+        emit_json({"monitor": name, "next_due": [d["utc"] for d in due], "warning": warning})
+        return
+    info(f"monitor {name} created; next due:")
+    for item in due:
+        local = f"  ({item['local'].isoformat()})" if "local" in item else ""
+        info(f"  {item['utc'].isoformat()}{local}")
+    if warning:
+        info(f"warning: {warning}")
+
+
+def _frequency_warning(due: list[dict[str, Any]], grace: int) -> str | None:
+    """`* 9 * * *` fires every minute of 09:00-09:59: say so when that looks unintended."""
+    if len(due) < 2:
+        return None
+    gap = (due[1]["utc"] - due[0]["utc"]).total_seconds()
+    if gap < grace / 4 or gap < 300 <= grace:
+        return (
+            f"this schedule fires every {int(gap)}s, much more often than its grace of "
+            f"{grace}s suggests; '* 9 * * *' means every minute from 09:00 to 09:59 "
+            "(write '0 9 * * *' for once at 09:00)"
+        )
+    return None
+
+
+@monitor_group.command("preview")
+@click.argument("expression")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone.")
+@click.option("--from", "start", type=INSTANT, help="Start after this time (default: now).")
+@click.option("--count", type=click.IntRange(1, 1000), default=10, show_default=True)
+@pass_app
+def monitor_preview(app: App, expression: str, tz: str, start: datetime | None, count: int) -> None:
+    """The next due times of a cron expression, in UTC and local time; DST days marked.
+
+    \b
+    Example:
+      recon monitor preview "30 1 * * *" --tz Europe/London --from 2026-03-27 --count 4
+    """
+    cron = schedule.Cron.parse(expression, tz)
+    rows = _preview_rows(cron, start or app.settings.current_time(), count)
+    if app.json:
+        emit_json({"due": rows})
+        return
+    emit_table(
+        [
+            {"utc": r["utc"], "local": r["local"], "dst": "DST change" if r["dst_change"] else ""}
+            for r in rows
+        ],
+        ["utc", "local", "dst"],
+    )
+
+
+@monitor_group.command("list")
+@pass_app
+def monitor_list(app: App) -> None:
+    """Every monitor with its status now and the slot it waits for.
+
+    \b
+    Example:
+      recon monitor list
+    """
+    with app.connect() as conn:
+        rows = watchdog.list_monitors(conn, app.settings.current_time())
+    if app.json:
+        emit_json({"monitors": rows})
+        return
+    if not rows:
+        info('no monitors yet: recon monitor add NAME --cron "0 7 * * 1-5" --grace 1h')
+        return
+    emit_table(rows, ["name", "status", "schedule", "tz", "next_due", "last_signal_at", "tags"])
+    sys.exit(EXIT_FINDINGS if any(r["status"] == "down" for r in rows) else EXIT_OK)
+
+
+@monitor_group.command("show")
+@click.argument("name")
+@pass_app
+def monitor_show(app: App, name: str) -> None:
+    """One monitor: status, schedule, next due, and its recent slots (the ledger).
+
+    \b
+    Example:
+      recon monitor show daily-report
+    """
+    with app.connect() as conn:
+        found = watchdog.describe(conn, name, app.settings.current_time())
+    base = app.settings.base_url
+    found["ping_url"] = f"{base.rstrip('/')}/ping/{found['ping_uuid']}" if base else None
+    if found["ping_url"]:
+        found["curl"] = f"curl -fsS -m 10 --retry 5 -o /dev/null {found['ping_url']}"
+    if app.json:
+        emit_json(found)
+        return
+    for key, value in found.items():
+        if key != "slots":
+            click.echo(f"{key:>20}: {_cell(value) if value is not None else ''}")
+    click.echo("\nrecent slots:")
+    emit_table(found["slots"], ["due_at", "outcome", "arrived_at"])
+
+
+@monitor_group.command("pause")
+@click.argument("name")
+@click.option("--until", type=INSTANT, help="Resume by itself at this time.")
+@click.option("--reason", help="Why (shown in `monitor show`).")
+@pass_app
+def monitor_pause(app: App, name: str, until: datetime | None, reason: str | None) -> None:
+    """Stop alerting for a monitor (maintenance, holidays).
+
+    \b
+    Example:
+      recon monitor pause daily-report --until 2026-12-28T00:00:00Z --reason "office closed"
+    """
+    with app.connect() as conn:
+        watchdog.pause(conn, name, now=app.settings.current_time(), until=until, reason=reason)
+    info(f"{name} paused" + (f" until {until.isoformat()}" if until else ""))
+
+
+@monitor_group.command("resume")
+@click.argument("name")
+@pass_app
+def monitor_resume(app: App, name: str) -> None:
+    """Watch a paused monitor again; the next slot after now is the one expected.
+
+    \b
+    Example:
+      recon monitor resume daily-report
+    """
+    with app.connect() as conn:
+        watchdog.resume(conn, name, now=app.settings.current_time())
+    info(f"{name} resumed")
+
+
+@monitor_group.command("remove")
+@click.argument("name")
+@click.option("--reason", help="Why (kept with the configuration version).")
+@pass_app
+def monitor_remove(app: App, name: str, reason: str | None) -> None:
+    """Delete a monitor (its signals, slots and alerts stay as history).
+
+    \b
+    Example:
+      recon monitor remove old-report
+    """
+    with app.connect() as conn:
+        watchdog.remove(conn, name, now=app.settings.current_time(), reason=reason)
+    info(f"{name} removed")

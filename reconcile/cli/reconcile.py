@@ -1,0 +1,433 @@
+"""Reconciling and reading results: `recon reconcile`, `failures`, `export`, `history`, `bisect`."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import click
+
+from reconcile import __version__
+from reconcile.cli.context import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    App,
+    _categories,
+    _day_range,
+    _record_access,
+    _scope_range,
+    _tolerances,
+    cli,
+    current_user,
+    date_options,
+    parse_day,
+    pass_app,
+)
+from reconcile.cli.output import _cell, emit_json, emit_table, info, terminal_text
+from reconcile.reconciliation import bisect as changepoint
+from reconcile.reconciliation import compare, currencies, export, failures, workbook
+from reconcile.reconciliation import refresh as reconciliation
+from reconcile.reconciliation.refresh import scope_text as audit_scope
+from reconcile.store import db
+
+
+def _reconcile(app: App, conn: db.Connection, scope: compare.Scope) -> reconciliation.Outcome:
+    return reconciliation.reconcile(
+        conn,
+        scope,
+        _tolerances(app.settings),
+        now=app.settings.current_time(),
+        user=current_user(),
+        product_version=__version__,
+    )
+
+
+COUNT_COLUMNS = ["status", *reconciliation.COUNT_FIELDS]
+
+
+DAY_COLUMNS = [
+    "business_date",
+    *COUNT_COLUMNS,
+    "expected_amount",
+    "processed_amount",
+    "amount_difference",
+]
+
+
+RUN_COLUMNS = ["run_id", *DAY_COLUMNS]
+
+
+@cli.command("reconcile")
+@date_options
+@click.option("--run", "run_id", metavar="RUN", help="Only this run.")
+@click.option("--runs", "show_runs", is_flag=True, help="Also print the per-run table.")
+@pass_app
+def reconcile_command(
+    app: App,
+    day: str | None,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    run_id: str | None,
+    show_runs: bool,
+) -> None:
+    """Expected versus processed, per run and per business day; results and breaks are kept.
+
+    Every record gets one category: matched, failed, missing, duplicated, unexpected or
+    amount_mismatch. Without a date, every run is reconciled. Re-running on unchanged inputs
+    changes nothing; a run that arrived late adds a new version (see `recon history`).
+    Exit 3 when a run or day in scope has breaks or is pending, 0 when all balance.
+
+    \b
+    Examples:
+      recon reconcile --date 2026-11-13
+      recon reconcile --since 2026-11-09 --until 2026-11-13 --runs
+      recon reconcile --run PL-20261111
+    """
+    with app.connect() as conn:
+        first, last = _scope_range(conn, day, since, until, source)
+        scope = compare.Scope(source=source, run_id=run_id, since=first, until=last)
+        outcome = _reconcile(app, conn, scope)
+    if app.json:
+        emit_json(
+            {
+                "reconciliation_id": outcome.reconciliation_id,
+                "inputs_sha256": outcome.inputs_sha256,
+                "runs_changed": outcome.runs_changed,
+                "days_changed": outcome.days_changed,
+                "runs": outcome.runs,
+                "days": outcome.days,
+            }
+        )
+    else:
+        _describe_reconciliation(outcome, show_runs or bool(run_id))
+    sys.exit(EXIT_FINDINGS if outcome.needs_attention else EXIT_OK)
+
+
+def _describe_reconciliation(outcome: reconciliation.Outcome, show_runs: bool) -> None:
+    if not outcome.runs:
+        info("nothing to reconcile in that scope: ingest run logs and manifests first")
+        return
+    if outcome.days:
+        emit_table(outcome.days, DAY_COLUMNS)
+    if show_runs or not outcome.days:
+        click.echo()
+        emit_table(outcome.runs, RUN_COLUMNS)
+    if currencies.mixed(outcome.currency_totals):
+        click.echo()
+        click.echo("amounts per currency (the amounts above add all currencies together, as")
+        click.echo("control totals do; per day and currency: --json, or recon export):")
+        emit_table(outcome.currency_totals, ["source", *currencies.TOTAL_COLUMNS])
+    changed = (
+        f"{outcome.runs_changed} run(s) and {outcome.days_changed} day(s) changed since the "
+        "last reconciliation"
+        if outcome.runs_changed or outcome.days_changed
+        else "no change since the last reconciliation (inputs unchanged)"
+    )
+    info(
+        f"reconciliation {outcome.reconciliation_id}: {len(outcome.runs)} run(s), "
+        f"{len(outcome.days)} day(s); {changed}; breaks opened {outcome.breaks_opened}, "
+        f"resolved {outcome.breaks_resolved}"
+    )
+    troubled = [d for d in outcome.days if d["status"] == "breaks"]
+    pending = [r for r in outcome.runs if r["status"] == "pending"]
+    if troubled:
+        latest = troubled[-1]
+        info(
+            f"{len(troubled)} day(s) have breaks. Latest: {latest['business_date']}; see it with\n"
+            f"  recon failures --date {latest['business_date']} --category all\n"
+            f"  recon breaks --date {latest['business_date']}"
+        )
+    if pending:
+        names = ", ".join(r["run_id"] for r in pending[:5])
+        info(f"{len(pending)} run(s) expected but not arrived (pending): {names}")
+    broken_runs = [r for r in outcome.runs if r["status"] == "breaks"]
+    if broken_runs and not troubled:  # runs with no business date have no day to show them
+        names = ", ".join(r["run_id"] for r in broken_runs[:5])
+        info(f"{len(broken_runs)} run(s) have breaks: {names}; see them with recon breaks")
+    unchecked = [r for r in outcome.runs if not r["has_manifest"] and not r["has_totals"]]
+    if unchecked:
+        names = ", ".join(r["run_id"] for r in unchecked[:5])
+        info(
+            f"{len(unchecked)} run(s) had nothing to compare with (no manifest, no control "
+            f"totals): {names}; judged on their logs alone (failed, duplicated), nothing can be "
+            "missing. Give what was expected with `recon ingest --kind expected|totals` or "
+            "`recon expect`"
+        )
+    if not troubled and not pending and not broken_runs:
+        info("all balanced")
+
+
+FAILURE_FORMATS = ["table", "csv", "jsonl", "xlsx", "parquet"]
+
+
+@cli.command("failures")
+@date_options
+@click.option(
+    "--category",
+    "categories",
+    metavar="C,...",
+    default="failed",
+    show_default=True,
+    help="Categories to list, comma-separated, or 'all' for every kind of break.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(FAILURE_FORMATS), default="table", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file (needed for xlsx and parquet).",
+)
+@pass_app
+def failures_command(
+    app: App,
+    day: str | None,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    categories: str,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """The failed-record list for a day or range: what the daily email carried, masked.
+
+    The range is reconciled first (nothing changes when nothing new arrived), so the list
+    always matches `recon reconcile`. A failure that a retry in the same run fixed is matched,
+    not listed. Default: the latest business date loaded.
+
+    \b
+    Examples:
+      recon failures --date 2026-11-13
+      recon failures --since 2026-11-09 --until 2026-11-13 --category all --format csv > f.csv
+      recon failures --date last --format xlsx -o failed.xlsx
+    """
+    wanted = _categories(categories)
+    if fmt in ("xlsx", "parquet") and output is None:
+        raise click.UsageError(f"--format {fmt} writes a file: give it with -o FILE")
+    now = app.settings.current_time()
+    with app.connect() as conn:
+        span = _day_range(conn, day, since, until, source)
+        if span is None:
+            info("no transactions loaded yet: nothing to list")
+            return
+        first, last = span
+        _reconcile(app, conn, compare.Scope(source=source, since=first, until=last))
+        if fmt == "parquet" and output is not None:
+            sql, params = failures.failures_query(first, last, wanted, source, now)
+            export.write_parquet(conn, sql, params, output)
+            rows = []
+        else:
+            rows = failures.list_failures(
+                conn, first, last, categories=wanted, source=source, now=now
+            )
+    span_text = str(first) if first == last else f"{first} to {last}"
+    label = "failed transaction(s)" if wanted == ["failed"] else f"record(s) ({', '.join(wanted)})"
+    if app.json:
+        emit_json({"since": first, "until": last, "categories": wanted, "failures": rows})
+    elif fmt == "xlsx" and output is not None:
+        sheet = export.Sheet("Failures", [export.Table(None, failures.COLUMNS, rows)])
+        export.write_xlsx(output, [sheet], now)
+        info(f"wrote {len(rows)} {label}, business date {span_text}, to {output}")
+    elif fmt == "parquet":
+        info(f"wrote the {label} of business date {span_text} to {output}")
+    elif fmt in ("csv", "jsonl"):
+        writer = export.write_csv if fmt == "csv" else export.write_jsonl
+        if output is not None:
+            with (
+                export.private_file(output) as handle,
+                io.TextIOWrapper(handle, encoding="utf-8", newline="") as text,
+            ):
+                writer(rows, failures.COLUMNS, text)
+            info(f"wrote {len(rows)} {label}, business date {span_text}, to {output}")
+        elif sys.stdout.isatty():  # read on a terminal: its controls shown, not obeyed
+            shown = io.StringIO()
+            writer(rows, failures.COLUMNS, shown)
+            lines = shown.getvalue().split("\r\n")  # the CSV's line ends are no controls
+            click.echo("\n".join(terminal_text(line) for line in lines), nl=False)
+        else:
+            writer(rows, failures.COLUMNS, sys.stdout)
+    else:
+        info(f"{len(rows)} {label}, business date {span_text}")
+        if rows:
+            # The note says why a record is here when its row never loaded (quarantined).
+            noted = ["note"] if any(row.get("note") for row in rows) else []
+            emit_table(rows, [*failures.COLUMNS, *noted], wrap=noted)
+    _record_access(
+        app,
+        "failures.list",
+        f"{source or 'all'}:{span_text}",
+        [output] if output else [],
+        {"categories": wanted, "format": fmt, "rows": len(rows) if fmt != "parquet" else None},
+    )
+
+
+@cli.command("export")
+@date_options
+@click.option(
+    "--format", "fmt", type=click.Choice(workbook.FORMATS), required=True, help="Output format."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The .xlsx file, or the folder for csv and parquet files.",
+)
+@pass_app
+def export_command(
+    app: App,
+    day: str | None,
+    since: str | None,
+    until: str | None,
+    source: str | None,
+    fmt: str,
+    output: Path,
+) -> None:
+    """The finance export: control totals per day and per run, breaks, and source files.
+
+    XLSX: a Summary sheet (generation time in UTC, product version, per-day and per-run totals,
+    the source files with their SHA-256) and a Breaks sheet whose differences add up to each
+    day's amount difference. CSV and Parquet: days, runs, breaks and files in a folder. The
+    scope is reconciled first; the same inputs give the same files.
+
+    \b
+    Examples:
+      recon export --since 2026-11-09 --until 2026-11-13 --format xlsx -o week46.xlsx
+      recon export --date 2026-11-13 --format csv -o export-2026-11-13/
+    """
+    now = app.settings.current_time()
+    with app.connect() as conn:
+        first, last = _scope_range(conn, day, since, until, source)
+        scope = compare.Scope(source=source, since=first, until=last)
+        outcome = _reconcile(app, conn, scope)
+        written = workbook.write(
+            conn,
+            scope,
+            fmt,
+            output,
+            generated_at=now,
+            product_version=__version__,
+            inputs_sha256=outcome.inputs_sha256,
+        )
+    if app.json:
+        emit_json(
+            {
+                "paths": [str(p) for p in written.paths],
+                "days": written.days,
+                "runs": written.runs,
+                "breaks": written.breaks,
+                "inputs_sha256": outcome.inputs_sha256,
+            }
+        )
+    else:
+        info(
+            f"wrote {', '.join(str(p) for p in written.paths)}: {written.days} day(s), "
+            f"{written.runs} run(s), {written.breaks} break row(s)"
+        )
+    _record_access(
+        app,
+        "export",
+        audit_scope(scope),
+        written.paths,
+        {"format": fmt, "days": written.days, "runs": written.runs, "breaks": written.breaks},
+    )
+
+
+@cli.command("history")
+@click.option("--date", "day", metavar="DATE", help="Versions of this business day's result.")
+@click.option("--run", "run_id", metavar="RUN", help="Versions of this run's result.")
+@click.option("--source", "-s", metavar="NAME", help="Only this source.")
+@pass_app
+def history_command(app: App, day: str | None, run_id: str | None, source: str | None) -> None:
+    """Every stored version of a day's or a run's reconciliation, oldest first.
+
+    A new version appears only when the inputs changed (a late run, a corrected manifest).
+
+    \b
+    Examples:
+      recon history --date 2026-11-11
+      recon history --run PL-20261111
+    """
+    if bool(day) == bool(run_id):
+        raise click.UsageError("give one of --date or --run")
+    with app.connect() as conn:
+        rows = reconciliation.history(
+            conn, source=source, run_id=run_id, day=parse_day(day, "--date")
+        )
+    if app.json:
+        emit_json({"versions": rows})
+        return
+    if not rows:
+        info("no stored results: run `recon reconcile` first")
+        return
+    emit_table(
+        rows,
+        ["version", "reconciled_at", *COUNT_COLUMNS, "amount_difference", "inputs_sha256"],
+    )
+
+
+@cli.command("bisect")
+@click.option("--source", "-s", metavar="NAME", required=True, help="The source to examine.")
+@click.option(
+    "--metric", type=click.Choice(changepoint.METRICS), default="failure_rate", show_default=True
+)
+@pass_app
+def bisect_command(app: App, source: str, metric: str) -> None:
+    """Find the first run where a metric shifted, and what changed just before it.
+
+    The per-run series is split where two levels fit it best; the shift counts when the levels
+    differ by more than three times the noise. Then: configuration versions recorded between
+    the run before and that run (who, why), and the application versions their logs carry.
+
+    \b
+    Examples:
+      recon bisect --source payments-loader
+      recon bisect --source payments-loader --metric missing
+    """
+    with app.connect() as conn:
+        if metric != "failure_rate":
+            _reconcile(app, conn, compare.Scope(source=source))
+        shift = changepoint.find(conn, source, metric)
+    if shift is None:
+        info(f"too few runs of {source} to look for a shift (at least 4 are needed)")
+        sys.exit(EXIT_ERROR)
+    run = shift.run
+    if app.json:
+        emit_json(shift.__dict__)
+    else:
+        unit = "%" if metric == "failure_rate" else " record(s)"
+        for point in shift.series:
+            mark = "  <- shift" if point["run_id"] == run["run_id"] and shift.significant else ""
+            click.echo(f"  {_cell(point['run_id'], True):<24} {point['value']:8.2f}{unit}{mark}")
+        if not shift.significant:
+            info(
+                f"no clear shift in {metric}: the best split (before {run['run_id']}) moves it "
+                f"from {shift.before:.2f} to {shift.after:.2f}, within the noise ({shift.noise:.2f})"
+            )
+            sys.exit(EXIT_OK)
+        info(
+            f"{metric} shifted at run {run['run_id']} (first processed "
+            f"{run['started']:%Y-%m-%d %H:%M} UTC): from {shift.before:.2f}{unit} to "
+            f"{shift.after:.2f}{unit} on average"
+        )
+        info("what changed just before it:")
+        (before_run, apps_before), (this_run, apps_now) = shift.app_versions.items()
+        if apps_before != apps_now:
+            info(f"  application version: {', '.join(apps_before) or 'not in the log'} "
+                 f"({before_run}) -> {', '.join(apps_now) or 'not in the log'} ({this_run})")  # fmt: skip
+        for change in shift.config_changes:
+            info(
+                f"  configuration version {change['version']}: {change['object']} changed "
+                f"{change['changed_at']:%Y-%m-%d %H:%M} UTC by {change['changed_by']} "
+                f"({change['via']}{'; ' + change['reason'] if change['reason'] else ''})"
+            )
+        if apps_before == apps_now and not shift.config_changes:
+            info("  nothing recorded: no configuration version and the same application version")
+        info(f"see the runs: recon runs --source {source}")
+        if shift.config_changes:
+            info("and each change: recon config history OBJECT; recon config diff V1 V2")
+    sys.exit(EXIT_FINDINGS if shift.significant else EXIT_OK)

@@ -1,0 +1,1 @@
+"""Ingest: files in, validated and masked rows out, runs recorded."""

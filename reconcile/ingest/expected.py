@@ -1,0 +1,36 @@
+"""What should have been processed: control totals recorded by hand (`recon expect`).
+
+Manifests and control-total files arrive through `recon ingest --kind expected|totals`; this is
+for the upstream system that only tells a person "run R sent N transactions worth X".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from reconcile.store.db import Connection, transaction
+
+
+def record_control_totals(
+    conn: Connection,
+    *,
+    source: str,
+    run_id: str,
+    count: int,
+    amount: Decimal | None,
+    now: datetime,
+    user: str,
+) -> None:
+    """Record (or replace) the control totals of one run; the latest statement wins."""
+    if count < 0:
+        raise ValueError("the expected count cannot be negative")
+    with transaction(conn):
+        conn.execute(
+            "DELETE FROM control_totals WHERE source = ? AND run_id = ? AND file_id IS NULL",
+            [source, run_id],
+        )
+        conn.execute(
+            "INSERT INTO control_totals VALUES (?, ?, ?, ?, NULL, NULL, ?, ?)",
+            [source, run_id, count, amount, now, user],
+        )

@@ -1,0 +1,51 @@
+"""What each run loaded, and what was quarantined: the first thing operations look at."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from reconcile.store.db import Connection, fetch_dicts
+
+
+def list_runs(
+    conn: Connection,
+    source: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> list[dict[str, Any]]:
+    """One row per run: loaded, succeeded, failed and quarantined rows, and when and by whom."""
+    return fetch_dicts(
+        conn,
+        """
+        SELECT * FROM (
+            SELECT r.source, r.run_id,
+                   (SELECT min(business_date) FROM transactions t
+                     WHERE t.source = r.source AND t.run_id = r.run_id) AS business_date,
+                   r.rows_loaded, r.rows_succeeded, r.rows_failed, r.rows_quarantined,
+                   r.first_processed_at, r.last_processed_at, r.last_ingested_at AS ingested_at,
+                   r.ingested_by, len(r.file_ids) AS files
+            FROM runs r
+            WHERE (?::VARCHAR IS NULL OR r.source = ?))
+        WHERE (?::DATE IS NULL OR business_date >= ?) AND (?::DATE IS NULL OR business_date <= ?)
+        ORDER BY source, business_date NULLS LAST, first_processed_at, run_id
+        """,
+        [source, source, since, since, until, until],
+    )
+
+
+def list_quarantine(
+    conn: Connection, source: str | None = None, run_id: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Quarantined rows with file, line, column and reason, newest file first."""
+    return fetch_dicts(
+        conn,
+        """
+        SELECT source, kind, path, line, column_name AS column, reason, run_id, raw
+        FROM quarantine
+        WHERE (?::VARCHAR IS NULL OR source = ?) AND (?::VARCHAR IS NULL OR run_id = ?)
+        ORDER BY file_id DESC, line
+        LIMIT ?
+        """,
+        [source, source, run_id, run_id, limit if limit is not None else 2**62],
+    )

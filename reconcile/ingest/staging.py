@@ -1,0 +1,444 @@
+"""Step 2 of an ingest: one SELECT that types, masks and judges every row.
+
+Card numbers are masked here, before anything is stored; each row gets its first problem
+(column and reason) or none. The result is a temporary table that step 3 distributes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from reconcile import redact
+from reconcile.canonical import KEY_COLUMNS, TYPED_COLUMNS
+from reconcile.ingest.readers import Plan, normalise_name
+from reconcile.settings import SourceConfig
+from reconcile.store.db import sql_ident, sql_literal
+
+WITHHELD = redact.WITHHELD
+PREFILTER = "'" + redact.PAN_PREFILTER_SQL.replace("'", "''") + "'"  # as a SQL literal
+
+
+def _amount_sql(expr: str) -> str:
+    """Text -> DECIMAL: plain decimals first (fast path; the cast ignores surrounding spaces),
+    then "1,234.50" and "(12.00)", trimmed, for the few values the cast refuses. The cast also
+    reads "1e3" and "1_000", which no ledger writes: those are refused, not guessed."""
+    rare = f"trim({expr})"
+    odd = f"contains({expr}, 'e') OR contains({expr}, 'E') OR contains({expr}, '_')"
+    return (
+        f"coalesce(CASE WHEN NOT ({odd}) THEN try_cast({expr} AS DECIMAL(18, 4)) END, CASE "
+        f"WHEN regexp_full_match({rare}, '\\(([0-9.,]+)\\)') "
+        f"THEN -try_cast(replace(trim({rare}, '()'), ',', '') AS DECIMAL(18, 4)) "
+        f"WHEN regexp_full_match({rare}, '[+-]?[0-9]{{1,3}}(,[0-9]{{3}})+(\\.[0-9]+)?') "
+        f"THEN try_cast(replace({rare}, ',', '') AS DECIMAL(18, 4)) END)"
+    )
+
+
+def _urls_cut(expr: str) -> str:
+    """Free text keeps no URL past its host: webhook URLs carry tokens (`redact.cut_urls`)."""
+    pattern = sql_literal(redact.URL_SQL)
+    return (
+        f"CASE WHEN contains({expr}, '://') "
+        f"THEN regexp_replace({expr}, {pattern}, '\\1://\\2\\3/...', 'g') ELSE {expr} END"
+    )
+
+
+def may_hold_pan_sql(column: str) -> str:
+    """SQL: the value might hold a card number, so the Python masker must see it. A PAN has at
+    least 12 digits, so shorter values (most ids, codes, statuses) skip the pattern."""
+    return f"strlen({column}) >= {redact.PAN_MIN_DIGITS} AND regexp_matches({column}, {PREFILTER})"
+
+
+def may_name_card_data_sql(column: str, rules: redact.FieldRules) -> str:
+    """SQL: the value is a JSON object or array (perhaps after blanks) that may have a key the
+    rules flag, so the nested masker must see it (`redact.mask_nested`). The first test is a
+    cheap look at the first character; only values that pass it are compacted and searched for
+    the words every such key contains (`redact.NESTED_PREFILTER_WORDS`, plus the compact keys a
+    source declares), or for anything not ASCII, or a backslash (a JSON escape)."""
+    words = sorted(
+        {*redact.NESTED_PREFILTER_WORDS, *rules.card_columns}
+        | {redact.column_key(name) for name in rules.sensitive_columns}
+    )
+    pattern = "|".join(words)  # only a-z0-9: no escaping needed; an empty word matches all
+    return (
+        f"(starts_with({column}, '{{') OR starts_with({column}, '[') "
+        f"OR ({column} < '!' AND regexp_matches({column}, '^\\s+[\\[{{]'))) "
+        f"AND (regexp_matches({column}, '[^\\x00-\\x7F]|\\\\') OR regexp_matches("
+        f"regexp_replace(lower({column}), '[^a-z0-9]+', '', 'g'), {sql_literal(pattern)}))"
+    )
+
+
+def _given(raw: str, typed: str) -> str:
+    """Whether a typed column holds anything but blanks; trimmed only where the cast failed."""
+    return f"CASE WHEN {typed} IS NOT NULL THEN true ELSE nullif(trim({raw}), '') IS NOT NULL END"
+
+
+def _cutoff_shift(cutoff: time) -> int:
+    """Seconds to add to local time so that the business day turns over at `cutoff`."""
+    seconds = cutoff.hour * 3600 + cutoff.minute * 60 + cutoff.second
+    return 0 if seconds == 0 else 86400 - seconds
+
+
+def business_day(moment: datetime, config: SourceConfig) -> date:
+    """The source's business date at `moment`: its zone, turning over at its cut-off (the same
+    rule the SQL applies to processed_at)."""
+    local = moment.astimezone(ZoneInfo(config.timezone))
+    return (local + timedelta(seconds=_cutoff_shift(config.cutoff))).date()
+
+
+_OUTPUTS = {
+    "processed": [
+        "run_id",
+        "txn_id",
+        "amount",
+        "currency",
+        "status",
+        "outcome",
+        "processed_at",
+        "business_date",
+        "error_code",
+        "error_message",
+        "card_hmac",
+        "attributes",
+    ],
+    "expected": ["run_id", "txn_id", "amount", "currency", "business_date", "attributes"],
+    "totals": ["run_id", "expected_count", "expected_amount"],
+    "report": [
+        "run_id",
+        "txn_id",
+        "amount",
+        "currency",
+        "business_date",
+        "error_code",
+        "error_message",
+    ],
+}
+
+
+class Stage:
+    """Builds the one SELECT that types, masks and judges every row of `recon_raw`.
+
+    Three nested layers: flags per raw row (`__nul`, `__nl`: NUL bytes and line breaks inside
+    fields), typed values (`__v_*`, named apart from the file's own columns), then the first
+    problem of each row.
+    """
+
+    def __init__(
+        self, plan: Plan, config: SourceConfig, run_id: str | None, given_date: date | None = None
+    ) -> None:
+        self.plan = plan
+        self.config = config
+        self.run_id = run_id
+        # The business date for rows that carry none (--date; for run logs, else the ingest day).
+        self.given_date_sql = f"DATE '{given_date.isoformat()}'" if given_date else "NULL::DATE"
+        self.mapped_to = {actual: canonical for canonical, actual in plan.mapping.items()}
+        self.rules = redact.FieldRules.of(config.card_columns, config.sensitive_columns)
+        self.sensitive = self.rules.sensitive_columns  # normalised names
+        # Column-name rules run here, once per column of the file, never per row.
+        self.kept = [name for name in plan.columns if not redact.is_never_stored(name)]
+        self.values: dict[str, str] = {}
+        self.derived: dict[str, str] = {}  # computed from `values`, one layer further out
+        # (condition, column, reason, all SQL): the first that holds is the row's problem.
+        self.problems: list[tuple[str, str, str]] = []
+
+    def is_card(self, name: str) -> bool:
+        return redact.is_card_column(name, self.config.card_columns)
+
+    def masked(self, name: str) -> str:
+        column = sql_ident(name)
+        if normalise_name(name) in self.sensitive:
+            return f"CASE WHEN {column} IS NOT NULL THEN {sql_literal(redact.WHOLE_MASK)} END"
+        if self.is_card(name):
+            return f"recon_mask_card({column})"
+        return f"CASE WHEN {may_hold_pan_sql(column)} THEN recon_mask({column}) ELSE {column} END"
+
+    def raw(self, canonical: str) -> str:
+        actual = self.plan.mapping.get(canonical)
+        return f"nullif({sql_ident(actual)}, '')" if actual else "NULL::VARCHAR"
+
+    def text(self, canonical: str) -> str:
+        actual = self.plan.mapping.get(canonical)
+        if actual is None:
+            return "NULL::VARCHAR"
+        column = sql_ident(actual)
+        if canonical in KEY_COLUMNS and self.masked(actual).startswith("CASE WHEN strlen"):
+            # A key that holds a card number is masked but must stay distinct from other keys.
+            return (
+                f"nullif(CASE WHEN {may_hold_pan_sql(column)} "
+                f"THEN recon_mask_key({column}) ELSE {column} END, '')"
+            )
+        return f"nullif({self.masked(actual)}, '')"
+
+    def _replaced(self) -> str:
+        """` REPLACE (...)` for the first layer, each column read once:
+
+        - the canonical text columns (keys, status, codes) trimmed, cheap where there is nothing
+          to trim. Typed columns need none: DuckDB's casts ignore surrounding spaces. Free text
+          (error_message) is kept as written;
+        - the other columns (error_message included, but not ids, codes, amounts or dates) that
+          may hold a JSON object or array (a nested JSON Lines field, a cell holding JSON)
+          through the nested masker (`redact.mask_nested`) when it may name a field that is
+          never stored or holds a card number (`may_name_card_data_sql`), so those keys reach no
+          table, quarantine included. Card and sensitive columns are masked whole later.
+        """
+        replaced: dict[str, str] = {}
+        for canonical, actual in self.plan.mapping.items():
+            if canonical not in TYPED_COLUMNS and canonical != "error_message":
+                c = sql_ident(actual)
+                replaced[actual] = (
+                    f"CASE WHEN starts_with({c}, ' ') OR ends_with({c}, ' ') "
+                    f"THEN trim({c}) ELSE {c} END"
+                )
+        for name in self.kept:
+            if self.mapped_to.get(name, "error_message") != "error_message":
+                continue  # ids, codes, amounts and dates are not JSON
+            if self.rules.kind(name):
+                continue
+            c = sql_ident(name)
+            inner = replaced.get(name, c)
+            replaced[name] = (
+                f"CASE WHEN {may_name_card_data_sql(c, self.rules)} "
+                f"THEN {self.plan.nested_masker}({inner}) ELSE {inner} END"
+            )
+        if not replaced:
+            return ""
+        return (
+            " REPLACE ("
+            + ", ".join(f"{expr} AS {sql_ident(name)}" for name, expr in replaced.items())
+            + ")"
+        )
+
+    def problem(self, condition: str, column: str | None, reason: str) -> None:
+        shown = sql_literal(column) if column else "NULL::VARCHAR"
+        self.problems.append((condition, shown, sql_literal(reason)))
+
+    def common(self, kind: str) -> None:
+        self.problems.extend(self.plan.problems)  # size limits (readers.py) come first
+        if self.plan.format == "jsonl":
+            self.problem("__broken IS NOT NULL", None, "not a valid JSON object")
+        self.problem("__nul", None, "contains a NUL byte (binary data inside a text field)")
+        given = sql_literal(self.run_id) if self.run_id else "NULL::VARCHAR"
+        self.values["run_id"] = f"coalesce({self.text('run_id')}, {given})"
+        if kind in ("processed", "totals"):
+            self.problem("__v_run_id IS NULL", "run_id", "empty run_id; fill it or give --run-id")
+
+    def transactions(self) -> None:
+        """Columns shared by processed logs and expected manifests."""
+        extras = [name for name in self.kept if name not in self.mapped_to]
+        self.values |= {
+            "txn_id": self.text("txn_id"),
+            "amount": _amount_sql(self.raw("amount")),
+            "amount_too_precise": f"coalesce(length({self.raw('amount')}) - "
+            f"strpos({self.raw('amount')}, '.') > 4 AND strpos({self.raw('amount')}, '.') > 0 "
+            f"AND regexp_matches({self.raw('amount')}, '\\.[0-9]{{4}}0*[1-9]'), false)",
+            "currency": f"upper({self.text('currency')})",
+            "business_date": f"try_cast({self.raw('business_date')} AS DATE)",
+            "attributes": (
+                "json_object("
+                + ", ".join(f"{sql_literal(n)}, {self.masked(n)}" for n in extras)
+                + ")"
+                if extras
+                else "NULL::JSON"
+            ),
+        }
+        self.derived |= {
+            "amount_given": _given(self.raw("amount"), "__v_amount"),
+            "business_date_given": _given(self.raw("business_date"), "__v_business_date"),
+        }
+        self.problem("__v_txn_id IS NULL", "txn_id", "empty txn_id")
+        self.problem("NOT __v_amount_given", "amount", "empty amount")
+        self.problem(
+            "__v_amount IS NULL",
+            "amount",
+            "amount is not a number (write digits with a '.' decimal point)",
+        )
+        self.problem(
+            "__v_amount_too_precise",
+            "amount",
+            "amount has more than 4 decimal places; amounts are stored exactly, never rounded",
+        )
+        self.problem(
+            "__v_currency IS NOT NULL AND NOT regexp_full_match(__v_currency, '[A-Z]{3}')",
+            "currency",
+            "currency is not a 3-letter ISO 4217 code",
+        )
+        self.problem(
+            "__v_business_date_given AND __v_business_date IS NULL",
+            "business_date",
+            "business_date is not a valid date (YYYY-MM-DD)",
+        )
+
+    def processed(self, key: bytes | None) -> None:
+        config = self.config
+        outcomes: dict[str, str] = {}
+        for values, outcome in (
+            (config.success_values, "success"),
+            (config.failure_values, "failure"),
+        ):
+            for value in values:
+                outcomes.setdefault(value.strip().upper(), outcome)  # success wins a tie
+        known = ", ".join(outcomes)
+        ts = self.raw("processed_at")
+        status = f"upper({self.text('status')})"
+        # The fingerprint comes from the first card column that yields one, the usual names
+        # (`card_number`, `pan`) before the rest (`credit_card_type` is a card column too).
+        cards = sorted(
+            (name for name in self.kept if self.is_card(name)),
+            key=lambda name: (
+                redact.column_key(name) not in redact.CARD_COLUMNS | self.rules.card_columns
+            ),
+        )
+        self.values |= {
+            "status": self.text("status"),
+            "status_key": status,
+            # An explicit offset is honoured; a naive time is in the source's zone, because the
+            # query runs with the session time zone set to it (`db.session_time_zone`).
+            "processed_at": f"try_cast({ts} AS TIMESTAMPTZ)",
+            "error_code": self.text("error_code"),
+            "error_message": _urls_cut(self.text("error_message")),
+            "card_hmac": (
+                "coalesce(" + ", ".join(f"recon_pan_hmac({sql_ident(c)})" for c in cards) + ")"
+                if cards and key
+                else "NULL::VARCHAR"
+            ),
+        }
+        self.derived |= {
+            # A simple CASE, not IN or list_contains: DuckDB may plan those as a hash join.
+            "outcome": "CASE __v_status_key "
+            + " ".join(f"WHEN {sql_literal(v)} THEN '{o}'" for v, o in outcomes.items())
+            + " END",
+            "processed_at_given": _given(ts, "__v_processed_at"),
+        }
+        self.problem("__v_status IS NULL", "status", "empty status")
+        self.problems.append(
+            (
+                "__v_outcome IS NULL",
+                "'status'",
+                "'unknown status ''' || left(__v_status, 40) || '''; known values: "
+                + known.replace("'", "''")
+                + " (add it to success_values or failure_values in recon.toml)'",
+            )
+        )
+        self.problem(
+            "__v_processed_at_given AND __v_processed_at IS NULL",
+            "processed_at",
+            "processed_at is not a valid ISO 8601 timestamp (impossible date or time?)",
+        )
+
+    def report(self) -> None:
+        """A reported failure: its day is the file's business_date, else the report's date."""
+        self.values |= {
+            "error_code": self.text("error_code"),
+            "error_message": _urls_cut(self.text("error_message")),
+            "report_date": f"coalesce(try_cast({self.raw('business_date')} AS DATE), {self.given_date_sql})",
+        }
+        self.problem(
+            "__v_report_date IS NULL",
+            "business_date",
+            "no business_date; give the report's date with --date",
+        )
+
+    def totals(self) -> None:
+        self.values |= {
+            "expected_count": f"try_cast({self.raw('expected_count')} AS BIGINT)",
+            "expected_amount": _amount_sql(self.raw("expected_amount")),
+        }
+        self.derived |= {
+            "expected_amount_given": _given(self.raw("expected_amount"), "__v_expected_amount")
+        }
+        self.problem(
+            "__v_expected_count IS NULL OR __v_expected_count < 0",
+            "expected_count",
+            "expected_count is not a whole number >= 0",
+        )
+        self.problem(
+            "__v_expected_amount_given AND __v_expected_amount IS NULL",
+            "expected_amount",
+            "expected_amount is not a number",
+        )
+
+    def sql(self, kind: str, key: bytes | None) -> str:
+        self.common(kind)
+        if kind in ("processed", "expected", "report"):
+            self.transactions()
+        if kind == "report":
+            self.report()
+        if kind == "processed":
+            self.processed(key)
+        if kind == "totals":
+            self.totals()
+        final = {name: f"__v_{name}" for name in _OUTPUTS[kind]}
+        if kind == "report":
+            final["business_date"] = "__v_report_date"
+        if kind == "processed":
+            # The business day: from the file, else processed_at in the source's zone, turning
+            # over at its cut-off time, else the day given (--date, or the day of ingesting).
+            local = f"timezone({sql_literal(self.config.timezone)}, __v_processed_at)"
+            final["business_date"] = (
+                f"coalesce(__v_business_date, "
+                f"CAST({local} + INTERVAL {_cutoff_shift(self.config.cutoff)} SECOND AS DATE), "
+                f"{self.given_date_sql})"
+            )
+            final["__undated"] = "__v_business_date IS NULL AND __v_processed_at IS NULL"
+        text_columns = [n for n in self.kept if self.mapped_to.get(n) not in TYPED_COLUMNS]
+        concat = (
+            "concat_ws('x', " + ", ".join(sql_ident(n) for n in text_columns) + ")"
+            if text_columns
+            else "''"
+        )
+        # Both flags are skipped where the file's bytes rule them out (see `Plan`).
+        nul = "contains(__cat, chr(0))" if self.plan.may_hold_nul else "false"
+        newlines = (
+            "CASE WHEN contains(__cat, chr(10)) "
+            "THEN length(__cat) - length(replace(__cat, chr(10), '')) ELSE 0 END"
+            if self.plan.format == "csv" and self.plan.may_span_lines
+            else "0"
+        )
+        flagged = (
+            f"SELECT * EXCLUDE (__cat), {nul} AS __nul, {newlines} AS __nl "
+            f"FROM (SELECT *{self._replaced()}, {concat} AS __cat FROM {self.plan.raw_sql})"
+        )
+        # The raw row is built only for quarantined rows. Whole-masked and card columns are
+        # masked in it as well; the rest of it goes through recon_mask.
+        raw_values = ", ".join(
+            f"{sql_literal(n)}, "
+            + (
+                self.masked(n)
+                if normalise_name(n) in self.sensitive or self.is_card(n)
+                else sql_ident(n)
+            )
+            for n in self.kept
+        )
+        raw_row = f"json_object({raw_values})::VARCHAR" if self.kept else "'{}'"
+        if self.plan.format == "jsonl":
+            # A line that is not a JSON object is withheld whole when it may name a field that
+            # is never stored or holds a card number (`redact.mask_nested`). Such lines are few
+            # (each is quarantined), so each goes to Python.
+            raw_row = f"coalesce({self.plan.nested_masker}(__broken), {raw_row})"
+        typed = (
+            "SELECT *, "
+            + ", ".join(f"{expr} AS __v_{name}" for name, expr in self.values.items())
+            + f" FROM ({flagged})"
+        )
+        if self.derived:
+            typed = (
+                "SELECT *, "
+                + ", ".join(f"{expr} AS __v_{name}" for name, expr in self.derived.items())
+                + f" FROM ({typed})"
+            )
+        problem = (
+            "CASE "
+            + " ".join(
+                f"WHEN {cond} THEN {{'column': {col}, 'reason': {reason}}}"
+                for cond, col, reason in self.problems
+            )
+            + " END"
+        )
+        record = "NULL::BIGINT" if self.plan.format == "csv" else "__rec"
+        return (
+            f"SELECT {record} AS __rec, __nl, "
+            + ", ".join(f"{expr} AS {name}" for name, expr in final.items())
+            + ", __problem.column AS __problem_column, __problem.reason AS __problem_reason, "
+            f"CASE WHEN __problem IS NOT NULL THEN recon_mask({raw_row}) END AS __raw "
+            f"FROM (SELECT *, {problem} AS __problem FROM ({typed}))"
+        )

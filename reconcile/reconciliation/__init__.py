@@ -1,0 +1,1 @@
+"""Reconciliation: expected against processed, results, breaks, failures, exports."""

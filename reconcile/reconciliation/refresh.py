@@ -1,0 +1,400 @@
+"""Reconcile and keep the results: versions per run and per day, and the break register.
+
+One call is one transaction. `compare.classify` computes the scope's records, runs and days;
+here each run's result is stored as a new version only when the SHA-256 of its inputs changed
+(so re-running on unchanged inputs adds nothing, and data that arrives late adds a version that
+sits beside the earlier one in the history). The break register follows the stored records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reconcile import audit, versions
+from reconcile.reconciliation import compare, currencies
+from reconcile.store.db import Connection, fetch_dicts, transaction
+
+# Counts and amounts shared by run and day results (their order is the tables' column order).
+COUNT_FIELDS = [
+    "expected_count",
+    "processed_count",
+    "matched",
+    "failed",
+    "missing",
+    "duplicated",
+    "unexpected",
+    "amount_mismatch",
+]
+AMOUNT_FIELDS = [
+    "expected_amount",
+    "processed_amount",
+    "expected_debits",
+    "expected_credits",
+    "processed_debits",
+    "processed_credits",
+    "count_difference",
+    "amount_difference",
+]
+RUN_FIELDS = [
+    "business_date",
+    "status",
+    "has_manifest",
+    "has_totals",
+    "arrived",
+    *COUNT_FIELDS,
+    "pending_records",
+    "reprocessed",
+    "retried",
+    *AMOUNT_FIELDS,
+]
+DAY_FIELDS = ["run_ids", "status", *COUNT_FIELDS, "pending_records", *AMOUNT_FIELDS]
+RECORD_FIELDS = [
+    "txn_id",
+    "business_date",
+    "category",
+    "is_expected",
+    "expected_amount",
+    "processed_amount",
+    "processed_total",
+    "currency",
+    "expected_currency",
+    "attempts",
+    "successes",
+    "failures",
+    "error_code",
+    "error_message",
+    "note",
+]
+BREAK_ID_SQL = "'BRK-' || left(sha256(r.source || chr(31) || r.run_id || chr(31) || r.txn_id), 12)"
+
+
+@dataclass
+class Outcome:
+    """What one reconciliation found, and what it changed in the store."""
+
+    reconciliation_id: int
+    inputs_sha256: str
+    runs: list[dict[str, Any]]
+    days: list[dict[str, Any]]
+    runs_changed: int
+    days_changed: int
+    breaks_opened: int
+    breaks_resolved: int
+    # The scope's amounts per source and currency (runs and days carry theirs as `currencies`).
+    currency_totals: list[dict[str, Any]]
+
+    @property
+    def needs_attention(self) -> bool:
+        return any(item["status"] != "balanced" for item in self.runs + self.days)
+
+
+def reconcile(
+    conn: Connection,
+    scope: compare.Scope,
+    tolerances: dict[str, compare.Tolerance],
+    *,
+    now: datetime,
+    user: str,
+    product_version: str,
+) -> Outcome:
+    """Reconcile `scope`, store what changed, update the break register; all or nothing."""
+    try:
+        with transaction(conn):
+            compare.classify(conn, scope, tolerances)
+            reconciliation_id = _next_id(conn)
+            runs_changed = _store_runs(conn, reconciliation_id, now)
+            days_changed = _store_days(conn, reconciliation_id, now)
+            opened, resolved = _update_breaks(conn, now)
+            digest = _scope_digest(conn)
+            conn.execute(
+                "INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    reconciliation_id,
+                    now,
+                    user,
+                    json.dumps(_scope_json(scope), sort_keys=True),
+                    product_version,
+                    digest,
+                    _count(conn, "SELECT count(*) FROM r_runs"),
+                    runs_changed,
+                    days_changed,
+                    versions.current(conn),
+                ],
+            )
+            audit.record(
+                conn,
+                "reconcile",
+                scope_text(scope),
+                now=now,
+                details={
+                    "reconciliation_id": reconciliation_id,
+                    "inputs_sha256": digest,
+                    "runs_changed": runs_changed,
+                    "days_changed": days_changed,
+                    "breaks_opened": opened,
+                    "breaks_resolved": resolved,
+                    "product_version": product_version,
+                },
+            )
+            runs = _results(conn, "r_runs", "run_results", ["source", "run_id"], "run_id")
+            days = _results(
+                conn, "r_days", "day_results", ["source", "business_date"], "business_date"
+            )
+            conn.execute(
+                "CREATE OR REPLACE TEMP TABLE r_currencies AS "
+                + currencies.fine_sql("r_records", "r_runs")
+            )
+            currencies.attach(runs, currencies.totals(conn, "r_currencies", ["run_id"]), "run_id")
+            currencies.attach(
+                days, currencies.totals(conn, "r_currencies", ["business_date"]), "business_date"
+            )
+            scope_totals = currencies.totals(conn, "r_currencies", [])
+    finally:
+        compare.drop_temporaries(conn)
+    return Outcome(
+        reconciliation_id,
+        digest,
+        runs,
+        days,
+        runs_changed,
+        days_changed,
+        opened,
+        resolved,
+        scope_totals,
+    )
+
+
+def scope_text(scope: compare.Scope) -> str:
+    """The scope as an audit object: `source:run`, `source:since..until`, or `all`."""
+    what = scope.run_id or (
+        f"{scope.since or ''}..{scope.until or ''}" if scope.since or scope.until else "all"
+    )
+    return f"{scope.source}:{what}" if scope.source else what
+
+
+def _scope_json(scope: compare.Scope) -> dict[str, Any]:
+    return {
+        "source": scope.source,
+        "run_id": scope.run_id,
+        "since": scope.since.isoformat() if scope.since else None,
+        "until": scope.until.isoformat() if scope.until else None,
+    }
+
+
+def _count(conn: Connection, sql: str, params: list[Any] | None = None) -> int:
+    row = conn.execute(sql, params or []).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _next_id(conn: Connection) -> int:
+    return _count(conn, "SELECT nextval('reconciliation_id_seq')")
+
+
+def _scope_digest(conn: Connection) -> str:
+    row = conn.execute(
+        "SELECT sha256(coalesce(string_agg(source || '/' || run_id || '=' || inputs_sha256, ','"
+        " ORDER BY source, run_id), '')) FROM r_run_inputs"
+    ).fetchone()
+    return str(row[0]) if row else ""
+
+
+def _new_versions(
+    conn: Connection,
+    *,
+    key: str,
+    inputs: str,
+    computed: str,
+    stored: str,
+    changed: str,
+    fields: list[str],
+    reconciliation_id: int,
+    now: datetime,
+) -> int:
+    """Store a new version of each result (run or day) whose inputs SHA-256 differs from its
+    latest stored version; `changed` lists them. Returns how many."""
+    conn.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {changed} AS
+        SELECT i.source, i.{key}, i.inputs_sha256, coalesce(latest.version, 0) + 1 AS version
+        FROM {inputs} i
+        LEFT JOIN (SELECT source, {key}, max(version) AS version,
+                          arg_max(inputs_sha256, version) AS inputs_sha256
+                   FROM {stored} GROUP BY source, {key}) latest USING (source, {key})
+        WHERE latest.inputs_sha256 IS DISTINCT FROM i.inputs_sha256
+        """
+    )
+    columns = ", ".join(f"r.{name}" for name in fields)
+    conn.execute(
+        f"""
+        INSERT INTO {stored}
+        SELECT c.source, c.{key}, c.version, ?, ?, c.inputs_sha256, {columns}
+        FROM {changed} c JOIN {computed} r USING (source, {key})
+        """,
+        [reconciliation_id, now],
+    )
+    return _count(conn, f"SELECT count(*) FROM {changed}")
+
+
+def _store_runs(conn: Connection, reconciliation_id: int, now: datetime) -> int:
+    """A new version for each run whose inputs changed; its records with it. Returns how many."""
+    count = _new_versions(
+        conn,
+        key="run_id",
+        inputs="r_run_inputs",
+        computed="r_runs",
+        stored="run_results",
+        changed="r_changed",
+        fields=RUN_FIELDS,
+        reconciliation_id=reconciliation_id,
+        now=now,
+    )
+    record_columns = ", ".join(f"r.{name}" for name in RECORD_FIELDS)
+    conn.execute(
+        f"""
+        INSERT INTO record_results
+        SELECT r.source, r.run_id, c.version, {record_columns},
+               CASE WHEN r.category IN {compare.BREAK_CATEGORIES} THEN {BREAK_ID_SQL} END
+        FROM r_records r JOIN r_changed c USING (source, run_id)
+        """
+    )
+    return count
+
+
+def _store_days(conn: Connection, reconciliation_id: int, now: datetime) -> int:
+    """A new version for each day whose runs' inputs changed. Returns how many."""
+    conn.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE r_day_inputs AS
+        WITH day_runs AS (
+            SELECT DISTINCT source, business_date, run_id FROM r_records
+            WHERE business_date IS NOT NULL
+            UNION SELECT source, business_date, run_id FROM r_runs WHERE business_date IS NOT NULL)
+        SELECT d.source, d.business_date,
+               sha256(string_agg(d.run_id || '=' || i.inputs_sha256, ',' ORDER BY d.run_id))
+                   AS inputs_sha256
+        FROM day_runs d JOIN r_run_inputs i USING (source, run_id)
+        GROUP BY d.source, d.business_date
+        """
+    )
+    return _new_versions(
+        conn,
+        key="business_date",
+        inputs="r_day_inputs",
+        computed="r_days",
+        stored="day_results",
+        changed="r_days_changed",
+        fields=DAY_FIELDS,
+        reconciliation_id=reconciliation_id,
+        now=now,
+    )
+
+
+def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
+    """Open or refresh a break for each non-matched record of a changed run; resolve breaks whose
+    record now matches, and failed or missing ones a later run processed successfully."""
+    before_total = _count(conn, "SELECT count(*) FROM breaks")
+    before_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
+    conn.execute(
+        f"""
+        INSERT INTO breaks
+        SELECT {BREAK_ID_SQL}, r.source, r.run_id, r.txn_id, r.business_date, r.category,
+               r.expected_amount, r.processed_amount, r.currency, r.error_code, r.error_message,
+               r.note, $now, $now, 'open', NULL, NULL, NULL, NULL
+        FROM r_records r JOIN r_changed c USING (source, run_id)
+        WHERE r.category IN {compare.BREAK_CATEGORIES}
+        ON CONFLICT (break_id) DO UPDATE SET
+            category = excluded.category, business_date = excluded.business_date,
+            expected_amount = excluded.expected_amount,
+            processed_amount = excluded.processed_amount, currency = excluded.currency,
+            error_code = excluded.error_code, error_message = excluded.error_message,
+            note = excluded.note, last_seen = excluded.last_seen,
+            -- A person's resolution stands; one made by recon is undone when the break is back.
+            status = CASE WHEN breaks.resolved_by = 'recon:auto' THEN 'open' ELSE breaks.status END,
+            resolved_at = CASE WHEN breaks.resolved_by = 'recon:auto' THEN NULL
+                               ELSE breaks.resolved_at END,
+            resolution = CASE WHEN breaks.resolved_by = 'recon:auto' THEN NULL
+                              ELSE breaks.resolution END,
+            resolved_by = CASE WHEN breaks.resolved_by = 'recon:auto' THEN NULL
+                               ELSE breaks.resolved_by END
+        """,
+        {"now": now},
+    )
+    conn.execute(
+        """
+        UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
+               resolution = 'matched when reconciled again'
+        FROM r_records r JOIN r_changed c USING (source, run_id)
+        WHERE breaks.status = 'open' AND r.category = 'matched'
+          AND breaks.source = r.source AND breaks.run_id = r.run_id AND breaks.txn_id = r.txn_id
+        """,
+        {"now": now},
+    )
+    conn.execute(
+        """
+        UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
+               resolution = 'processed successfully in run ' || later.run_id
+        FROM (SELECT g.source, g.txn_id, g.run_id, o.run_at FROM r_groups g
+              JOIN r_run_order o USING (source, run_id) WHERE g.successes > 0) later,
+             r_run_order mine
+        WHERE breaks.status = 'open' AND breaks.category IN ('failed', 'missing')
+          AND later.source = breaks.source AND later.txn_id = breaks.txn_id
+          AND later.run_id <> breaks.run_id
+          AND mine.source = breaks.source AND mine.run_id = breaks.run_id
+          AND later.run_at > mine.run_at
+        """,
+        {"now": now},
+    )
+    conn.execute(
+        """
+        UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
+               resolution = 'no longer in the run: its files were replaced'
+        FROM r_changed c
+        WHERE breaks.status = 'open' AND breaks.source = c.source AND breaks.run_id = c.run_id
+          AND NOT EXISTS (SELECT 1 FROM r_records r WHERE r.source = breaks.source
+                          AND r.run_id = breaks.run_id AND r.txn_id = breaks.txn_id)
+        """,
+        {"now": now},
+    )
+    opened = _count(conn, "SELECT count(*) FROM breaks") - before_total
+    after_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
+    return opened, max(after_resolved - before_resolved, 0)
+
+
+def _results(
+    conn: Connection, computed: str, stored: str, key: list[str], order: str
+) -> list[dict[str, Any]]:
+    """The scope's results as computed now, with the stored version they correspond to."""
+    on = " AND ".join(f"s.{k} = c.{k}" for k in key)
+    return fetch_dicts(
+        conn,
+        f"""
+        SELECT c.*, s.version, s.reconciled_at
+        FROM {computed} c
+        LEFT JOIN (SELECT * FROM {stored}
+                   QUALIFY row_number() OVER (PARTITION BY {", ".join(key)}
+                                              ORDER BY version DESC) = 1) s ON {on}
+        ORDER BY c.source, c.{order}
+        """,
+    )
+
+
+def history(
+    conn: Connection, *, source: str | None, run_id: str | None, day: Any | None
+) -> list[dict[str, Any]]:
+    """Every stored version of a run's or a day's results, oldest first."""
+    if run_id:
+        return fetch_dicts(
+            conn,
+            "SELECT * FROM run_results WHERE run_id = ? AND (?::VARCHAR IS NULL OR source = ?) "
+            "ORDER BY source, version",
+            [run_id, source, source],
+        )
+    return fetch_dicts(
+        conn,
+        "SELECT * FROM day_results WHERE business_date = ? "
+        "AND (?::VARCHAR IS NULL OR source = ?) ORDER BY source, version",
+        [day, source, source],
+    )

@@ -1,0 +1,1 @@
+"""The HTTP face: ping URLs and the transactions API."""

@@ -1,0 +1,172 @@
+"""The store: the only module that imports duckdb.
+
+Connections are short-lived: a command opens the file, migrates, does its work and closes, so
+the CLI, the watchdog and the HTTP server can take turns on one file. DuckDB allows one writing
+process at a time; when another holds the lock we retry with backoff until `lock_timeout`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from reconcile.errors import DatabaseError, DatabaseLockedError
+
+Connection = duckdb.DuckDBPyConnection
+QueryError = duckdb.Error  # what a failed query raises; callers translate it
+# What a commit that collided with another writer's raises (a write-write conflict, or a unique
+# key another transaction took first): the whole transaction can be tried again.
+WriteConflict = (duckdb.TransactionException, duckdb.ConstraintException)
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _open(path: Path) -> Connection:
+    # Nothing may be downloaded at run time: only the statically linked extensions are used.
+    conn = duckdb.connect(str(path), config={"autoinstall_known_extensions": False})
+    conn.execute("SET TimeZone = 'UTC'")  # timestamps are stored and shown in UTC
+    return conn
+
+
+def open_connection(path: Path, lock_timeout: float) -> Connection:
+    """Open `path` for writing, waiting for another process's lock up to `lock_timeout` s."""
+    if path.parent and not path.parent.exists():
+        raise DatabaseError(
+            f"cannot create database {path}: folder {path.parent} does not exist; "
+            f"create it or point --db / RECON_DB elsewhere"
+        )
+    refuse_shared_folder(path.parent)
+    retrying = Retrying(
+        retry=retry_if_exception(_is_lock_conflict),
+        # 50 ms, 100 ms, 200 ms ... up to 1 s, with jitter so waiting processes do not collide.
+        wait=wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05),
+        stop=stop_after_delay(max(lock_timeout, 0.0)),
+        reraise=False,
+    )
+    try:
+        return retrying(_open, path)
+    except RetryError:
+        raise DatabaseLockedError(
+            f"database {path} is locked by another recon process (waited {lock_timeout:g}s); "
+            f"wait for it to finish or raise lock_timeout (RECON_LOCK_TIMEOUT)"
+        ) from None
+    except duckdb.Error as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc}") from None
+
+
+def refuse_shared_folder(folder: Path) -> None:
+    """A data folder anyone may write to lets anyone replace the database or plant its WAL
+    (or the audit anchor) before we open it: refuse, and say how to fix it."""
+    mode = (folder if str(folder) else Path(".")).stat().st_mode
+    if mode & stat.S_IWOTH:
+        raise DatabaseError(
+            f"refusing to keep the database in {folder.resolve()}: the folder is world-writable "
+            f"(mode {stat.S_IMODE(mode):o}), so anyone on this machine could replace the database "
+            f"or its files; use a private folder (--db / RECON_DB), or run chmod o-w {folder}"
+        )
+
+
+@contextmanager
+def connect(path: Path, lock_timeout: float = 30.0) -> Iterator[Connection]:
+    """A migrated connection to the store, closed on exit."""
+    from reconcile.store.migrations import migrate
+
+    new_file = not path.exists()
+    conn = open_connection(path, lock_timeout)
+    try:
+        if new_file:
+            os.chmod(path, 0o600)  # transaction logs are private to their owner
+        migrate(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+# One writer at a time per database file within this process. Connections of one process to one
+# file share one DuckDB instance, which the file lock does not serialise: two of them (the
+# server's request threads) could otherwise both read the audit chain's head and append after
+# it. Across processes DuckDB's file lock already lets only one process in.
+_locks: dict[str, threading.RLock] = {}
+_lock_of: weakref.WeakKeyDictionary[Connection, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def write_lock(conn: Connection) -> threading.RLock:
+    """The process-wide lock of the database `conn` is open on (reentrant: a thread that holds it
+    may take it again, for another connection to the same file too)."""
+    with _locks_guard:
+        found = _lock_of.get(conn)
+    if found is not None:
+        return found
+    row = conn.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    with _locks_guard:
+        if row is None or row[0] is None:  # in memory: a database of its own
+            found = threading.RLock()
+        else:
+            found = _locks.setdefault(os.path.realpath(row[0]), threading.RLock())
+        _lock_of[conn] = found
+    return found
+
+
+@contextmanager
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """All or nothing: commit on success, roll back on any exception. Write transactions on one
+    database take turns within the process (`write_lock`, held until commit or rollback), so
+    each one starts from what the one before committed."""
+    with write_lock(conn):
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+@contextmanager
+def session_time_zone(conn: Connection, zone: str) -> Iterator[Connection]:
+    """Run with `zone` as the session time zone, so that casting a naive time to TIMESTAMPTZ
+    reads it in that zone (one cast, instead of a test for an offset and a conversion)."""
+    conn.execute(f"SET TimeZone = {sql_literal(zone)}")
+    try:
+        yield conn
+    finally:
+        conn.execute("SET TimeZone = 'UTC'")
+
+
+def fetch_dicts(
+    conn: Connection, sql: str, params: list[object] | dict[str, object] | None = None
+) -> list[dict]:
+    """Run a query (positional or named parameters) and return rows as dicts by column name."""
+    cursor = conn.execute(sql, params if params is not None else [])
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def sql_literal(value: str) -> str:
+    """A string as a SQL literal, for the places DuckDB takes no parameter (reader options)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    """A column name as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'

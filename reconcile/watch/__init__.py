@@ -1,0 +1,1 @@
+"""The watchdog: monitors, schedules, signals, checks, alerts and their delivery."""

@@ -1,0 +1,349 @@
+"""Alerts: a durable outbox in the store, delivered through apprise, at least once.
+
+The only module that imports apprise (and only when sending). Flow per alert and target:
+
+1. `enqueue` writes the alert and one `pending` delivery per target alias, in the same
+   transaction that recorded the state change (record, then act);
+2. `claim` marks a due delivery `claimed` with a lease, and commits;
+3. `send` calls apprise with no database connection open; only an `AppriseResult` whose status
+   is SUCCESS counts (FAILURE, PARTIAL, TIMEOUT and NOMATCH, where nothing was sent, do not);
+4. `confirm` marks successes `delivered` and puts failures back to `pending` with exponential
+   backoff (capped). A claim never confirmed (the process died mid-send) is claimed again once
+   its lease has expired.
+
+`deliver_due` runs 2-4 one delivery at a time: each send starts right after its own claim, and
+is confirmed before the next is claimed, so however slow a target is, sending everything never
+outlasts a lease that another watcher could then take over; only a single send longer than the
+lease (or a process killed mid-send) can repeat. The lease's end is the claim's fencing token:
+a watcher whose claim was taken over does not put it back to pending, and a delivery already
+confirmed is not confirmed again.
+
+Every message carries its stable alert id, so a target can drop a repeat. Only a target's alias
+is ever stored, printed or logged; its URL carries secrets and stays in settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from reconcile import audit, logs, redact
+from reconcile.store.db import Connection, fetch_dicts, transaction
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=1)
+LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A notification target: an alias, its apprise URL (secret) and the tags it receives."""
+
+    alias: str
+    url: str
+    tags: tuple[str, ...] = ()
+    fallback: str | None = None  # alias that also gets the alert once this one keeps failing
+    escalate_after: int = 3
+
+    def wants(self, tags: list[str] | tuple[str, ...]) -> bool:
+        """A target without tags receives every alert; else those sharing a tag."""
+        return not self.tags or bool(set(self.tags) & set(tags))
+
+
+@dataclass(frozen=True)
+class Claim:
+    alert_id: str
+    target: str
+    attempts: int
+    title: str
+    body: str
+    lease_until: datetime | None = None  # this claim's fencing token: the lease it set
+
+    @property
+    def key(self) -> str:
+        return f"{self.alert_id}\x1f{self.target}"
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    monitor_id: int | None
+    monitor: str | None
+    kind: str
+    title: str
+    body: str
+    tags: tuple[str, ...] | list[str]
+
+
+def enqueue(
+    conn: Connection, alerts: list[NewAlert], targets: list[Target], now: datetime
+) -> list[tuple[str, list[str]]]:
+    """Write alerts and their deliveries, a few statements for any number of alerts (call inside
+    the transaction that decided them). Returns (alert id, target aliases) per alert."""
+    if not alerts:
+        return []
+    numbers = [
+        int(row[0])
+        for row in conn.execute(
+            "SELECT nextval('alert_seq') FROM range(?) ORDER BY 1", [len(alerts)]
+        ).fetchall()
+    ]
+    ids = [f"A-{number:06d}" for number in numbers]
+    chosen = [
+        [t.alias for t in targets if t.wants(list(a.tags))] or ["(no target)"] for a in alerts
+    ]
+    conn.execute(
+        "INSERT INTO alerts SELECT unnest($ids), unnest($monitor_ids), unnest($monitors), "
+        "unnest($kinds), $now, unnest($titles), unnest($bodies)",
+        {
+            "ids": ids,
+            "monitor_ids": [a.monitor_id for a in alerts],
+            "monitors": [a.monitor for a in alerts],
+            "kinds": [a.kind for a in alerts],
+            "now": now,
+            "titles": [f"{a.title} [{i}]" for a, i in zip(alerts, ids, strict=True)],
+            "bodies": [f"{a.body}\n\nalert id: {i}" for a, i in zip(alerts, ids, strict=True)],
+        },
+    )
+    pairs = [(i, alias) for i, aliases in zip(ids, chosen, strict=True) for alias in aliases]
+    conn.execute(
+        "INSERT INTO deliveries SELECT alert_id, target, 'pending', 0, $now, NULL, NULL, "
+        "CASE WHEN target = '(no target)' "
+        "THEN 'no notification target matches this alert''s tags' END "
+        "FROM (SELECT unnest($ids) AS alert_id, unnest($targets) AS target)",
+        {"ids": [i for i, _ in pairs], "targets": [alias for _, alias in pairs], "now": now},
+    )
+    return [
+        (i, [a for a in aliases if a != "(no target)"])
+        for i, aliases in zip(ids, chosen, strict=True)
+    ]
+
+
+def claim(
+    conn: Connection,
+    now: datetime,
+    lease: timedelta = LEASE,
+    *,
+    limit: int | None = None,
+    skip: Sequence[str] = (),
+    only: Sequence[str] | None = None,
+) -> list[Claim]:
+    """Take the deliveries that are due (or whose claim expired) for this process to send: at
+    most `limit`, none whose `Claim.key` is in `skip`, only alerts in `only` when given."""
+    with transaction(conn):
+        rows = conn.execute(
+            """
+            UPDATE deliveries SET status = 'claimed', claimed_until = $until,
+                   attempts = attempts + 1
+            WHERE alert_id || chr(31) || target IN (
+                SELECT alert_id || chr(31) || target FROM deliveries
+                WHERE target <> '(no target)' AND (
+                      (status = 'pending' AND next_attempt_at <= $now)
+                      OR (status = 'claimed' AND claimed_until < $now))
+                  AND NOT list_contains($skip::VARCHAR[], alert_id || chr(31) || target)
+                  AND ($only::VARCHAR[] IS NULL OR list_contains($only::VARCHAR[], alert_id))
+                ORDER BY alert_id, target
+                LIMIT $limit::BIGINT)
+            RETURNING alert_id, target, attempts, claimed_until
+            """,
+            {
+                "now": now,
+                "until": now + lease,
+                "skip": list(skip),
+                "only": None if only is None else list(only),
+                "limit": limit,
+            },
+        ).fetchall()
+        if not rows:
+            return []
+        texts = {
+            alert_id: (title, body)
+            for alert_id, title, body in conn.execute(
+                "SELECT alert_id, title, body FROM alerts WHERE list_contains(?, alert_id)",
+                [sorted({r[0] for r in rows})],
+            ).fetchall()
+        }
+    return [Claim(a, t, n, *texts[a], lease_until=u) for a, t, n, u in sorted(rows)]
+
+
+def running_clock(start: datetime) -> Callable[[], datetime]:
+    """`start`, moving on with the monotonic clock: the time leases are measured in, also when
+    the time was given (`--now`), so that a long send uses up a lease under a given time too."""
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
+
+
+def deliver_due(
+    connect: Callable[[], AbstractContextManager[Connection]],
+    targets: list[Target],
+    timeout: float,
+    clock: Callable[[], datetime],
+    record_time: Callable[[], datetime],
+    *,
+    lease: timedelta = LEASE,
+    only: Sequence[str] | None = None,
+    claimed: list[Claim] | None = None,
+) -> list[tuple[Claim, str]]:
+    """Claim, send and confirm the due deliveries one at a time (see the module's notes), each
+    connection confirming the last send and claiming the next. Returns every send's outcome.
+
+    `clock` measures leases; `record_time` stamps deliveries, backoffs and audit events.
+    `claimed`: the first claim, already made in the caller's connection (`claim(..., limit=1)`);
+    when it is empty nothing was due, and no connection is opened. A delivery is tried once per
+    call, so a failing target cannot keep the loop going."""
+    outcomes: list[tuple[Claim, str]] = []
+    tried: list[str] = []
+    sent: list[tuple[Claim, str]] = []
+    claims = claimed
+    while True:
+        if claims is None:
+            with connect() as conn:
+                if sent:
+                    confirm(conn, sent, record_time(), targets)
+                claims = claim(conn, clock(), lease, limit=1, skip=tried, only=only)
+        if not claims:
+            return outcomes
+        tried += [item.key for item in claims]
+        sent = send(claims, targets, timeout)
+        outcomes += sent
+        claims = None
+
+
+def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tuple[Claim, str]]:
+    """Deliver each claim through apprise; '' for success, else why not (never the URL)."""
+    import apprise  # imported here: only sending needs it
+
+    # apprise logs URLs with their tokens: the handlers' filter (logs.py) masks them.
+    by_alias = {t.alias: t for t in targets}
+    outcomes = []
+    for item in claims:
+        target = by_alias.get(item.target)
+        if target is None:
+            outcomes.append((item, f"target {item.target!r} is no longer in the settings"))
+            continue
+        sender = apprise.Apprise()
+        if not sender.add(target.url):
+            outcomes.append(
+                (item, f"apprise does not understand the URL of target {target.alias!r}")
+            )
+            continue
+        with logs.correlate(alert_id=item.alert_id):
+            try:
+                result = sender.notify(body=item.body, title=item.title, timeout=timeout)
+                status = result.status.name
+                error = "" if status == "SUCCESS" else f"apprise reported {status}"
+            except Exception as exc:  # a plugin's bug is one failed attempt, not a stop
+                error = f"apprise raised {type(exc).__name__}"
+            logs.event(
+                log,
+                logging.WARNING if error else logging.INFO,
+                f"alert {'not ' if error else ''}delivered to {item.target}",
+                target=item.target,
+                attempts=item.attempts,
+                error=error or None,
+            )
+        outcomes.append((item, error))
+    return outcomes
+
+
+def targets_from_apprise_config(path: Path) -> list[Target]:
+    """The URLs of an apprise configuration file as targets named "<file name>#<n>"."""
+    import apprise
+
+    from reconcile.errors import ConfigError
+
+    config = apprise.AppriseConfig()
+    if not path.is_file() or not config.add(str(path)):
+        raise ConfigError(f"notify.config_file {path} cannot be read as an apprise config file")
+    sender = apprise.Apprise()
+    sender.add(config)
+    return [
+        Target(f"{path.name}#{number}", server.url(privacy=False), tuple(sorted(server.tags)))
+        for number, server in enumerate(sender, start=1)
+    ]
+
+
+def confirm(
+    conn: Connection,
+    outcomes: list[tuple[Claim, str]],
+    now: datetime,
+    targets: list[Target] | None = None,
+) -> None:
+    """Delivered, or back to pending with exponential backoff (capped); a target that keeps
+    failing escalates the alert to its fallback alias, once.
+
+    A success is confirmed unless the delivery is confirmed already (it was sent, whoever holds
+    the claim now: the holder's next step finds it delivered and does not send it again). A
+    failure changes the delivery only while this claim still holds it (its lease is the token):
+    a claim another watcher took over after the lease expired is theirs to settle."""
+    fallbacks = {t.alias: t for t in targets or [] if t.fallback}
+    with transaction(conn):
+        for item, error in outcomes:
+            audit.record(
+                conn,
+                "alert.sent" if not error else "alert.failed",
+                item.alert_id,
+                now=now,
+                outcome="success" if not error else "failure",
+                details={"target": item.target, "attempts": item.attempts, "error": error or None},
+            )
+            if not error:
+                changed = conn.execute(
+                    "UPDATE deliveries SET status = 'delivered', delivered_at = ?, "
+                    "claimed_until = NULL, last_error = NULL "
+                    "WHERE alert_id = ? AND target = ? AND status <> 'delivered' RETURNING 1",
+                    [now, item.alert_id, item.target],
+                ).fetchall()
+                if not changed:  # sent by two watchers: a send outlasted its lease
+                    logs.event(
+                        log,
+                        logging.WARNING,
+                        f"alert delivered again to {item.target}: its lease ran out mid-send",
+                        target=item.target,
+                        attempts=item.attempts,
+                    )
+                continue
+            delay = min(BACKOFF_FIRST * 2 ** max(item.attempts - 1, 0), BACKOFF_CAP)
+            held = conn.execute(
+                "UPDATE deliveries SET status = 'pending', claimed_until = NULL, "
+                "next_attempt_at = ?, last_error = ? WHERE alert_id = ? AND target = ? "
+                "AND status = 'claimed' AND (?::TIMESTAMPTZ IS NULL OR claimed_until = ?) "
+                "RETURNING 1",
+                [
+                    now + delay,
+                    redact.mask_pans(error),
+                    item.alert_id,
+                    item.target,
+                    item.lease_until,
+                    item.lease_until,
+                ],
+            ).fetchall()
+            failing = fallbacks.get(item.target)
+            if held and failing and failing.fallback and item.attempts >= failing.escalate_after:
+                conn.execute(
+                    "INSERT OR IGNORE INTO deliveries VALUES (?, ?, 'pending', 0, ?, NULL, NULL, ?)",
+                    [item.alert_id, failing.fallback, now, f"escalated: {item.target} failing"],
+                )
+
+
+def history(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
+    """Alerts, newest first, with each target's delivery status and attempts."""
+    return fetch_dicts(
+        conn,
+        """
+        SELECT a.alert_id, a.created_at, a.monitor, a.kind, d.target, d.status, d.attempts,
+               d.delivered_at, d.next_attempt_at, d.last_error
+        FROM alerts a JOIN deliveries d USING (alert_id)
+        WHERE a.alert_id IN (SELECT alert_id FROM alerts ORDER BY created_at DESC, alert_id DESC
+                             LIMIT ?)
+        ORDER BY a.created_at DESC, a.alert_id DESC, d.target
+        """,
+        [limit],
+    )
