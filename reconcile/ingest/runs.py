@@ -15,8 +15,14 @@ def list_runs(
     until: date | None = None,
 ) -> list[dict[str, Any]]:
     """One row per run: loaded, succeeded, failed and quarantined rows, and when and by whom."""
-    return fetch_dicts(
-        conn,
+    return fetch_dicts(conn, *runs_query(source, since, until))
+
+
+def runs_query(
+    source: str | None = None, since: date | None = None, until: date | None = None
+) -> tuple[str, list[object]]:
+    """The SQL of `list_runs` and its parameters (the Python API reads it as a DataFrame)."""
+    return (
         """
         SELECT * FROM (
             SELECT r.source, r.run_id,

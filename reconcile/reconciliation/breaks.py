@@ -31,8 +31,23 @@ def list_breaks(
     categories: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Breaks by status, business date and category; age counts days since the business date."""
-    return fetch_dicts(
-        conn,
+    query = breaks_query(
+        now=now, status=status, source=source, since=since, until=until, categories=categories
+    )
+    return fetch_dicts(conn, *query)
+
+
+def breaks_query(
+    *,
+    now: datetime,
+    status: str = "open",
+    source: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    categories: list[str] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The SQL of `list_breaks` and its parameters (the Python API reads it as a DataFrame)."""
+    return (
         """
         SELECT break_id, source, run_id, txn_id, business_date, category,
                coalesce(processed_amount, expected_amount) AS amount, currency,
