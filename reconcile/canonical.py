@@ -1,11 +1,11 @@
-"""The canonical file columns per kind (PRODUCT.md "Canonical files"): what ingest expects
+"""The canonical file columns per kind (docs/contract.md, "Canonical files"): what ingest expects
 when a source needs no column mapping."""
 
 from __future__ import annotations
 
 KINDS: tuple[str, ...] = ("processed", "expected", "totals", "report")
 
-# Canonical columns per kind: (required, optional). See PRODUCT.md "Canonical files".
+# Canonical columns per kind: (required, optional). See docs/contract.md, "Canonical files".
 KIND_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "processed": (
         ("txn_id", "amount", "status", "run_id"),

@@ -1,5 +1,5 @@
 """The exception tree. The library raises only these; the CLI turns them into a message and
-an exit code (PRODUCT.md: 1 = could not do its job).
+an exit code (docs/contract.md, "Exit codes": 1 = could not do its job).
 
     ReconError                  base; `exit_code` 1
     ├── ConfigError             a setting or recon.toml is invalid

@@ -576,7 +576,7 @@ def expected_json(runs, totals) -> dict:
         "source": SOURCE,
         "seed": SEED,
         "notes": [
-            "Categories follow PRODUCT.md precedence per run, against that run's manifest.",
+            "Categories follow the precedence of docs/contract.md per run, against that run's manifest.",
             "failed_rows counts log rows with status FAILED (retry first attempts included); "
             "failed lists manifest txn_ids with no successful processing in that run.",
             "reprocessed_next_day (per run) lists txn_ids in this run's log that failed in the "

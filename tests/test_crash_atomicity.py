@@ -1,4 +1,4 @@
-"""One file is one transaction, whatever kills the process (ingest.py, PRODUCT.md).
+"""One file is one transaction, whatever kills the process (ingest/files.py, docs/contract.md).
 
 A 1,000,000-row run log is ingested by the real CLI in a subprocess, which is killed with SIGKILL
 part-way. The database must then hold all of that run or none of it (never a partial count) and

@@ -114,7 +114,7 @@ def make_story(seed: int, runs: int = 4, per_run: int = 40) -> Story:
 
 
 def oracle(story: Story) -> dict[tuple[str, str], str]:
-    """Categories by PRODUCT.md's precedence, run by run, in plain Python."""
+    """Categories by the precedence of docs/contract.md, run by run, in plain Python."""
     order = list(story.manifests)
     expected_by: dict[str, list[str]] = defaultdict(list)
     for run, manifest in story.manifests.items():
