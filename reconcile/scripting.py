@@ -26,6 +26,7 @@ stop a batch: `ingest` reports it in its `error` column, as `recon ingest --json
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -367,6 +368,10 @@ def _scope_range(
 def _frame(session: Session, sql: str, params: list[Any] | dict[str, Any]) -> pd.DataFrame:
     """The query's rows as a DataFrame made by DuckDB, DECIMAL columns as exact `Decimal`s
     (DuckDB's own conversion would make them float64: 0.1 + 0.2 cents apart)."""
+    # A relation refuses to run while a result of `execute` is unread (a library lookup that
+    # read one row with fetchone): finish it first (it has nothing left that anyone wants).
+    with contextlib.suppress(db.QueryError):  # none unread: nothing to finish
+        session.conn.fetchall()
     relation = session.conn.sql(sql, params=params)
     exact = [c for c, t in zip(relation.columns, relation.types, strict=True) if t.id == "decimal"]
     if exact:  # carried as text through the conversion, then read back as Decimal
