@@ -31,7 +31,7 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["Reconciliation", "Store", "open_store"]
 
 VIA = "python"  # the origin of this face's audit events, beside "cli", "http" and "mail"
-FILE_COLUMNS = [*ingest_files.FileResult.__dataclass_fields__, "error"]
+FILE_COLUMNS = [*(f.name for f in fields(ingest_files.FileResult)), "error"]
 Day = str | date | None
 
 
@@ -114,7 +114,9 @@ class Store:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One session, as one command has: the store opened (and migrated), `now` read once,
-        the audit trail (the OS user, via "python") active, the chain anchored on the way out."""
+        the audit trail (the OS user, via "python") active, the chain anchored on the way out.
+        Every method uses one; a script may too, to call the library (`reconcile.reconciliation`
+        ...) directly."""
         if self._closed:
             raise ValueError(f"{self!r} is closed: open it again with reconcile.open(...)")
         settings = self._settings
