@@ -11,6 +11,8 @@ from datetime import date, datetime
 from typing import Any
 
 from reconcile.errors import ReconError
+from reconcile.reconciliation.scope import Scope
+from reconcile.session import Session
 from reconcile.store.db import Connection, fetch_dicts, transaction
 
 STATUSES = ("open", "resolved", "all")
@@ -57,6 +59,23 @@ def list_breaks(
             "until": until,
             "categories": categories,
         },
+    )
+
+
+def listing(
+    session: Session, scope: Scope, *, status: str = "open", categories: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The register over `scope` as it stands (not refreshed: it is kept by reconciliation);
+    the latest business date resolved, every date while nothing is loaded."""
+    resolved = scope.resolve(session.conn) or scope.everything()
+    return list_breaks(
+        session.conn,
+        now=session.now,
+        status=status,
+        source=resolved.source,
+        since=resolved.since,
+        until=resolved.until,
+        categories=categories,
     )
 
 
