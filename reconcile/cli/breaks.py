@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 
 from reconcile.cli.context import App, cli, date_options, pass_app
@@ -22,6 +25,17 @@ BREAK_COLUMNS = [
     "assignee",
     "note",
 ]
+
+
+@contextmanager
+def _listing_hint() -> Iterator[None]:
+    """A break id not found: say how to list them."""
+    try:
+        yield
+    except breaks.BreakNotFoundError as exc:
+        raise breaks.BreakNotFoundError(
+            f"{exc}; list them with `recon breaks --status all`"
+        ) from None
 
 
 @cli.group("breaks", invoke_without_command=True)
@@ -79,7 +93,7 @@ def breaks_show(app: App, break_id: str) -> None:
     Example:
       recon breaks show BRK-1a2b3c4d5e6f
     """
-    with app.session() as session:
+    with _listing_hint(), app.session() as session:
         found = breaks.show(session.conn, break_id, session.now)
     if app.json:
         emit_json(found)
@@ -105,7 +119,7 @@ def breaks_assign(app: App, break_id: str, assignee: str) -> None:
     Example:
       recon breaks assign BRK-1a2b3c4d5e6f alice
     """
-    with app.session() as session:
+    with _listing_hint(), app.session() as session:
         breaks.assign(session.conn, break_id, assignee, now=session.now, user=session.actor)
     info(f"{break_id} assigned to {assignee}")
 
@@ -121,7 +135,7 @@ def breaks_comment(app: App, break_id: str, text: str) -> None:
     Example:
       recon breaks comment BRK-1a2b3c4d5e6f "ledger team looking at it"
     """
-    with app.session() as session:
+    with _listing_hint(), app.session() as session:
         breaks.comment(session.conn, break_id, _safe(text), now=session.now, user=session.actor)
     info(f"comment added to {break_id}")
 
@@ -137,6 +151,6 @@ def breaks_resolve(app: App, break_id: str, reason: str) -> None:
     Example:
       recon breaks resolve BRK-1a2b3c4d5e6f --reason "posted by hand, ref J-1182"
     """
-    with app.session() as session:
+    with _listing_hint(), app.session() as session:
         breaks.resolve(session.conn, break_id, _safe(reason), now=session.now, user=session.actor)
     info(f"{break_id} resolved")

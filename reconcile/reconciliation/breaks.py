@@ -19,7 +19,7 @@ STATUSES = ("open", "resolved", "all")
 
 
 class BreakNotFoundError(ReconError):
-    """No break has the id given."""
+    """No break has the id given (each face adds how to list them)."""
 
 
 def list_breaks(
@@ -82,7 +82,7 @@ def listing(
 def show(conn: Connection, break_id: str, now: datetime) -> dict[str, Any]:
     rows = [b for b in list_breaks(conn, now=now, status="all") if b["break_id"] == break_id]
     if not rows:
-        raise BreakNotFoundError(f"no break {break_id}; list them with `recon breaks --status all`")
+        raise BreakNotFoundError(f"no break {break_id}")
     found = rows[0]
     found["comments"] = fetch_dicts(
         conn,
@@ -96,7 +96,7 @@ def show(conn: Connection, break_id: str, now: datetime) -> dict[str, Any]:
 def _require(conn: Connection, break_id: str) -> None:
     row = conn.execute("SELECT count(*) FROM breaks WHERE break_id = ?", [break_id]).fetchone()
     if not row or not row[0]:
-        raise BreakNotFoundError(f"no break {break_id}; list them with `recon breaks --status all`")
+        raise BreakNotFoundError(f"no break {break_id}")
 
 
 def assign(conn: Connection, break_id: str, assignee: str, *, now: datetime, user: str) -> None:
