@@ -17,7 +17,7 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
-from reconcile.reconciliation import export
+from reconcile import formats as export
 
 from .conftest import Recon
 

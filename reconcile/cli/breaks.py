@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 
-from reconcile.cli.context import (
-    App,
-    _categories,
-    _scope_range,
-    cli,
-    current_user,
-    date_options,
-    pass_app,
-)
+from reconcile.cli.context import App, cli, date_options, pass_app
 from reconcile.cli.output import _cell, _safe, emit_json, emit_table, info
+from reconcile.cli.reconcile import parse_categories, parse_scope
 from reconcile.reconciliation import breaks
 
 BREAK_COLUMNS = [
@@ -29,6 +25,17 @@ BREAK_COLUMNS = [
     "assignee",
     "note",
 ]
+
+
+@contextmanager
+def _listing_hint() -> Iterator[None]:
+    """A break id not found: say how to list them."""
+    try:
+        yield
+    except breaks.BreakNotFoundError as exc:
+        raise breaks.BreakNotFoundError(
+            f"{exc}; list them with `recon breaks --status all`"
+        ) from None
 
 
 @cli.group("breaks", invoke_without_command=True)
@@ -62,18 +69,10 @@ def breaks_group(
         return
     app = ctx.find_object(App)
     assert app is not None
-    wanted = _categories(categories)
-    with app.connect() as conn:
-        first, last = _scope_range(conn, day, since, until, source)
-        rows = breaks.list_breaks(
-            conn,
-            now=app.settings.current_time(),
-            status=status,
-            source=source,
-            since=first,
-            until=last,
-            categories=wanted,
-        )
+    wanted = parse_categories(categories)
+    scope = parse_scope(day=day, since=since, until=until, source=source)
+    with app.session() as session:
+        rows = breaks.listing(session, scope, status=status, categories=wanted)
     if app.json:
         emit_json({"breaks": rows})
         return
@@ -94,8 +93,8 @@ def breaks_show(app: App, break_id: str) -> None:
     Example:
       recon breaks show BRK-1a2b3c4d5e6f
     """
-    with app.connect() as conn:
-        found = breaks.show(conn, break_id, app.settings.current_time())
+    with _listing_hint(), app.session() as session:
+        found = breaks.show(session.conn, break_id, session.now)
     if app.json:
         emit_json(found)
         return
@@ -120,10 +119,8 @@ def breaks_assign(app: App, break_id: str, assignee: str) -> None:
     Example:
       recon breaks assign BRK-1a2b3c4d5e6f alice
     """
-    with app.connect() as conn:
-        breaks.assign(
-            conn, break_id, assignee, now=app.settings.current_time(), user=current_user()
-        )
+    with _listing_hint(), app.session() as session:
+        breaks.assign(session.conn, break_id, assignee, now=session.now, user=session.actor)
     info(f"{break_id} assigned to {assignee}")
 
 
@@ -138,10 +135,8 @@ def breaks_comment(app: App, break_id: str, text: str) -> None:
     Example:
       recon breaks comment BRK-1a2b3c4d5e6f "ledger team looking at it"
     """
-    with app.connect() as conn:
-        breaks.comment(
-            conn, break_id, _safe(text), now=app.settings.current_time(), user=current_user()
-        )
+    with _listing_hint(), app.session() as session:
+        breaks.comment(session.conn, break_id, _safe(text), now=session.now, user=session.actor)
     info(f"comment added to {break_id}")
 
 
@@ -156,8 +151,6 @@ def breaks_resolve(app: App, break_id: str, reason: str) -> None:
     Example:
       recon breaks resolve BRK-1a2b3c4d5e6f --reason "posted by hand, ref J-1182"
     """
-    with app.connect() as conn:
-        breaks.resolve(
-            conn, break_id, _safe(reason), now=app.settings.current_time(), user=current_user()
-        )
+    with _listing_hint(), app.session() as session:
+        breaks.resolve(session.conn, break_id, _safe(reason), now=session.now, user=session.actor)
     info(f"{break_id} resolved")

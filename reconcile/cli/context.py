@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from reconcile import __version__, audit, logs, redact
-from reconcile.reconciliation import compare, export, failures
+from reconcile import formats as export
+from reconcile.reconciliation import compare, failures
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings, load_settings, parse_duration, parse_now
 from reconcile.store import db

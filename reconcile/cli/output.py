@@ -13,8 +13,8 @@ from typing import Any
 import click
 from tabulate import tabulate
 
+from reconcile import formats as export
 from reconcile import redact
-from reconcile.reconciliation import export
 
 format_amount = export.amount_text
 

@@ -1,10 +1,17 @@
-"""Reconciling and reading results: `recon reconcile`, `failures`, `export`, `history`, `bisect`."""
+"""Reconciling and reading results: `recon reconcile`, `failures`, `export`, `history`, `bisect`.
+
+Each command parses its options into a `Scope`, opens one session, calls one library function
+(`refresh`, `failures.list_for`, `export.finance`, `refresh.history`, `bisect.examine`) and
+renders what it returns. The library names no option: the scope's and the categories' errors
+are worded here with the command line's own names.
+"""
 
 from __future__ import annotations
 
 import io
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,30 +21,47 @@ from reconcile.cli.context import (
     EXIT_FINDINGS,
     EXIT_OK,
     App,
-    _categories,
-    _day_range,
-    _record_access,
-    _scope_range,
-    _tolerances,
     cli,
     current_user,
     date_options,
-    parse_day,
     pass_app,
 )
 from reconcile.cli.output import _cell, emit_json, emit_table, info, terminal_text
 from reconcile.reconciliation import bisect as changepoint
 from reconcile.reconciliation import compare, currencies, export, failures, workbook
 from reconcile.reconciliation import refresh as reconciliation
-from reconcile.reconciliation.refresh import scope_text as audit_scope
+from reconcile.reconciliation.scope import Scope, ScopeError, parse_date
 from reconcile.store import db
 
+# The scope's parts as this face names them.
+OPTION_NAMES = {"date": "--date", "since": "--since", "until": "--until"}
 
-def _reconcile(app: App, conn: db.Connection, scope: compare.Scope) -> reconciliation.Outcome:
+
+def parse_scope(**given: Any) -> Scope:
+    """`Scope.parse` with its errors as usage errors naming the options."""
+    try:
+        return Scope.parse(**given)
+    except ScopeError as exc:
+        text = exc.text(OPTION_NAMES)
+        if exc.param:
+            raise click.BadParameter(text, param_hint=OPTION_NAMES[exc.param]) from None
+        raise click.UsageError(text) from None
+
+
+def parse_categories(text: str) -> list[str]:
+    """`compare.parse_categories`, refused as a bad --category."""
+    try:
+        return compare.parse_categories(text)
+    except compare.CategoryError as exc:
+        raise click.BadParameter(str(exc), param_hint="--category") from None
+
+
+def _reconcile(app: App, conn: db.Connection, scope: Scope) -> reconciliation.Outcome:
+    """For `recon watch` (cli/watch.py), until its tick calls `refresh(session, scope)`."""
     return reconciliation.reconcile(
         conn,
         scope,
-        _tolerances(app.settings),
+        reconciliation.tolerances(app.settings),
         now=app.settings.current_time(),
         user=current_user(),
         product_version=__version__,
@@ -86,10 +110,9 @@ def reconcile_command(
       recon reconcile --since 2026-11-09 --until 2026-11-13 --runs
       recon reconcile --run PL-20261111
     """
-    with app.connect() as conn:
-        first, last = _scope_range(conn, day, since, until, source)
-        scope = compare.Scope(source=source, run_id=run_id, since=first, until=last)
-        outcome = _reconcile(app, conn, scope)
+    scope = parse_scope(day=day, since=since, until=until, source=source, run_id=run_id)
+    with app.session() as session:
+        outcome = reconciliation.refresh(session, scope)
     if app.json:
         emit_json(
             {
@@ -160,7 +183,7 @@ def _describe_reconciliation(outcome: reconciliation.Outcome, show_runs: bool) -
         info("all balanced")
 
 
-FAILURE_FORMATS = ["table", "csv", "jsonl", "xlsx", "parquet"]
+FAILURE_FORMATS = list(failures.FORMATS)
 
 
 @cli.command("failures")
@@ -205,43 +228,32 @@ def failures_command(
       recon failures --since 2026-11-09 --until 2026-11-13 --category all --format csv > f.csv
       recon failures --date last --format xlsx -o failed.xlsx
     """
-    wanted = _categories(categories)
-    if fmt in ("xlsx", "parquet") and output is None:
+    wanted = parse_categories(categories)
+    if fmt in failures.FILE_FORMATS and output is None:
         raise click.UsageError(f"--format {fmt} writes a file: give it with -o FILE")
-    now = app.settings.current_time()
-    with app.connect() as conn:
-        span = _day_range(conn, day, since, until, source)
-        if span is None:
-            info("no transactions loaded yet: nothing to list")
-            return
-        first, last = span
-        _reconcile(app, conn, compare.Scope(source=source, since=first, until=last))
-        if fmt == "parquet" and output is not None:
-            sql, params = failures.failures_query(first, last, wanted, source, now)
-            export.write_parquet(conn, sql, params, output)
-            rows = []
-        else:
-            rows = failures.list_failures(
-                conn, first, last, categories=wanted, source=source, now=now
-            )
-    span_text = str(first) if first == last else f"{first} to {last}"
-    label = "failed transaction(s)" if wanted == ["failed"] else f"record(s) ({', '.join(wanted)})"
+    scope = parse_scope(day=day, since=since, until=until, source=source, default_last=True)
+    with app.session() as session:
+        listing = failures.list_for(session, scope, wanted, fmt=fmt, output=output)
+    if listing is None:
+        info("no transactions loaded yet: nothing to list")
+        return
+    rows, label, span_text = listing.rows, listing.label, listing.scope.days
     if app.json:
-        emit_json({"since": first, "until": last, "categories": wanted, "failures": rows})
-    elif fmt == "xlsx" and output is not None:
-        sheet = export.Sheet("Failures", [export.Table(None, failures.COLUMNS, rows)])
-        export.write_xlsx(output, [sheet], now)
+        emit_json(
+            {
+                "since": listing.scope.since,
+                "until": listing.scope.until,
+                "categories": wanted,
+                "failures": rows,
+            }
+        )
+    elif fmt == "xlsx":
         info(f"wrote {len(rows)} {label}, business date {span_text}, to {output}")
     elif fmt == "parquet":
         info(f"wrote the {label} of business date {span_text} to {output}")
-    elif fmt in ("csv", "jsonl"):
-        writer = export.write_csv if fmt == "csv" else export.write_jsonl
+    elif fmt in failures.TEXT_WRITERS:
+        writer = failures.TEXT_WRITERS[fmt]
         if output is not None:
-            with (
-                export.private_file(output) as handle,
-                io.TextIOWrapper(handle, encoding="utf-8", newline="") as text,
-            ):
-                writer(rows, failures.COLUMNS, text)
             info(f"wrote {len(rows)} {label}, business date {span_text}, to {output}")
         elif sys.stdout.isatty():  # read on a terminal: its controls shown, not obeyed
             shown = io.StringIO()
@@ -256,13 +268,6 @@ def failures_command(
             # The note says why a record is here when its row never loaded (quarantined).
             noted = ["note"] if any(row.get("note") for row in rows) else []
             emit_table(rows, [*failures.COLUMNS, *noted], wrap=noted)
-    _record_access(
-        app,
-        "failures.list",
-        f"{source or 'all'}:{span_text}",
-        [output] if output else [],
-        {"categories": wanted, "format": fmt, "rows": len(rows) if fmt != "parquet" else None},
-    )
 
 
 @cli.command("export")
@@ -299,20 +304,10 @@ def export_command(
       recon export --since 2026-11-09 --until 2026-11-13 --format xlsx -o week46.xlsx
       recon export --date 2026-11-13 --format csv -o export-2026-11-13/
     """
-    now = app.settings.current_time()
-    with app.connect() as conn:
-        first, last = _scope_range(conn, day, since, until, source)
-        scope = compare.Scope(source=source, since=first, until=last)
-        outcome = _reconcile(app, conn, scope)
-        written = workbook.write(
-            conn,
-            scope,
-            fmt,
-            output,
-            generated_at=now,
-            product_version=__version__,
-            inputs_sha256=outcome.inputs_sha256,
-        )
+    scope = parse_scope(day=day, since=since, until=until, source=source)
+    with app.session() as session:
+        exported = export.finance(session, scope, fmt, output)
+    written, outcome = exported.written, exported.outcome
     if app.json:
         emit_json(
             {
@@ -328,13 +323,6 @@ def export_command(
             f"wrote {', '.join(str(p) for p in written.paths)}: {written.days} day(s), "
             f"{written.runs} run(s), {written.breaks} break row(s)"
         )
-    _record_access(
-        app,
-        "export",
-        audit_scope(scope),
-        written.paths,
-        {"format": fmt, "days": written.days, "runs": written.runs, "breaks": written.breaks},
-    )
 
 
 @cli.command("history")
@@ -354,10 +342,12 @@ def history_command(app: App, day: str | None, run_id: str | None, source: str |
     """
     if bool(day) == bool(run_id):
         raise click.UsageError("give one of --date or --run")
-    with app.connect() as conn:
-        rows = reconciliation.history(
-            conn, source=source, run_id=run_id, day=parse_day(day, "--date")
-        )
+    try:
+        when = parse_date(day)
+    except ScopeError as exc:
+        raise click.BadParameter(exc.text(OPTION_NAMES), param_hint="--date") from None
+    with app.session() as session:
+        rows = reconciliation.history(session.conn, source=source, run_id=run_id, day=when)
     if app.json:
         emit_json({"versions": rows})
         return
@@ -388,10 +378,8 @@ def bisect_command(app: App, source: str, metric: str) -> None:
       recon bisect --source payments-loader
       recon bisect --source payments-loader --metric missing
     """
-    with app.connect() as conn:
-        if metric != "failure_rate":
-            _reconcile(app, conn, compare.Scope(source=source))
-        shift = changepoint.find(conn, source, metric)
+    with app.session() as session:
+        shift = changepoint.examine(session, source, metric)
     if shift is None:
         info(f"too few runs of {source} to look for a shift (at least 4 are needed)")
         sys.exit(EXIT_ERROR)

@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reconcile.reconciliation.refresh import refresh
+from reconcile.reconciliation.scope import Scope
+from reconcile.session import Session
 from reconcile.store.db import Connection, fetch_dicts
 
 METRICS = ("failure_rate", "missing", "amount_mismatch")
@@ -40,21 +43,31 @@ def series(conn: Connection, source: str, metric: str) -> list[dict[str, Any]]:
     value = (
         "CASE WHEN r.rows_loaded > 0 THEN 100.0 * r.rows_failed / r.rows_loaded END"
         if metric == "failure_rate"
-        else f"(SELECT arg_max({metric}, version)::DOUBLE FROM run_results x "
-        "WHERE x.source = r.source AND x.run_id = r.run_id)"
+        else f"x.{metric}::DOUBLE"
     )
     return fetch_dicts(
         conn,
         f"""
-        SELECT row_number() OVER (ORDER BY coalesce(first_processed_at, first_ingested_at),
-                                           run_id) AS n,
-               run_id, coalesce(first_processed_at, first_ingested_at) AS started,
-               first_ingested_at, {value} AS value
-        FROM runs r WHERE source = $source
+        SELECT row_number() OVER (ORDER BY coalesce(r.first_processed_at, r.first_ingested_at),
+                                           r.run_id) AS n,
+               r.run_id, coalesce(r.first_processed_at, r.first_ingested_at) AS started,
+               r.first_ingested_at, {value} AS value
+        FROM runs r LEFT JOIN latest_run_results x USING (source, run_id)
+        WHERE r.source = $source
         ORDER BY n
         """,
         {"source": source},
     )
+
+
+def examine(session: Session, source: str, metric: str = "failure_rate") -> Shift | None:
+    """`find`, on current results: a metric counted by reconciliation (missing records, amount
+    mismatches) has the source refreshed first; the failure rate is the runs' own."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}")
+    if metric != "failure_rate":
+        refresh(session, Scope(source=source))
+    return find(session.conn, source, metric)
 
 
 def find(conn: Connection, source: str, metric: str = "failure_rate") -> Shift | None:

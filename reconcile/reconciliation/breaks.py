@@ -11,13 +11,15 @@ from datetime import date, datetime
 from typing import Any
 
 from reconcile.errors import ReconError
+from reconcile.reconciliation.scope import Scope
+from reconcile.session import Session
 from reconcile.store.db import Connection, fetch_dicts, transaction
 
 STATUSES = ("open", "resolved", "all")
 
 
 class BreakNotFoundError(ReconError):
-    """No break has the id given."""
+    """No break has the id given (each face adds how to list them)."""
 
 
 def list_breaks(
@@ -75,10 +77,27 @@ def breaks_query(
     )
 
 
+def listing(
+    session: Session, scope: Scope, *, status: str = "open", categories: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The register over `scope` as it stands (not refreshed: it is kept by reconciliation);
+    the latest business date resolved, every date while nothing is loaded."""
+    resolved = scope.resolve(session.conn) or scope.everything()
+    return list_breaks(
+        session.conn,
+        now=session.now,
+        status=status,
+        source=resolved.source,
+        since=resolved.since,
+        until=resolved.until,
+        categories=categories,
+    )
+
+
 def show(conn: Connection, break_id: str, now: datetime) -> dict[str, Any]:
     rows = [b for b in list_breaks(conn, now=now, status="all") if b["break_id"] == break_id]
     if not rows:
-        raise BreakNotFoundError(f"no break {break_id}; list them with `recon breaks --status all`")
+        raise BreakNotFoundError(f"no break {break_id}")
     found = rows[0]
     found["comments"] = fetch_dicts(
         conn,
@@ -92,7 +111,7 @@ def show(conn: Connection, break_id: str, now: datetime) -> dict[str, Any]:
 def _require(conn: Connection, break_id: str) -> None:
     row = conn.execute("SELECT count(*) FROM breaks WHERE break_id = ?", [break_id]).fetchone()
     if not row or not row[0]:
-        raise BreakNotFoundError(f"no break {break_id}; list them with `recon breaks --status all`")
+        raise BreakNotFoundError(f"no break {break_id}")
 
 
 def assign(conn: Connection, break_id: str, assignee: str, *, now: datetime, user: str) -> None:

@@ -1,6 +1,6 @@
 """Expected versus processed: every record gets one category; runs and days get control totals.
 
-All of it is SQL over the store, into temporary tables that `reconciliation.py` persists:
+All of it is SQL over the store, into temporary tables that `refresh.py` persists:
 
 - `r_scope`: the runs asked for (by run, business date range and source);
 - `r_records`: one row per record of those runs, with its category (docs/contract.md, "Categories");
@@ -21,25 +21,37 @@ that is expected but has not arrived is `pending`, and its expected records are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 
+from reconcile.errors import ReconError
+from reconcile.reconciliation.scope import Scope
 from reconcile.store.db import Connection
 
 BREAK_CATEGORIES = ("failed", "missing", "duplicated", "unexpected", "amount_mismatch")
 CATEGORIES = ("matched", *BREAK_CATEGORIES)
 # Bumped when the classification changes, so stored results are recomputed, not trusted.
 ALGORITHM = "compare-3"
+ALL = "all"  # every break category
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Which runs to reconcile: one run, a business-date range, or everything; maybe one source."""
+class CategoryError(ReconError):
+    """A category list naming no category, or one that does not exist."""
 
-    source: str | None = None
-    run_id: str | None = None
-    since: date | None = None
-    until: date | None = None
+    exit_code = 2
+
+
+def parse_categories(text: str) -> list[str]:
+    """`failed,missing` as a list; `all` is every break category (matched is never a break)."""
+    if text.strip() == ALL:
+        return list(BREAK_CATEGORIES)
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [c for c in chosen if c not in CATEGORIES]
+    if unknown or not chosen:
+        raise CategoryError(
+            f"unknown category {', '.join(unknown) or '(none)'}; choose from "
+            f"{', '.join(CATEGORIES)} or '{ALL}'"
+        )
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ class Tolerance:
 
 def classify(conn: Connection, scope: Scope, tolerances: dict[str, Tolerance]) -> None:
     """Build `r_scope`, `r_records`, `r_runs` and `r_days` for `scope` (temporary tables)."""
+    if scope.last:
+        raise ValueError("resolve the scope's latest business date first (Scope.resolve)")
     _tolerances(conn, tolerances)
     params = {
         "source": scope.source,

@@ -1,15 +1,30 @@
 """The failed-record list: what the daily "Failed Transactions" email used to carry, and more.
 
-Rows come from the latest stored reconciliation of each run (`record_results`), so a failure
-that a retry in the same run fixed is `matched`, not listed; each row carries its break status.
-By default the list holds the `failed` records; any break category can be asked for.
+Rows come from the latest stored reconciliation of each run (`latest_record_results`), so a
+failure that a retry in the same run fixed is `matched`, not listed; each row carries its break
+status. By default the list holds the `failed` records; any break category can be asked for.
+
+`list_for(session, ...)` is the use case: the dates resolved (the latest loaded by default),
+refreshed first so the list matches `reconcile`, written to a file when one is given, and the
+access recorded in the same session, with the SHA-256 of what was written.
 """
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
+from reconcile import formats
+from reconcile.reconciliation.export import record_access
+from reconcile.reconciliation.refresh import refresh
+from reconcile.reconciliation.scope import Scope
+from reconcile.reconciliation.scope import (  # re-exported for callers not yet moved to Scope
+    latest_business_date as latest_business_date,
+)
+from reconcile.session import Session
 from reconcile.store.db import Connection, fetch_dicts
 
 COLUMNS = [
@@ -24,14 +39,9 @@ COLUMNS = [
     "age_days",
     "break_status",
 ]
-
-
-def latest_business_date(conn: Connection, source: str | None = None) -> date | None:
-    row = conn.execute(
-        "SELECT max(business_date) FROM transactions WHERE (?::VARCHAR IS NULL OR source = ?)",
-        [source, source],
-    ).fetchone()
-    return row[0] if row else None
+FORMATS = ("table", "csv", "jsonl", "xlsx", "parquet")
+FILE_FORMATS = ("xlsx", "parquet")  # these are written to a file, never to a stream
+TEXT_WRITERS = {"csv": formats.write_csv, "jsonl": formats.write_jsonl}
 
 
 def failures_query(
@@ -45,9 +55,7 @@ def failures_query(
                greatest(date_diff('day', r.business_date, $now::DATE), 0) AS age_days,
                b.status AS break_status, r.break_id, r.note, r.source,
                r.expected_amount::DECIMAL(18, 2) AS expected_amount
-        FROM record_results r
-        JOIN (SELECT source, run_id, max(version) AS version FROM run_results
-              GROUP BY source, run_id) latest USING (source, run_id, version)
+        FROM latest_record_results r
         LEFT JOIN breaks b USING (break_id)
         WHERE list_contains($categories, r.category)
           AND r.business_date BETWEEN $since AND $until
@@ -76,3 +84,73 @@ def list_failures(
     """Records of the given categories with business_date in [since, until], masked as stored."""
     sql, params = failures_query(since, until, categories, source, now)
     return fetch_dicts(conn, sql, params)
+
+
+@dataclass
+class Listing:
+    """What `list_for` found: the scope with its dates resolved, the rows (none when DuckDB
+    wrote them as Parquet), and the files written with their SHA-256."""
+
+    scope: Scope
+    categories: list[str]
+    fmt: str
+    rows: list[dict[str, Any]]
+    output: Path | None = None
+    written: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """`failed transaction(s)`, or `record(s) (missing, duplicated)`."""
+        if self.categories == ["failed"]:
+            return "failed transaction(s)"
+        return f"record(s) ({', '.join(self.categories)})"
+
+
+def list_for(
+    session: Session,
+    scope: Scope,
+    categories: list[str],
+    *,
+    fmt: str = "table",
+    output: Path | None = None,
+) -> Listing | None:
+    """The failures of `scope` (one date, `last` or a range; no date: the latest; its run is
+    not used), refreshed first; written to `output` in `fmt` when given (xlsx and parquet need
+    one). None when the latest date was asked and nothing is loaded yet."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}")
+    if fmt in FILE_FORMATS and output is None:
+        raise ValueError(f"{fmt} is written to a file: give its path")
+    if scope.since is None and scope.until is None:
+        scope = replace(scope, last=True)
+    resolved = scope.resolve(session.conn)
+    if resolved is None:
+        return None
+    first, last = resolved.since, resolved.until
+    assert first is not None and last is not None, "a parsed scope of days has both ends"
+    days = Scope(resolved.source, since=first, until=last)
+    refresh(session, days)
+    conn, now = session.conn, session.now
+    sql, params = failures_query(first, last, categories, days.source, now)
+    rows: list[dict[str, Any]] = []
+    if fmt == "parquet" and output is not None:
+        formats.write_parquet(conn, sql, params, output)
+    else:
+        rows = fetch_dicts(conn, sql, params)
+    if fmt == "xlsx" and output is not None:
+        sheet = formats.Sheet("Failures", [formats.Table(None, COLUMNS, rows)])
+        formats.write_xlsx(output, [sheet], now)
+    elif fmt in TEXT_WRITERS and output is not None:
+        with (
+            formats.private_file(output) as handle,
+            io.TextIOWrapper(handle, encoding="utf-8", newline="") as text,
+        ):
+            TEXT_WRITERS[fmt](rows, COLUMNS, text)
+    written = record_access(
+        session,
+        "failures.list",
+        f"{days.source or 'all'}:{days.days}",
+        [output] if output else [],
+        {"categories": categories, "format": fmt, "rows": len(rows) if fmt != "parquet" else None},
+    )
+    return Listing(days, categories, fmt, rows, output, written)

@@ -4,6 +4,11 @@ One call is one transaction. `compare.classify` computes the scope's records, ru
 here each run's result is stored as a new version only when the SHA-256 of its inputs changed
 (so re-running on unchanged inputs adds nothing, and data that arrives late adds a version that
 sits beside the earlier one in the history). The break register follows the stored records.
+
+`refresh(session, scope)` is the use case every face calls: the rule "reading commands
+reconcile first" (failures, exports, bisect and the watch tick read stored results, so they
+refresh their scope before reading; unchanged inputs add nothing), with each source's tolerance
+from the settings and `last` resolved to the latest business date loaded.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconcile import audit, versions
+from reconcile import __version__, audit, versions
 from reconcile.reconciliation import compare, currencies
+from reconcile.reconciliation.scope import Scope
+from reconcile.session import Session
+from reconcile.settings import Settings
 from reconcile.store.db import Connection, fetch_dicts, transaction
 
 # Counts and amounts shared by run and day results (their order is the tables' column order).
@@ -85,15 +93,39 @@ class Outcome:
     breaks_resolved: int
     # The scope's amounts per source and currency (runs and days carry theirs as `currencies`).
     currency_totals: list[dict[str, Any]]
+    scope: Scope  # as reconciled: its latest business date resolved
 
     @property
     def needs_attention(self) -> bool:
         return any(item["status"] != "balanced" for item in self.runs + self.days)
 
 
+def tolerances(settings: Settings) -> dict[str, compare.Tolerance]:
+    """Each configured source's amount tolerance (absolute and percent)."""
+    return {
+        name: compare.Tolerance(config.amount_tolerance, config.amount_tolerance_percent)
+        for name, config in settings.sources.items()
+    }
+
+
+def refresh(session: Session, scope: Scope) -> Outcome:
+    """Reconcile `scope` now, as the session's actor at the session's time: the stored results
+    of the scope are then current. A scope asking for the latest business date gets it (every
+    date while nothing is loaded)."""
+    resolved = scope.resolve(session.conn) or scope.everything()
+    return reconcile(
+        session.conn,
+        resolved,
+        tolerances(session.settings),
+        now=session.now,
+        user=session.actor,
+        product_version=__version__,
+    )
+
+
 def reconcile(
     conn: Connection,
-    scope: compare.Scope,
+    scope: Scope,
     tolerances: dict[str, compare.Tolerance],
     *,
     now: datetime,
@@ -115,7 +147,7 @@ def reconcile(
                     reconciliation_id,
                     now,
                     user,
-                    json.dumps(_scope_json(scope), sort_keys=True),
+                    json.dumps(scope.to_json(), sort_keys=True),
                     product_version,
                     digest,
                     _count(conn, "SELECT count(*) FROM r_runs"),
@@ -127,7 +159,7 @@ def reconcile(
             audit.record(
                 conn,
                 "reconcile",
-                scope_text(scope),
+                scope.text,
                 now=now,
                 details={
                     "reconciliation_id": reconciliation_id,
@@ -164,24 +196,8 @@ def reconcile(
         opened,
         resolved,
         scope_totals,
+        scope,
     )
-
-
-def scope_text(scope: compare.Scope) -> str:
-    """The scope as an audit object: `source:run`, `source:since..until`, or `all`."""
-    what = scope.run_id or (
-        f"{scope.since or ''}..{scope.until or ''}" if scope.since or scope.until else "all"
-    )
-    return f"{scope.source}:{what}" if scope.source else what
-
-
-def _scope_json(scope: compare.Scope) -> dict[str, Any]:
-    return {
-        "source": scope.source,
-        "run_id": scope.run_id,
-        "since": scope.since.isoformat() if scope.since else None,
-        "until": scope.until.isoformat() if scope.until else None,
-    }
 
 
 def _count(conn: Connection, sql: str, params: list[Any] | None = None) -> int:
@@ -220,9 +236,8 @@ def _new_versions(
         CREATE OR REPLACE TEMP TABLE {changed} AS
         SELECT i.source, i.{key}, i.inputs_sha256, coalesce(latest.version, 0) + 1 AS version
         FROM {inputs} i
-        LEFT JOIN (SELECT source, {key}, max(version) AS version,
-                          arg_max(inputs_sha256, version) AS inputs_sha256
-                   FROM {stored} GROUP BY source, {key}) latest USING (source, {key})
+        LEFT JOIN (SELECT source, {key}, version, inputs_sha256 FROM latest_{stored}) latest
+             USING (source, {key})
         WHERE latest.inputs_sha256 IS DISTINCT FROM i.inputs_sha256
         """
     )
@@ -373,11 +388,18 @@ def _results(
         f"""
         SELECT c.*, s.version, s.reconciled_at
         FROM {computed} c
-        LEFT JOIN (SELECT * FROM {stored}
-                   QUALIFY row_number() OVER (PARTITION BY {", ".join(key)}
-                                              ORDER BY version DESC) = 1) s ON {on}
+        LEFT JOIN latest_{stored} s ON {on}
         ORDER BY c.source, c.{order}
         """,
+    )
+
+
+def latest_days(conn: Connection, source: str, day: Any) -> list[dict[str, Any]]:
+    """The latest stored result of `source`'s business `day` (one row, or none)."""
+    return fetch_dicts(
+        conn,
+        "SELECT * FROM latest_day_results WHERE source = ? AND business_date = ?",
+        [source, day],
     )
 
 

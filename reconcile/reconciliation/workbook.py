@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconcile.reconciliation import compare, currencies, export
+from reconcile import formats
+from reconcile.reconciliation import compare, currencies
 from reconcile.reconciliation.refresh import DAY_FIELDS, RUN_FIELDS
+from reconcile.reconciliation.scope import Scope
 from reconcile.store.db import Connection, fetch_dicts
 
 FORMATS = ("xlsx", "csv", "parquet")
@@ -51,7 +53,7 @@ class Written:
     breaks: int
 
 
-def _filters(scope: compare.Scope) -> tuple[str, dict[str, Any]]:
+def _filters(scope: Scope) -> tuple[str, dict[str, Any]]:
     where = (
         "($source IS NULL OR source = $source) AND ($since IS NULL OR business_date >= $since) "
         "AND ($until IS NULL OR business_date <= $until)"
@@ -60,20 +62,15 @@ def _filters(scope: compare.Scope) -> tuple[str, dict[str, Any]]:
     return where, params
 
 
-def _queries(scope: compare.Scope) -> dict[str, tuple[str, dict[str, Any]]]:
+def _queries(scope: Scope) -> dict[str, tuple[str, dict[str, Any]]]:
     """The four tables of the export, each as SQL over the latest stored results."""
     where, params = _filters(scope)
-    latest_runs = (
-        "SELECT * FROM run_results QUALIFY row_number() OVER "
-        "(PARTITION BY source, run_id ORDER BY version DESC) = 1"
-    )
     runs = (
-        f"SELECT {', '.join(RUN_COLUMNS)} FROM ({latest_runs}) WHERE {where} "
+        f"SELECT {', '.join(RUN_COLUMNS)} FROM latest_run_results WHERE {where} "
         "ORDER BY source, business_date, run_id"
     )
     days = (
-        f"SELECT {', '.join(DAY_COLUMNS)} FROM (SELECT * FROM day_results QUALIFY row_number() "
-        "OVER (PARTITION BY source, business_date ORDER BY version DESC) = 1) "
+        f"SELECT {', '.join(DAY_COLUMNS)} FROM latest_day_results "
         f"WHERE {where} ORDER BY source, business_date"
     )
     record_where = (
@@ -88,8 +85,8 @@ def _queries(scope: compare.Scope) -> dict[str, tuple[str, dict[str, Any]]]:
                    ::DECIMAL(38, 4) AS difference,
                r.currency, r.error_code, r.error_message, r.break_id, b.status AS break_status,
                r.note
-        FROM record_results r
-        JOIN ({latest_runs}) l USING (source, run_id, version)
+        FROM latest_record_results r
+        JOIN latest_run_results l USING (source, run_id, version)
         LEFT JOIN breaks b USING (break_id)
         WHERE (r.category IN {compare.BREAK_CATEGORIES}
                OR (l.has_manifest AND r.processed_total
@@ -97,10 +94,8 @@ def _queries(scope: compare.Scope) -> dict[str, tuple[str, dict[str, Any]]]:
           AND {record_where}
         ORDER BY r.business_date, r.source, r.run_id, r.txn_id
     """
-    latest_records = f"""(
-        SELECT r.* FROM record_results r JOIN ({latest_runs}) l USING (source, run_id, version)
-        WHERE {record_where})"""
-    fine = f"({currencies.fine_sql(latest_records, f'({latest_runs})')})"
+    latest_records = f"(SELECT r.* FROM latest_record_results r WHERE {record_where})"
+    fine = f"({currencies.fine_sql(latest_records, 'latest_run_results')})"
     per_currency = currencies.totals_sql(fine, ["business_date"])
     files = f"""
         SELECT f.source, f.kind, f.path, f.sha256, f.rows_read, f.rows_loaded, f.ingested_at
@@ -120,7 +115,7 @@ def _queries(scope: compare.Scope) -> dict[str, tuple[str, dict[str, Any]]]:
 
 def write(
     conn: Connection,
-    scope: compare.Scope,
+    scope: Scope,
     fmt: str,
     out: Path,
     *,
@@ -131,10 +126,10 @@ def write(
     """Write the export of `scope` (already reconciled) to `out`: a file for xlsx, else a folder."""
     queries = _queries(scope)
     if fmt == "parquet":
-        export.output_folder(out)
+        formats.output_folder(out)
         counts = {}
         for name, (sql, params) in queries.items():
-            export.write_parquet(conn, sql, params, out / f"{name}.parquet")
+            formats.write_parquet(conn, sql, params, out / f"{name}.parquet")
             counts[name] = len(fetch_dicts(conn, f"SELECT 1 FROM ({sql})", params))
         return Written(
             [out / f"{name}.parquet" for name in queries],
@@ -151,50 +146,37 @@ def write(
         "files": FILE_COLUMNS,
     }
     if fmt == "csv":
-        export.output_folder(out)
+        formats.output_folder(out)
         paths = []
         for name, rows in tables.items():
             path = out / f"{name}.csv"
             with (
-                export.private_file(path) as handle,
+                formats.private_file(path) as handle,
                 io.TextIOWrapper(handle, encoding="utf-8", newline="") as text,
             ):
-                export.write_csv(rows, columns[name], text)
+                formats.write_csv(rows, columns[name], text)
             paths.append(path)
         return Written(paths, len(tables["days"]), len(tables["runs"]), len(tables["breaks"]))
     preamble = [
         ("generated at (UTC)", generated_at.isoformat()),
         ("product", f"recon {product_version}"),
         ("inputs SHA-256", inputs_sha256),
-        ("scope", _describe(scope)),
+        ("scope", scope.describe()),
     ]
-    summary = export.Sheet(
+    summary = formats.Sheet(
         "Summary",
         [
-            export.Table("Per business day", DAY_COLUMNS, tables["days"]),
-            export.Table(
+            formats.Table("Per business day", DAY_COLUMNS, tables["days"]),
+            formats.Table(
                 "Per business day and currency (the day's amounts above add all currencies)",
                 CURRENCY_COLUMNS,
                 tables["currencies"],
             ),
-            export.Table("Per run", RUN_COLUMNS, tables["runs"]),
-            export.Table("Source files", FILE_COLUMNS, tables["files"]),
+            formats.Table("Per run", RUN_COLUMNS, tables["runs"]),
+            formats.Table("Source files", FILE_COLUMNS, tables["files"]),
         ],
         preamble,
     )
-    detail = export.Sheet("Breaks", [export.Table(None, BREAK_COLUMNS, tables["breaks"])])
-    export.write_xlsx(out, [summary, detail], generated_at)
+    detail = formats.Sheet("Breaks", [formats.Table(None, BREAK_COLUMNS, tables["breaks"])])
+    formats.write_xlsx(out, [summary, detail], generated_at)
     return Written([out], len(tables["days"]), len(tables["runs"]), len(tables["breaks"]))
-
-
-def _describe(scope: compare.Scope) -> str:
-    parts = []
-    if scope.source:
-        parts.append(f"source {scope.source}")
-    if scope.run_id:
-        parts.append(f"run {scope.run_id}")
-    if scope.since or scope.until:
-        first: date | str = scope.since or "start"
-        last: date | str = scope.until or "end"
-        parts.append(f"business dates {first} to {last}")
-    return ", ".join(parts) or "everything"

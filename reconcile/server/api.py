@@ -37,9 +37,9 @@ from typing import Any, TypeVar
 from starlette.responses import JSONResponse
 
 from reconcile import audit, logs, tokens
+from reconcile import formats as export
 from reconcile.errors import DatabaseError, DatabaseLockedError, InputFileError
 from reconcile.ingest import files as ingest
-from reconcile.reconciliation import export
 from reconcile.settings import Settings
 from reconcile.store import db
 from reconcile.watch import watchdog
@@ -372,7 +372,7 @@ def read(
     from datetime import date as Date
 
     from reconcile.ingest import runs
-    from reconcile.reconciliation import compare, failures
+    from reconcile.reconciliation import compare, failures, refresh
 
     if what not in READS:
         return _error(404, f"no such resource; the API reads {', '.join(READS)}")
@@ -399,14 +399,7 @@ def read(
             elif what == "runs":
                 payload = {"runs": runs.list_runs(conn, source, day, day)}
             elif what == "reconciliation":
-                payload = {
-                    "days": db.fetch_dicts(
-                        conn,
-                        "SELECT * FROM day_results WHERE source = ? AND business_date = ? "
-                        "ORDER BY version DESC LIMIT 1",
-                        [source, day],
-                    )
-                }
+                payload = {"days": refresh.latest_days(conn, source, day)}
             else:
                 assert day is not None  # checked before the session
                 payload = {

@@ -449,6 +449,26 @@ REPLACE_SCHEMA = """
 ALTER TABLE ingested_files ADD COLUMN replaced_by BIGINT;
 """
 
+# "Latest result version", said once: the latest stored version of each run's and each day's
+# result, and the records of each run's latest version. Failures, breaks, exports, the API and
+# bisect read these; only the reconciliation itself writes the versioned tables. A later step
+# that adds a column to run_results, day_results or record_results re-creates these views (a
+# DuckDB view keeps the columns it was created with).
+LATEST_RESULTS_SCHEMA = """
+CREATE VIEW latest_run_results AS
+SELECT * FROM run_results
+QUALIFY row_number() OVER (PARTITION BY source, run_id ORDER BY version DESC) = 1;
+
+CREATE VIEW latest_day_results AS
+SELECT * FROM day_results
+QUALIFY row_number() OVER (PARTITION BY source, business_date ORDER BY version DESC) = 1;
+
+CREATE VIEW latest_record_results AS
+SELECT r.* FROM record_results r
+JOIN (SELECT source, run_id, max(version) AS version FROM run_results GROUP BY source, run_id)
+    USING (source, run_id, version);
+"""
+
 
 def _unique_audit_seq(conn: Connection) -> None:
     """One event per seq, enforced by the store: two writers that both read the same head can
@@ -472,6 +492,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[Connection], None]]] = [
     ("007_config", CONFIG_SCHEMA),
     ("008_replace", REPLACE_SCHEMA),
     ("009_audit_seq", _unique_audit_seq),
+    ("010_latest_results", LATEST_RESULTS_SCHEMA),
 ]
 
 

@@ -1,0 +1,307 @@
+"""Writing tables for people and their tools: CSV, JSON Lines, XLSX, Parquet.
+
+Amounts stay exact: DECIMAL in DuckDB, `Decimal` in Python, and in XLSX a number cell whose
+text is the decimal itself (openpyxl would format it through a float). Text cells that a
+spreadsheet could run as a formula are neutralised, list cells included.
+
+Files are created private (0600) and written whole or not at all: into a new temporary file
+beside the target (O_EXCL, so nothing planted there is followed), synced, then renamed over
+it. The target is refused when it is a symbolic link, not a regular file, or another user's
+file; the rename itself never writes through a link or into another user's file.
+
+A base module: the command line's output and the reconciliation's exports both write through
+it, and it knows nothing of either (Parquet is written by DuckDB, from a query it is given).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from reconcile.errors import ReconError
+from reconcile.store.db import Connection
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+XLSX_MAX_ROWS = 1_048_576  # rows per worksheet, header included
+CENT = Decimal("0.01")
+AMOUNT_FORMAT = "#,##0.00"
+
+
+def amount_text(value: Decimal) -> str:
+    """Amounts as finance reads them: 12.90, never 12.9000 or 1.29E+1, never rounded."""
+    cents = value.quantize(CENT)
+    return f"{cents:f}" if cents == value else f"{value.normalize():f}"
+
+
+def neutralise(text: str) -> str:
+    """Prefix text a spreadsheet would read as a formula (=, +, -, @, TAB, CR, LF) with '."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _text_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return amount_text(value)
+    if isinstance(value, bool | int):  # numbers stay numbers: -3 is a count, not a formula
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):  # a list is text too: its first item starts the cell
+        return neutralise(", ".join(str(v) for v in value))
+    return neutralise(str(value))
+
+
+class OutputError(ReconError):
+    """An output path (`-o`) that recon will not write: the message says why and what to do."""
+
+
+def check_output(path: Path, folder: bool = False) -> None:
+    """Refuse `path` as an output when it is a symbolic link, another user's, or not a regular
+    file (a folder, for `folder` outputs); a path that does not exist yet is fine."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return
+    what = "folder" if folder else "file"
+    if stat.S_ISLNK(found.st_mode):
+        raise OutputError(
+            f"{path}: refusing to write the output: it is a symbolic link, which could point "
+            f"anywhere; remove the link or give the path of a new {what}"
+        )
+    if found.st_uid != os.geteuid():
+        raise OutputError(
+            f"{path}: refusing to write the output: the {what} belongs to another user "
+            f"(uid {found.st_uid}); give a path of your own"
+        )
+    if folder and not stat.S_ISDIR(found.st_mode):
+        raise OutputError(f"{path}: not a folder; give a new or existing folder for the files")
+    if not folder and not stat.S_ISREG(found.st_mode):
+        raise OutputError(f"{path}: not a regular file; give the path of a new or existing file")
+
+
+def output_folder(path: Path) -> None:
+    """Create (or accept) the folder a multi-file export writes into, refused as `check_output`
+    refuses a file: a link to elsewhere, or another user's folder."""
+    check_output(path, folder=True)
+    path.mkdir(parents=True, exist_ok=True)
+    check_output(path, folder=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def private_file(path: Path) -> Iterator[IO[bytes]]:
+    """Write `path` whole or not at all, created 0600 (exports carry transaction data): the
+    handle writes a new temporary file beside it, which replaces `path` once complete and synced.
+    An exception (or a kill) leaves the previous `path` as it was."""
+    check_output(path)
+    folder = path.parent
+    temp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(temp, flags, 0o600)
+    except OSError as exc:  # named as the user gave it: no such folder, no permission
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    keep = os.dup(fd)  # the caller's wrapper may close the handle; the sync still needs it
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        os.fsync(keep)
+        check_output(path)  # a link or file planted meanwhile is refused too
+        os.replace(temp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    finally:
+        os.close(keep)
+    _sync_folder(folder)
+
+
+@contextmanager
+def private_path(path: Path) -> Iterator[Path]:
+    """As `private_file`, for writers that want a path (DuckDB's COPY): the path of a file in a
+    new private (0700) folder beside `path`, moved over `path` once written."""
+    check_output(path)
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        temp = scratch / path.name
+        yield temp
+        os.chmod(temp, 0o600)
+        fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        check_output(path)
+        os.replace(temp, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _sync_folder(path.parent)
+
+
+def seal_output(path: Path, mode: int) -> str:
+    """Give a written output its final mode (`export_mode`) and return its SHA-256, through one
+    descriptor opened without following links: what is hashed is what was chmod-ed."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        found = os.fstat(handle.fileno())
+        if not stat.S_ISREG(found.st_mode) or found.st_uid != os.geteuid():
+            raise OutputError(f"{path}: changed by someone else while it was written")
+        os.fchmod(handle.fileno(), mode)
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def write_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str], stream: IO[str]) -> None:
+    # RFC 4180 line ends: with CRLF as the terminator, a field holding a lone CR or LF is quoted.
+    writer = csv.writer(stream, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_text_cell(row.get(column)) for column in columns])
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return amount_text(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_line(payload: Any) -> str:
+    return json.dumps(payload, default=_json_default, ensure_ascii=False)
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], columns: Sequence[str], stream: IO[str]) -> None:
+    for row in rows:
+        stream.write(json_line({column: row.get(column) for column in columns}) + "\n")
+
+
+@dataclass
+class Table:
+    heading: str | None
+    columns: Sequence[str]
+    rows: Sequence[dict[str, Any]]
+
+
+@dataclass
+class Sheet:
+    """One worksheet: (label, value) lines on top, then tables one under the other. A sheet of
+    one long table continues on "<title> (2)" and so on past the worksheet's row limit."""
+
+    title: str
+    tables: Sequence[Table]
+    preamble: Sequence[tuple[str, Any]] = ()
+
+
+def write_xlsx(
+    path: Path, sheets: Sequence[Sheet], created: datetime, max_rows: int = XLSX_MAX_ROWS
+) -> None:
+    from openpyxl import Workbook  # imported here: only exports need it
+    from openpyxl.utils import get_column_letter
+
+    book = Workbook()
+    book.remove(book.active)
+    # Fixed document times, so the same inputs give the same workbook content.
+    book.properties.created = book.properties.modified = created.replace(tzinfo=None)
+    book.properties.creator = "recon"
+    for sheet in sheets:
+        for number, (preamble, tables) in enumerate(_pages(sheet, max_rows), start=1):
+            title = sheet.title if number == 1 else f"{sheet.title} ({number})"
+            ws = book.create_sheet(title[:31])
+            for label, value in preamble:
+                ws.append([label])
+                _put(ws.cell(ws.max_row, 2), value)
+            for index, table in enumerate(tables):
+                if index or preamble:
+                    ws.append([])
+                if table.heading:
+                    ws.append([table.heading])
+                ws.append(list(table.columns))
+                if len(tables) == 1 and not preamble:
+                    ws.freeze_panes = f"A{ws.max_row + 1}"  # the header stays in view
+                for number_of_column, column in enumerate(table.columns, start=1):
+                    letter = get_column_letter(number_of_column)
+                    width = max(12, len(column) + 2, ws.column_dimensions[letter].width or 0)
+                    ws.column_dimensions[letter].width = width
+                line = ws.max_row  # counted on from here: max_row scans every cell
+                for row in table.rows:
+                    ws.append([None] * len(table.columns))
+                    line += 1
+                    for column_number, column in enumerate(table.columns, start=1):
+                        _put(ws.cell(line, column_number), row.get(column))
+    with private_file(path) as handle:
+        book.save(handle)
+
+
+def _pages(sheet: Sheet, max_rows: int) -> list[tuple[Sequence[tuple[str, Any]], list[Table]]]:
+    """Split a one-table sheet into worksheet-sized pages; other sheets are one page."""
+    if len(sheet.tables) != 1:
+        return [(sheet.preamble, list(sheet.tables))]
+    table = sheet.tables[0]
+    used = len(sheet.preamble) + (1 if sheet.preamble else 0) + (1 if table.heading else 0) + 1
+    room = max_rows - used
+    chunks = [table.rows[i : i + room] for i in range(0, len(table.rows), room)] or [[]]
+    return [
+        (sheet.preamble if n == 0 else (), [Table(table.heading, table.columns, chunk)])
+        for n, chunk in enumerate(chunks)
+    ]
+
+
+def _put(cell: Any, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, Decimal):
+        # The exact decimal as the cell's number text; assigning a Decimal would go via float.
+        cell.value = amount_text(value)
+        cell.data_type = "n"
+        cell.number_format = AMOUNT_FORMAT
+    elif isinstance(value, bool | int):
+        cell.value = value
+    elif isinstance(value, datetime):
+        cell.value = value.isoformat()
+    elif isinstance(value, date):
+        cell.value = value
+        cell.number_format = "yyyy-mm-dd"
+    else:
+        cell.value = _text_cell(value)
+
+
+def write_parquet(conn: Connection, sql: str, params: dict[str, Any], path: Path) -> None:
+    """The query's rows as Parquet, written by DuckDB with exact DECIMAL columns."""
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE export_rows AS {sql}", params)
+    try:
+        with private_path(path) as temp:
+            quoted = "'" + str(temp).replace("'", "''") + "'"
+            conn.execute(f"COPY export_rows TO {quoted} (FORMAT parquet)")
+    finally:
+        conn.execute("DROP TABLE IF EXISTS export_rows")
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a written file, as recorded in the audit trail."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
