@@ -39,13 +39,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from reconcile import __version__, redact
+from reconcile import redact
 from reconcile.errors import InputFileError
 from reconcile.ingest import files as ingest_files
 from reconcile.ingest import runs as ingest_runs
 from reconcile.reconciliation import breaks as break_register
 from reconcile.reconciliation import compare, failures, workbook
 from reconcile.reconciliation import refresh as reconciliation
+from reconcile.reconciliation import scope as scope_mod
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings, load_settings
 from reconcile.store import db
@@ -321,47 +322,64 @@ def _day(value: Day, name: str) -> date | None:
         raise ValueError(f"{name} must be a date (YYYY-MM-DD), not {value!r}") from None
 
 
+def _text(value: Day, name: str) -> str | None:
+    """A day as the scope parser reads it (`YYYY-MM-DD` or `last`)."""
+    if value is None or (isinstance(value, str) and value == scope_mod.LAST):
+        return value
+    day = _day(value, name)
+    return day.isoformat() if day else None
+
+
 def _categories(given: str | Iterable[str]) -> list[str]:
-    chosen = [c.strip() for c in given.split(",")] if isinstance(given, str) else list(given)
-    chosen = [c for c in chosen if c]
-    if chosen == ["all"]:
-        return list(compare.BREAK_CATEGORIES)
-    unknown = [c for c in chosen if c not in compare.CATEGORIES]
-    if unknown or not chosen:
-        raise ValueError(
-            f"unknown category {', '.join(unknown) or '(none)'}; choose from "
-            f"{', '.join(compare.CATEGORIES)} or 'all'"
+    text = given if isinstance(given, str) else ",".join(given)
+    try:
+        return compare.parse_categories(text)
+    except compare.CategoryError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _scope(
+    session: Session,
+    day: Day,
+    since: Day,
+    until: Day,
+    source: str | None,
+    *,
+    default_last: bool,
+    run_id: str | None = None,
+) -> scope_mod.Scope | None:
+    """date | date="last" | since/until as a scope, `last` resolved (the library's parser, so
+    a script and the command line read a scope alike); None: `last`, and nothing loaded yet."""
+    try:
+        parsed = scope_mod.Scope.parse(
+            day=_text(day, "date"),
+            since=_text(since, "since"),
+            until=_text(until, "until"),
+            source=source,
+            run_id=run_id,
+            default_last=default_last,
         )
-    return chosen
+    except scope_mod.ScopeError as exc:
+        raise ValueError(exc.text({"date": "date", "since": "since", "until": "until"})) from None
+    return parsed.resolve(session.conn)
 
 
 def _day_range(
     session: Session, day: Day, since: Day, until: Day, source: str | None
 ) -> tuple[date, date] | None:
     """date | date="last" | since/until, as a closed range; None: nothing loaded yet."""
-    if day is not None and (since is not None or until is not None):
-        raise ValueError("give either date or since/until, not both")
-    if since is not None or until is not None:
-        first, last = _day(since, "since") or date.min, _day(until, "until") or date.max
-        if first > last:
-            raise ValueError(f"since {first} is after until {last}")
-        return first, last
-    if day is not None and day != "last":
-        only = _day(day, "date")
-        assert only is not None
-        return only, only
-    latest = _latest_day(session, source)
-    return (latest, latest) if latest else None
+    scope = _scope(session, day, since, until, source, default_last=True)
+    if scope is None or scope.since is None or scope.until is None:
+        return None
+    return scope.since, scope.until
 
 
 def _scope_range(
     session: Session, day: Day, since: Day, until: Day, source: str | None
 ) -> tuple[date | None, date | None]:
     """Like `_day_range`, but no date at all means every day: (None, None)."""
-    if day is None and since is None and until is None:
-        return None, None
-    span = _day_range(session, day, since, until, source)
-    return span if span else (None, None)
+    scope = _scope(session, day, since, until, source, default_last=False)
+    return (scope.since, scope.until) if scope else (None, None)
 
 
 # -- DataFrames -----------------------------------------------------------------------------
@@ -459,23 +477,7 @@ def _ingest_batch(
 
 def _refresh(session: Session, scope: compare.Scope) -> reconciliation.Outcome:
     """Reconcile `scope` and keep the results (audited by the library, once)."""
-    tolerances = {
-        name: compare.Tolerance(config.amount_tolerance, config.amount_tolerance_percent)
-        for name, config in session.settings.sources.items()
-    }
-    return reconciliation.reconcile(
-        session.conn,
-        scope,
-        tolerances,
-        now=session.now,
-        user=session.actor,
-        product_version=__version__,
-    )
-
-
-def _latest_day(session: Session, source: str | None) -> date | None:
-    """What `date="last"` means: the latest business date loaded."""
-    return failures.latest_business_date(session.conn, source)
+    return reconciliation.refresh(session, scope)
 
 
 def _failures_query(
