@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from reconcile import __version__, audit, logs, redact
+from reconcile import __version__, logs, redact
 from reconcile.reconciliation import compare, export, failures
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings, load_settings, parse_duration, parse_now
@@ -57,11 +57,20 @@ class App:
         return self._now
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(
+        self, *, now: datetime | None = None, sync_config: bool = True
+    ) -> Iterator[Session]:
         """This command's one session: the store, its audit trail (the OS user, via cli),
-        `now`; the chain's head is anchored on the way out, whatever happened."""
+        `now` (the command's, unless given: a server's stop is later than its start); the
+        chain's head is anchored on the way out, whatever happened. `sync_config=False` leaves
+        the configuration file's changes unrecorded (`recon audit start-key` writes first)."""
         settings = self.settings
-        with open_session(settings, trail_for(settings, "cli"), now=self.now_time) as session:
+        with open_session(
+            settings,
+            trail_for(settings, "cli"),
+            now=now or self.now_time,
+            sync_config=sync_config,
+        ) as session:
             yield session
 
     @contextmanager
@@ -277,7 +286,10 @@ class Instant(click.ParamType):
 DURATION, INSTANT = Duration(), Instant()
 
 
-def _record_event(app: App, action: str, target: str, details: dict[str, Any]) -> None:
-    """An event on its own, in a connection of its own (start, stop, files written)."""
-    with app.connect() as conn:
-        audit.record_alone(conn, action, target, now=app.settings.current_time(), details=details)
+def _record_event(
+    app: App, action: str, target: str, details: dict[str, Any], now: datetime | None = None
+) -> None:
+    """An event on its own, in a session of its own (start, stop, files written), at the
+    command's `now` unless given."""
+    with app.session(now=now) as session:
+        session.record_alone(action, target, details=details)
