@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconcile import store
 from reconcile.errors import InputFileError
 from reconcile.ingest import files as ingest
 from reconcile.settings import SourceConfig
-from reconcile import store
 
 HEADER = "txn_id,amount,status,run_id,error_message\n"
 NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)

@@ -22,10 +22,9 @@ from typing import Any
 
 import duckdb
 
-from reconcile import audit
+from reconcile import audit, store
 from reconcile.ingest import files as ingest
 from reconcile.settings import SourceConfig
-from reconcile import store
 from tests.bench.bench_ingest import GENERATE_SQL
 
 TARGET = 1.10
