@@ -255,7 +255,7 @@ def test_the_store_owns_db_and_migrations_without_a_cycle() -> None:
     """`store.connect` joins them; the low-level helpers know no schema."""
     import grimp
 
-    graph = grimp.build_graph("reconcile")
+    graph = grimp.build_graph("reconcile", cache_dir=None)
     assert not graph.chain_exists("reconcile.store.db", "reconcile.store.migrations")
     assert graph.direct_import_exists(
         importer="reconcile.store.migrations", imported="reconcile.store.db"

@@ -358,7 +358,7 @@ def read(
             if isinstance(caller, Refusal):
                 return caller
             conn, now = caller.session.conn, caller.session.now
-            found, source = (caller.token, caller.source), caller.source
+            source = caller.source
             if what == "monitors":
                 payload: dict[str, Any] = {"monitors": watchdog.list_monitors(conn, now)}
             elif what == "runs":
@@ -380,7 +380,7 @@ def read(
                     )
                 }
             with db.transaction(conn):  # reading (masked) data is an access
-                tokens.touch(conn, found[0], now=now)
+                tokens.touch(conn, caller.token, now=now)
                 audit.record(
                     conn,
                     "api.read",
