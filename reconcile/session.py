@@ -12,14 +12,13 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconcile import audit, versions
+from reconcile import audit, store, versions
 from reconcile.settings import Settings
-from reconcile.store import db
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Session:
     """What a use case needs: `conn` (the store, migrated), `settings`, `now` (aware UTC,
     read once) and `trail` (the actor and origin every audit event names)."""
 
-    conn: db.Connection
+    conn: store.Connection
     settings: Settings
     now: datetime
     trail: audit.Trail
@@ -35,6 +34,12 @@ class Session:
     @property
     def actor(self) -> str:
         return self.trail.actor
+
+    def acting_as(self, actor: str) -> Session:
+        """This session with another actor (an HTTP caller, once its token is checked): the
+        audit events recorded from now on, and `actor`, name it."""
+        audit.identify(actor)
+        return replace(self, trail=replace(self.trail, actor=actor))
 
     def record(
         self,
@@ -88,7 +93,7 @@ def open_session(
     head on the way out."""
     when = now or settings.current_time()
     timeout = settings.lock_timeout if lock_timeout is None else lock_timeout
-    with db.connect(Path(settings.db), timeout) as conn, audit.acting(trail):
+    with store.connect(Path(settings.db), timeout) as conn, audit.acting(trail):
         try:
             if sync_config:
                 versions.sync_file_config(conn, settings, when)

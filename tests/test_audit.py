@@ -281,7 +281,7 @@ def test_concurrent_writers_in_one_process_and_across_processes_keep_one_chain(
     import threading
     from datetime import UTC, datetime
 
-    from reconcile.store import db
+    from reconcile import store
 
     assert recon("init").code == 0
     anchor = recon.workdir / "recon.duckdb.anchor"
@@ -294,7 +294,7 @@ def test_concurrent_writers_in_one_process_and_across_processes_keep_one_chain(
         try:
             start.wait()
             for i in range(per_thread):
-                with db.connect(recon.db, 120) as conn, audit.acting(trail):
+                with store.connect(recon.db, 120) as conn, audit.acting(trail):
                     audit.record_alone(conn, "test.write", f"t{number}", now=now, details={"i": i})
                     audit.anchor(conn, anchor)
         except Exception as exc:  # reported below, with the thread's number

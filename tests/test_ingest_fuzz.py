@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconcile import store
 from reconcile.errors import InputFileError
 from reconcile.ingest import files as ingest
 from reconcile.settings import SourceConfig
-from reconcile.store import db
 
 HEADER = "txn_id,amount,status,run_id,error_message\n"
 NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
@@ -42,7 +42,7 @@ def _check(content: bytes, suffix: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"input{suffix}"
         path.write_bytes(content)
-        with db.connect(Path(tmp) / "recon.duckdb", 5) as conn:
+        with store.connect(Path(tmp) / "recon.duckdb", 5) as conn:
             try:
                 result = ingest.ingest_file(
                     conn, path, source="fuzz", config=SourceConfig(), now=NOW, user="test"

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from reconcile import redact
 from reconcile.ingest.staging import may_hold_pan_sql
+from reconcile.redact import pans as scanner
 
 from .test_redact import luhn_complete, pans
 
@@ -212,7 +213,7 @@ def test_work_is_linear_in_the_number_of_groups(groups: list[str], separator: st
     spans (19 digits at most): the old masker tried every pair of groups, joined again each
     time. Counted, not timed."""
     calls = {"longest": 0, "luhn": 0}
-    longest, luhn = redact._longest, redact.luhn_valid
+    longest, luhn = scanner._longest, scanner.luhn_valid
 
     def counted_longest(*args: object) -> object:
         calls["longest"] += 1
@@ -222,11 +223,11 @@ def test_work_is_linear_in_the_number_of_groups(groups: list[str], separator: st
         calls["luhn"] += 1
         return luhn(digits)
 
-    redact._longest, redact.luhn_valid = counted_longest, counted_luhn  # type: ignore[assignment]
+    scanner._longest, scanner.luhn_valid = counted_longest, counted_luhn  # type: ignore[assignment]
     try:
         redact._pan_spans(separator.join(groups), arrays=False)
     finally:
-        redact._longest, redact.luhn_valid = longest, luhn  # type: ignore[assignment]
+        scanner._longest, scanner.luhn_valid = longest, luhn  # type: ignore[assignment]
     count = len(re.findall(r"\d+", separator.join(groups)))
     assert calls["longest"] <= 2 * count
     assert calls["luhn"] <= calls["longest"] * redact.PAN_MAX_DIGITS

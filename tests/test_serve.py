@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from reconcile.store import db
+from reconcile import store
 from reconcile.watch import spool
 
 from .conftest import Recon
@@ -297,10 +297,10 @@ def test_a_drain_cut_short_keeps_what_it_committed_and_records_nothing_twice(
     at = datetime(2026, 11, 24, 9, tzinfo=UTC)
     pings = [spool.Ping(str(uuid.uuid4()), "job", "log", at, body=f"{n}") for n in range(1500)]
     spool.append(folder, pings)
-    with db.connect(recon.db) as conn:
+    with store.connect(recon.db) as conn:
         assert spool.drain(conn, folder, limit=spool.CHUNK) == spool.CHUNK  # as if killed here
     assert spool.waiting(folder)
-    with db.connect(recon.db) as conn:
+    with store.connect(recon.db) as conn:
         assert spool.drain(conn, folder) == 1500 - spool.CHUNK
         assert spool.drain(conn, folder) == 0
     assert not spool.waiting(folder)
@@ -313,7 +313,7 @@ def test_a_line_cut_by_a_crash_does_not_swallow_the_next_ping(recon: Recon) -> N
     at = datetime(2026, 11, 24, 9, tzinfo=UTC)
     (folder / spool.PENDING).write_text('{"request_id": "cut-by-a-cr', encoding="utf-8")
     spool.append(folder, [spool.Ping("acknowledged", "job", "log", at, body="after the crash")])
-    with db.connect(recon.db) as conn:
+    with store.connect(recon.db) as conn:
         assert spool.drain(conn, folder) == 1
     assert recon.query("SELECT request_id, message FROM signals") == [
         ("acknowledged", "after the crash")

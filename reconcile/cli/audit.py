@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
 
-from reconcile import audit
+from reconcile import audit, auditing
 from reconcile.cli.context import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, INSTANT, App, cli, pass_app
 from reconcile.cli.output import emit_json, emit_table, info
-from reconcile.errors import ConfigError
-from reconcile.store import db
 
 
 @cli.group("audit")
@@ -55,26 +52,8 @@ def audit_verify(app: App, expect_head: tuple[int, str] | None) -> None:
       RECON_AUDIT_KEY=... recon audit verify
       RECON_AUDIT_KEY=... recon audit verify --expect-head 1234:9f86d0...
     """
-    settings = app.settings
-    with app.connect() as conn:
-        verdict = audit.verify(
-            conn, settings.audit_key_bytes(), settings.anchor_path(), expect_head
-        )
-        try:
-            audit.record_alone(
-                conn,
-                "audit.verify",
-                now=settings.current_time(),
-                outcome="success" if verdict.intact else "failure",
-                details={
-                    "checked": verdict.checked,
-                    "first_bad_seq": verdict.first_bad_seq,
-                    "problem": verdict.problem,
-                },
-            )
-        except ConfigError as exc:  # a broken or foreign-keyed chain is not extended
-            if not verdict.unverifiable:  # else the verdict already says why, and what to do
-                verdict.warnings.append(f"this check was not recorded: {exc}")
+    with app.session() as session:
+        verdict = auditing.verify_trail(session, expect_head)
     _report_verdict(app, verdict)
 
 
@@ -93,16 +72,12 @@ def audit_head(app: App) -> None:
     Example:
       recon audit head | ssh vault 'cat >> heads.txt'
     """
-    settings = app.settings
-    with app.connect() as conn:
-        seq = audit.record_alone(conn, "audit.head", now=settings.current_time())
-        [(digest, alg, ts)] = conn.execute(
-            "SELECT hash, alg, ts FROM audit_events WHERE seq = ?", [seq]
-        ).fetchall()
+    with app.session() as session:
+        head = auditing.record_head(session)
     if app.json:
-        emit_json({"seq": seq, "hash": digest, "alg": alg, "ts": ts})
+        emit_json(head)
     else:
-        click.echo(f"{seq}:{digest}")
+        click.echo(f"{head['seq']}:{head['hash']}")
 
 
 @audit_group.command("start-key")
@@ -118,23 +93,16 @@ def audit_start_key(app: App) -> None:
     Example:
       RECON_AUDIT_KEY=... recon audit start-key
     """
-    settings = app.settings
-    trail = audit.cli_trail(settings.audit_key_bytes(), settings.anchor_path())
-    with db.connect(Path(settings.db), settings.lock_timeout) as conn, audit.acting(trail):
-        try:
-            last = conn.execute("SELECT alg FROM audit_events ORDER BY seq DESC LIMIT 1").fetchall()
-            if last and last[0][0] == audit.KEYED:
-                info("the audit trail is keyed already: nothing to do")
-                return
-            verdict = audit.start_key(conn, settings.anchor_path(), now=settings.current_time())
-            start = audit.head(conn)
-        finally:
-            audit.anchor(conn, settings.anchor_path())
+    with app.session(sync_config=False) as session:  # nothing unkeyed may be written first
+        started = auditing.start_key(session)
+    if started is None:
+        info("the audit trail is keyed already: nothing to do")
+        return
+    verdict, start = started
     if not verdict.intact:
         _report_verdict(app, verdict)
     info(
-        f"{verdict.checked} unkeyed event(s) checked; the audit trail is keyed from seq "
-        f"{start[0] if start else 1} on"
+        f"{verdict.checked} unkeyed event(s) checked; the audit trail is keyed from seq {start} on"
     )
 
 
@@ -179,17 +147,10 @@ def audit_log(
       recon audit log --action monitor --since 2026-11-01T00:00:00Z
       recon audit log --actor token:loader-flow --json
     """
-    settings = app.settings
-    with app.connect() as conn:
-        rows = audit.events(
-            conn, since=since, until=until, actor=actor, action=action, target=target, limit=limit
-        )
-        audit.record_alone(
-            conn,
-            "audit.log",
-            now=settings.current_time(),
-            details={"since": since, "until": until, "actor": actor, "action": action,
-                     "object": target, "returned": len(rows)},
+    with app.session() as session:
+        rows = auditing.read_log(
+            session, since=since, until=until, actor=actor, action=action, target=target,
+            limit=limit,
         )  # fmt: skip
     if app.json:
         emit_json({"events": rows})

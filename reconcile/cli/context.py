@@ -5,18 +5,15 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import click
 
-from reconcile import __version__, audit, logs, redact
-from reconcile import formats as export
-from reconcile.reconciliation import compare, failures
+from reconcile import __version__, logs, redact
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings, load_settings, parse_duration, parse_now
 from reconcile.store import db
@@ -58,11 +55,20 @@ class App:
         return self._now
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(
+        self, *, now: datetime | None = None, sync_config: bool = True
+    ) -> Iterator[Session]:
         """This command's one session: the store, its audit trail (the OS user, via cli),
-        `now`; the chain's head is anchored on the way out, whatever happened."""
+        `now` (the command's, unless given: a server's stop is later than its start); the
+        chain's head is anchored on the way out, whatever happened. `sync_config=False` leaves
+        the configuration file's changes unrecorded (`recon audit start-key` writes first)."""
         settings = self.settings
-        with open_session(settings, trail_for(settings, "cli"), now=self.now_time) as session:
+        with open_session(
+            settings,
+            trail_for(settings, "cli"),
+            now=now or self.now_time,
+            sync_config=sync_config,
+        ) as session:
             yield session
 
     @contextmanager
@@ -171,42 +177,6 @@ def _pick_source(settings: Settings, given: str | None) -> str:
     raise click.UsageError(f"name the source with --source (configured sources: {configured})")
 
 
-def _day_range(
-    conn: db.Connection, day: str | None, since: str | None, until: str | None, source: str | None
-) -> tuple[date, date] | None:
-    """--date D | --date last | --since/--until, as a closed range; None: nothing loaded yet."""
-    if day and (since or until):
-        raise click.UsageError("give either --date or --since/--until, not both")
-    if since or until:
-        first = parse_day(since, "--since") or date.min
-        last = parse_day(until, "--until") or date.max
-        if first > last:
-            raise click.UsageError(f"--since {since} is after --until {until}: swap them")
-        return first, last
-    if day and day != "last":
-        only = parse_day(day, "--date") or date.min
-        return only, only
-    latest = failures.latest_business_date(conn, source)
-    return (latest, latest) if latest else None
-
-
-def _scope_range(
-    conn: db.Connection, day: str | None, since: str | None, until: str | None, source: str | None
-) -> tuple[date | None, date | None]:
-    """Like `_day_range`, but no date option at all means every day: (None, None)."""
-    if not (day or since or until):
-        return None, None
-    span = _day_range(conn, day, since, until, source)
-    return span if span else (None, None)
-
-
-def _tolerances(settings: Settings) -> dict[str, compare.Tolerance]:
-    return {
-        name: compare.Tolerance(config.amount_tolerance, config.amount_tolerance_percent)
-        for name, config in settings.sources.items()
-    }
-
-
 def date_options(function: Any) -> Any:
     """--date / --since / --until / --source, shared by the commands that work on days."""
     for option in reversed(
@@ -219,32 +189,6 @@ def date_options(function: Any) -> Any:
     ):
         function = option(function)
     return function
-
-
-def _record_access(
-    app: App, action: str, target: str, paths: Sequence[Path], details: dict[str, Any]
-) -> None:
-    """Reading stored (masked) transaction data is an access: record what was written where,
-    with the SHA-256 of each file, once the files are complete."""
-    mode = int(app.settings.export_mode, 8)  # private (0600) unless export_mode shares them
-    written: dict[str, str | None] = {
-        str(path): export.seal_output(path, mode) for path in paths if path.is_file()
-    }
-    _record_event(app, action, target, {**details, "written": written or {"stdout": None}})
-
-
-def _categories(text: str) -> list[str]:
-    if text.strip() == "all":
-        return list(compare.BREAK_CATEGORIES)
-    chosen = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [c for c in chosen if c not in compare.CATEGORIES]
-    if unknown or not chosen:
-        raise click.BadParameter(
-            f"unknown category {', '.join(unknown) or '(none)'}; choose from "
-            f"{', '.join(compare.CATEGORIES)} or 'all'",
-            param_hint="--category",
-        )
-    return chosen
 
 
 class Duration(click.ParamType):
@@ -278,7 +222,10 @@ class Instant(click.ParamType):
 DURATION, INSTANT = Duration(), Instant()
 
 
-def _record_event(app: App, action: str, target: str, details: dict[str, Any]) -> None:
-    """An event on its own, in a connection of its own (start, stop, files written)."""
-    with app.connect() as conn:
-        audit.record_alone(conn, action, target, now=app.settings.current_time(), details=details)
+def _record_event(
+    app: App, action: str, target: str, details: dict[str, Any], now: datetime | None = None
+) -> None:
+    """An event on its own, in a session of its own (start, stop, files written), at the
+    command's `now` unless given."""
+    with app.session(now=now) as session:
+        session.record_alone(action, target, details=details)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from reconcile import tokens
-from reconcile.cli.context import App, _record_event, cli, current_user, pass_app
+from reconcile.cli.context import App, _record_event, cli, pass_app
 from reconcile.cli.output import emit_json, emit_table, info
 
 
@@ -32,7 +32,9 @@ def serve_command(app: App, host: str, port: int) -> None:
         app.settings,
         host,
         port,
-        on_stop=lambda: _record_event(app, "serve.stop", f"{host}:{port}", {}),
+        on_stop=lambda: _record_event(
+            app, "serve.stop", f"{host}:{port}", {}, now=app.settings.current_time()
+        ),
     )
 
 
@@ -57,10 +59,8 @@ def token_create(app: App, name: str, source: str) -> None:
     Example:
       recon token create loader-flow --source payments-loader
     """
-    with app.connect() as conn:
-        token = tokens.create(
-            conn, name, source, now=app.settings.current_time(), user=current_user()
-        )
+    with app.session() as session:
+        token = tokens.create(session.conn, name, source, now=session.now, user=session.actor)
     if app.json:
         emit_json({"name": name, "source": source, "token": token})
         return
@@ -77,8 +77,8 @@ def token_list(app: App) -> None:
     Example:
       recon token list
     """
-    with app.connect() as conn:
-        rows = tokens.list_tokens(conn)
+    with app.session() as session:
+        rows = tokens.list_tokens(session.conn)
     if app.json:
         emit_json({"tokens": rows})
     elif rows:
@@ -99,6 +99,6 @@ def token_revoke(app: App, name: str) -> None:
     Example:
       recon token revoke loader-flow
     """
-    with app.connect() as conn:
-        tokens.revoke(conn, name, now=app.settings.current_time())
+    with app.session() as session:
+        tokens.revoke(session.conn, name, now=session.now)
     info(f"token {name} revoked")

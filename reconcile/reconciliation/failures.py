@@ -21,9 +21,6 @@ from reconcile import formats
 from reconcile.reconciliation.export import record_access
 from reconcile.reconciliation.refresh import refresh
 from reconcile.reconciliation.scope import Scope
-from reconcile.reconciliation.scope import (  # re-exported for callers not yet moved to Scope
-    latest_business_date as latest_business_date,
-)
 from reconcile.session import Session
 from reconcile.store.db import Connection, fetch_dicts
 

@@ -4,7 +4,7 @@
     POST /api/v1/sources/<source>/runs/<run_id>/complete        the run is finished
 
 Each call needs `Authorization: Bearer <token>` for that source (`recon token create`). The
-server (`web.py`) checks the token against the hashes it keeps in memory before it reads the
+server (`app.py`) checks the token against the hashes it keeps in memory before it reads the
 body or touches the store; the functions here run in a worker thread once it has, and check
 the token again against the store, inside the request's store session. The rows go through the
 same validation, masking and quarantine as files (the body becomes one ingested "file", kept in
@@ -13,7 +13,7 @@ what was loaded and quarantined, and why. Errors are JSON: 401 bad token, 403 an
 token, 400 a body that is not JSON (naming the line and column), 503 the store is busy or
 failed.
 
-One store session at a time in the server process (`store_session`): DuckDB connections of one
+One store session at a time in the server process (`exclusive`, around `_session`): DuckDB connections of one
 process are not serialised by the file lock, and two of them writing at once conflict ("Conflict
 on update") or fork the audit chain.
 """
@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -40,9 +39,10 @@ from reconcile import audit, logs, tokens
 from reconcile import formats as export
 from reconcile.errors import DatabaseError, DatabaseLockedError, InputFileError
 from reconcile.ingest import files as ingest
+from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings
 from reconcile.store import db
-from reconcile.watch import watchdog
+from reconcile.watch import completion, watchdog
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 READS = ("monitors", "runs", "reconciliation", "failures")
@@ -138,26 +138,17 @@ def _session(
     client: str | None,
     actor: str = "anonymous",
     lock_timeout: float | None = None,
-) -> Iterator[db.Connection]:
-    """The store for one request, alone in this process, with an audit trail naming the
-    caller's address (masked already) and token; the chain's head is anchored on the way
-    out."""
+) -> Iterator[Session]:
+    """The request's one session, alone in this process (`exclusive`): its `now` read once, an
+    audit trail naming the caller's address (masked already) and, once its token is checked
+    (`_recheck`), the token; the chain's head is anchored on the way out."""
     timeout = settings.lock_timeout if lock_timeout is None else lock_timeout
-    trail = audit.Trail(
-        actor,
-        {"via": "http", "host": socket.gethostname(), "client": client or ""},
-        settings.audit_key_bytes(),
-        settings.anchor_path(),
-    )
+    trail = trail_for(settings, "http", actor, client=client or "")
     with (
         exclusive(timeout),
-        db.connect(Path(settings.db), timeout) as conn,
-        audit.acting(trail),
+        open_session(settings, trail, lock_timeout=timeout, sync_config=False) as session,
     ):
-        try:
-            yield conn
-        finally:
-            audit.anchor(conn, settings.anchor_path())
+        yield session
 
 
 def _stored(call: Callable[[], JSONResponse | Refusal]) -> JSONResponse | Refusal:
@@ -171,10 +162,20 @@ def _stored(call: Callable[[], JSONResponse | Refusal]) -> JSONResponse | Refusa
         return _error(503, FAILED.format(type(exc).__name__))
 
 
-def _recheck(conn: db.Connection, token: str, source: str | None) -> tuple[str, str] | Refusal:
+@dataclass(frozen=True)
+class Caller:
+    """Who a request is, once its token is checked against the store: `session` acts as
+    `token:<name>`."""
+
+    session: Session
+    token: str  # the token's name
+    source: str  # the source it is for
+
+
+def _recheck(session: Session, token: str, source: str | None) -> Caller | Refusal:
     """The token once more, against the store: revoked since the server's last look, it is
-    refused here."""
-    found = tokens.check(conn, token)
+    refused here; else the session acts as the token from here on."""
+    found = tokens.check(session.conn, token)
     if found is None:
         return Refusal(401, "revoked token", "missing, unknown or revoked token")
     if source is not None and found[1] != source:
@@ -183,21 +184,14 @@ def _recheck(conn: db.Connection, token: str, source: str | None) -> tuple[str, 
             f"token {found[0]!r} is for source {found[1]!r}, not {source!r}",
             f"this token is for source {found[1]!r}, not {source!r}",
         )
-    return found
+    return Caller(session.acting_as(f"token:{found[0]}"), found[0], found[1])
 
 
 def record_refusals(settings: Settings, summary: dict[str, Any], lock_timeout: float) -> None:
     """One `auth.failure` event summing the refusals the server counted (raises
     DatabaseError when the store cannot be had: the caller keeps the counts)."""
-    with _session(settings, None, "anonymous", lock_timeout) as conn:
-        audit.record_alone(
-            conn,
-            "auth.failure",
-            "http",
-            now=settings.current_time(),
-            outcome="denied",
-            details=summary,
-        )
+    with _session(settings, None, "anonymous", lock_timeout) as session:
+        session.record_alone("auth.failure", "http", outcome="denied", details=summary)
 
 
 def post_transactions(
@@ -231,13 +225,12 @@ def post_transactions(
         name = f"{source[:MAX_NAME_PART]}-{run_id[:MAX_NAME_PART]}-{uuid.uuid4().hex[:8]}.jsonl"
         with (
             _in_memory(rows, folder / "api", name) as path,
-            _session(settings, client, "anonymous") as conn,
+            _session(settings, client, "anonymous") as opened,
         ):
-            who = _recheck(conn, token, source)
+            who = _recheck(opened, token, source)
             if isinstance(who, Refusal):
                 return who
-            audit.identify(f"token:{who[0]}")
-            return _ingest(conn, settings, path, source, run_id, who[0])
+            return _ingest(who.session, path, source, run_id, who.token)
 
     return _stored(work)
 
@@ -273,16 +266,9 @@ def _in_memory(rows: list[dict[str, Any]], folder: Path, name: str) -> Iterator[
         os.close(fd)
 
 
-def _ingest(
-    conn: db.Connection,
-    settings: Settings,
-    path: Path,
-    source: str,
-    run_id: str,
-    who: str,
-) -> JSONResponse:
+def _ingest(session: Session, path: Path, source: str, run_id: str, who: str) -> JSONResponse:
     """The rows (in `path`) ingested like any file; the token's use recorded."""
-    now = settings.current_time()
+    conn, settings, now = session.conn, session.settings, session.now
     try:
         result = ingest.ingest_file(
             conn,
@@ -333,32 +319,12 @@ def complete_run(
     settings: Settings, source: str, run_id: str, token: str, client: str | None = None
 ) -> JSONResponse | Refusal:
     def work() -> JSONResponse | Refusal:
-        with _session(settings, client) as conn:
-            who = _recheck(conn, token, source)
+        with _session(settings, client) as opened:
+            who = _recheck(opened, token, source)
             if isinstance(who, Refusal):
                 return who
-            audit.identify(f"token:{who[0]}")
-            now = settings.current_time()
-            with db.transaction(conn):
-                tokens.touch(conn, who[0], now=now)
-                conn.execute(
-                    "INSERT OR REPLACE INTO run_completions VALUES (?, ?, ?, ?)",
-                    [source, run_id, now, f"token:{who[0]}"],
-                )
-                watchdog.runs_arrived(
-                    conn, source, [run_id], now=now, origin="http", what=f"run {run_id} completed"
-                )
-                audit.record(conn, "run.complete", f"{source}:{run_id}", now=now)
-            summary = db.fetch_dicts(
-                conn,
-                "SELECT rows_loaded, rows_succeeded, rows_failed, rows_quarantined FROM runs "
-                "WHERE source = ? AND run_id = ?",
-                [source, run_id],
-            )
-        totals = summary[0] if summary else {"rows_loaded": 0}
-        return JSONResponse(
-            {"source": source, "run_id": run_id, "completed_at": now.isoformat(), **totals}
-        )
+            done = completion.complete_run(who.session, source, run_id, token=who.token)
+        return JSONResponse({**done, "completed_at": done["completed_at"].isoformat()})
 
     return _stored(work)
 
@@ -387,13 +353,12 @@ def read(
         return _error(400, f"give the business date: /api/v1/{what}?date=YYYY-MM-DD")
 
     def work() -> JSONResponse | Refusal:
-        with _session(settings, client) as conn:
-            found = _recheck(conn, token, None)
-            if isinstance(found, Refusal):
-                return found
-            audit.identify(f"token:{found[0]}")
-            source = found[1]
-            now = settings.current_time()
+        with _session(settings, client) as opened:
+            caller = _recheck(opened, token, None)
+            if isinstance(caller, Refusal):
+                return caller
+            conn, now = caller.session.conn, caller.session.now
+            source = caller.source
             if what == "monitors":
                 payload: dict[str, Any] = {"monitors": watchdog.list_monitors(conn, now)}
             elif what == "runs":
@@ -408,7 +373,7 @@ def read(
                     )
                 }
             with db.transaction(conn):  # reading (masked) data is an access
-                tokens.touch(conn, found[0], now=now)
+                tokens.touch(conn, caller.token, now=now)
                 audit.record(
                     conn,
                     "api.read",

@@ -10,10 +10,8 @@
 
 A ping is acknowledged (200 "OK") only once it is in the spool on disk (`spool.py`), so it is
 never lost, even while an ingest holds the database or if the server dies right after
-answering. A drainer process forked by `serve` records the spool into the store every
-`spool_drain_interval`: recording a ping takes several DuckDB statements, about ten times the
-CPU of answering it, and in a thread of the server it would hold the GIL that the requests wait
-for. Request bodies are masked (card numbers, configured secrets, URL paths) in a worker thread,
+answering. A drainer process forked by `serve` (`drainer.py`) records the spool into the store
+every `spool_drain_interval`. Request bodies are masked (card numbers, configured secrets, URL paths) in a worker thread,
 then kept up to 10 kB (longer ones are cut there, never inside a number, and the answer says
 so), before they touch the disk. Unknown URLs get 404; more than `ping_rate_limit` pings a
 minute for one monitor get 429.
@@ -24,19 +22,17 @@ an unknown token is presented, at most once every MISS_REFRESH_EVERY), and the b
 a stream with a running size limit. Refusals are counted (`Refusals`) and written as one
 `auth.failure` summary event at most every AUTH_SUMMARY_EVERY seconds, so a flood of bad
 requests costs the store O(1) writes a minute. Connections are guarded at the protocol level
-(`GuardedHttp`): headers must arrive within HEADER_TIMEOUT and MAX_HEADER_BYTES, and beyond
-`connection_cap()` open connections the oldest idle one is closed.
+(`http.GuardedHttp`). No SQL here: what the server reads and writes goes through the library,
+in one session per request (`api.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import math
 import os
-import resource
 import signal
 import time
 import uuid
@@ -44,26 +40,27 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from reconcile import logs, redact, tokens
+from reconcile import logs, redact, store, tokens
 from reconcile.errors import DatabaseError
 from reconcile.server import api
+from reconcile.server.drainer import fork_drainer
+from reconcile.server.http import run as run
 from reconcile.settings import Settings
 from reconcile.store import db
 from reconcile.watch import spool
+from reconcile.watch.ping_urls import PingUrls, ping_urls
 from reconcile.watch.watchdog import MAX_MESSAGE_BYTES
 
 SUFFIXES = {"start": "start", "fail": "fail", "log": "log"}
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1  # prctl(2)
 
 # What the server keeps in memory, and how fresh (seconds).
 REFRESH_EVERY = 2.0  # monitors, ping keys and token hashes are re-read from the store
@@ -72,18 +69,12 @@ PEEK_TIMEOUT = 0.5  # how long a re-read waits for the store before keeping what
 AUTH_SUMMARY_EVERY = 60.0  # at most one `auth.failure` summary event a minute
 AUTH_SUMMARY_CLIENTS = 20  # clients named in one summary; refusals of others are only counted
 # Limits of a request (seconds, bytes).
-HEADER_TIMEOUT = 10.0  # from connecting (or the previous answer) to the end of the headers
-MAX_HEADER_BYTES = 64 * 1024  # request line and headers
-KEEP_ALIVE = 5  # an idle keep-alive connection is closed after this
-MAX_CONNECTIONS = 1000  # open connections; beyond it the oldest idle one is closed
-RESERVED_FDS = 100  # file descriptors kept for the store, the spool and logs
 PING_BODY_TIMEOUT = 10.0  # a ping body must arrive within this
 API_BODY_IDLE_TIMEOUT = 10.0  # an API body may pause this long between two chunks
 API_BODIES = 2  # API bodies held in memory at once (the store takes one request at a time)
 API_THREADS = 4  # worker threads for API requests (they wait for the store in turn)
 MASK_THREADS = 4  # worker threads that mask what pings bring
 MAX_RID = 128  # characters of ?rid=
-GRACEFUL_SHUTDOWN = 10  # seconds given to requests in flight at SIGTERM
 
 
 class Directory:
@@ -92,8 +83,7 @@ class Directory:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.by_uuid: dict[str, str] = {}
-        self.by_slug: dict[tuple[str, str], str] = {}
+        self.urls = PingUrls()
         self.tokens: dict[str, tuple[str, str]] = {}  # SHA-256 -> (token name, source)
         self.loaded_at = 0.0
         self.missed_at = -math.inf
@@ -105,15 +95,13 @@ class Directory:
         try:
             with (
                 api.exclusive(PEEK_TIMEOUT),
-                db.connect(Path(self.settings.db), lock_timeout=PEEK_TIMEOUT) as conn,
+                store.connect(Path(self.settings.db), lock_timeout=PEEK_TIMEOUT) as conn,
             ):
-                monitors = conn.execute("SELECT ping_uuid, name FROM monitors").fetchall()
-                keys = [row[0] for row in conn.execute("SELECT ping_key FROM ping_keys").fetchall()]
+                urls = ping_urls(conn)
                 known = tokens.active(conn)
         except (DatabaseError, db.QueryError):
             return
-        self.by_uuid = {ping_uuid: name for ping_uuid, name in monitors}
-        self.by_slug = {(key, name): name for key in keys for _, name in monitors}
+        self.urls = urls
         self.tokens = known
         self.loaded_at = time.monotonic()
 
@@ -153,10 +141,11 @@ class Directory:
         return found
 
     def _match(self, parts: list[str]) -> tuple[str, str | None] | None:
-        if parts[0] in self.by_uuid and len(parts) <= 2:
-            return self.by_uuid[parts[0]], parts[1] if len(parts) == 2 else None
-        if len(parts) >= 2 and (parts[0], parts[1]) in self.by_slug and len(parts) <= 3:
-            return self.by_slug[(parts[0], parts[1])], parts[2] if len(parts) == 3 else None
+        by_uuid, by_slug = self.urls.by_uuid, self.urls.by_slug
+        if parts[0] in by_uuid and len(parts) <= 2:
+            return by_uuid[parts[0]], parts[1] if len(parts) == 2 else None
+        if len(parts) >= 2 and (parts[0], parts[1]) in by_slug and len(parts) <= 3:
+            return by_slug[(parts[0], parts[1])], parts[2] if len(parts) == 3 else None
         return None
 
 
@@ -228,69 +217,6 @@ class Refusals:
             else:
                 self.unnamed += entry["refusals"]
         self.written_at = -math.inf
-
-
-# Pings recorded each time the drainer takes the store (well under a second's work with
-# `watchdog.apply_signals`), so that after a burst of pings an ingest or a `recon watch` gets
-# the store within its lock timeout.
-DRAIN_BATCH = 20_000
-
-
-def drain_once(db_path: Path, folder: Path) -> None:
-    """Record what waits in the spool (up to DRAIN_BATCH pings), unless another process holds
-    the store."""
-    if not spool.waiting(folder):
-        return  # nothing to record: leave the database's lock to others
-    try:
-        with db.connect(db_path, lock_timeout=0.5) as conn:
-            spool.drain(conn, folder, limit=DRAIN_BATCH)
-    except DatabaseError:
-        pass  # locked: the pings wait safely in the spool
-
-
-def drain_while(parent: int, db_path: Path, folder: Path, interval: float) -> None:
-    """The drainer's loop: drain every `interval` seconds while the server `parent` lives (a
-    server killed with SIGKILL leaves its drainer to stop by itself)."""
-    # Answering pings comes first: recording them can wait a moment, and `recon watch` drains
-    # before it evaluates anything. At equal priority the drainer takes CPU the server needs
-    # (ping benchmark on 2 cores with other work running: p99 17-35 ms, niced 10-13 ms).
-    os.nice(10)
-    while os.getppid() == parent:
-        try:
-            drain_once(db_path, folder)
-        except Exception as exc:  # what could not be recorded stays spooled for the next try
-            logs.event(
-                log, logging.ERROR, "spool drain error", error=f"{type(exc).__name__}: {exc}"
-            )
-        next_at = time.monotonic() + interval
-        while os.getppid() == parent and time.monotonic() < next_at:
-            time.sleep(min(0.2, interval))
-
-
-def fork_drainer(settings: Settings) -> int:
-    """Start the drainer process; returns its pid. It is forked, not started afresh, so that it
-    records pings with this process's settings: its redacting log handlers and the configured
-    secrets it masks. Call it before any thread starts (uvicorn's, or one of DuckDB's while a
-    connection is open): a forked child gets only the calling thread, and any lock another
-    thread held stays locked for it."""
-    folder = spool.folder_for(Path(settings.db), settings.spool_dir)
-    parent = os.getpid()
-    pid = os.fork()
-    if pid:
-        return pid
-    try:  # the drainer
-        _end_with_parent()
-        drain_while(parent, Path(settings.db), folder, settings.spool_drain_interval)
-    finally:
-        os._exit(0)  # never return into the server's code (nor run its exit handlers)
-
-
-def _end_with_parent() -> None:
-    """Have Linux send this process SIGTERM when its parent ends, even mid-drain (uvicorn ends
-    the server on SIGTERM by raising the signal again, so the server's own clean-up never runs).
-    Elsewhere `drain_while` notices between drains."""
-    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no prctl, not Linux
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _could_hold_a_card(text: str | None) -> bool:
@@ -638,109 +564,6 @@ async def _read_body(request: Request, limit: int) -> bytes | Response:
         body += chunk
 
 
-async def _headers_too_large(scope: Any, receive: Any, send: Any) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 431,
-            "headers": [(b"content-length", b"0"), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
-
-
-class GuardedHttp(HttpToolsProtocol):
-    """uvicorn's HTTP protocol with the guards it lacks: the request line and headers must
-    arrive within HEADER_TIMEOUT seconds (from connecting, or from the previous answer on a
-    kept-alive connection) and MAX_HEADER_BYTES, and beyond `cap` open connections the oldest
-    one waiting for headers is closed, so that slow or idle connections cannot use up the file
-    descriptors while pings keep being answered."""
-
-    cap: ClassVar[int] = MAX_CONNECTIONS
-    waiting: ClassVar[dict[GuardedHttp, None]] = {}  # connections waiting for headers, oldest first
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._deadline: asyncio.TimerHandle | None = None
-        self._await_headers()
-        if len(self.connections) > self.cap:
-            oldest = next((c for c in self.waiting if c is not self), self)
-            oldest.transport.close()
-
-    def _await_headers(self) -> None:
-        self._received = self._header_bytes = 0
-        self.waiting[self] = None
-        self._deadline = self.loop.call_later(HEADER_TIMEOUT, self._too_slow)
-
-    def _headers_done(self) -> None:
-        self.waiting.pop(self, None)
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _too_slow(self) -> None:
-        if self in self.waiting and not self.transport.is_closing():
-            self.transport.close()
-
-    def _refuse_headers(self) -> None:
-        self._headers_done()
-        if not self.transport.is_closing():
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-length: 0\r\nconnection: close\r\n\r\n"
-            )
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self in self.waiting:
-            self._received += len(data)  # headers still arriving: bytes the parser holds
-        super().data_received(data)  # may complete the headers (and start a body)
-        if self in self.waiting and self._received > MAX_HEADER_BYTES:
-            self._refuse_headers()
-
-    def on_url(self, url: bytes) -> None:
-        self._header_bytes += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._headers_done()
-        if self._header_bytes <= MAX_HEADER_BYTES:
-            super().on_headers_complete()
-            return
-        app = self.app  # complete, in one piece, but too big: answered by uvicorn's own path
-        self.app = _headers_too_large
-        try:
-            super().on_headers_complete()
-        finally:
-            self.app = app
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing() and not self.pipeline:
-            self._await_headers()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._headers_done()
-        super().connection_lost(exc)
-
-
-def connection_cap() -> int:
-    """MAX_CONNECTIONS, or fewer if the process may not open that many files; the soft limit
-    on open files is first raised to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    if soft == resource.RLIM_INFINITY:
-        return MAX_CONNECTIONS
-    return max(16, min(MAX_CONNECTIONS, soft - RESERVED_FDS))
-
-
 def serve(
     settings: Settings, host: str, port: int, on_stop: Callable[[], None] | None = None
 ) -> None:
@@ -756,23 +579,3 @@ def serve(
         with contextlib.suppress(ProcessLookupError):
             os.kill(drainer, signal.SIGTERM)
         os.waitpid(drainer, 0)
-
-
-def run(app: Starlette, host: str, port: int) -> None:
-    """Serve `app` as `recon serve` does (the ping benchmark serves its bare app through it)."""
-    import uvicorn
-
-    GuardedHttp.cap = connection_cap()
-    # No access log: ping URLs carry the monitors' unguessable uuids.
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        http=GuardedHttp,
-        timeout_keep_alive=KEEP_ALIVE,
-        limit_concurrency=2 * GuardedHttp.cap,  # requests in flight (one per connection)
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-    )

@@ -1,8 +1,10 @@
-"""The store: the only module that imports duckdb.
+"""The store's low-level helpers: the only module that imports duckdb.
 
-Connections are short-lived: a command opens the file, migrates, does its work and closes, so
-the CLI, the watchdog and the HTTP server can take turns on one file. DuckDB allows one writing
-process at a time; when another holds the lock we retry with backoff until `lock_timeout`.
+Connections are short-lived: a command opens the file (`reconcile.store.connect`, which also
+migrates), does its work and closes, so the CLI, the watchdog and the HTTP server can take turns
+on one file. DuckDB allows one writing process at a time; when another holds the lock we retry
+with backoff until `lock_timeout`. Nothing here knows the schema: `migrations` builds on this
+module, and the package joins the two.
 """
 
 from __future__ import annotations
@@ -81,22 +83,6 @@ def refuse_shared_folder(folder: Path) -> None:
             f"(mode {stat.S_IMODE(mode):o}), so anyone on this machine could replace the database "
             f"or its files; use a private folder (--db / RECON_DB), or run chmod o-w {folder}"
         )
-
-
-@contextmanager
-def connect(path: Path, lock_timeout: float = 30.0) -> Iterator[Connection]:
-    """A migrated connection to the store, closed on exit."""
-    from reconcile.store.migrations import migrate
-
-    new_file = not path.exists()
-    conn = open_connection(path, lock_timeout)
-    try:
-        if new_file:
-            os.chmod(path, 0o600)  # transaction logs are private to their owner
-        migrate(conn)
-        yield conn
-    finally:
-        conn.close()
 
 
 # One writer at a time per database file within this process. Connections of one process to one

@@ -22,10 +22,9 @@ from typing import Any
 
 import duckdb
 
-from reconcile import audit
+from reconcile import audit, store
 from reconcile.ingest import files as ingest
 from reconcile.settings import SourceConfig
-from reconcile.store import db
 from tests.bench.bench_ingest import GENERATE_SQL
 
 TARGET = 1.10
@@ -53,7 +52,7 @@ def timed_ingest(paths: list[Path], folder: Path, tag: str, audited: bool) -> fl
     if not audited:
         audit.record = lambda *args, **kwargs: 0  # type: ignore[assignment]
     try:
-        with db.connect(path) as conn, audit.acting(trail):
+        with store.connect(path) as conn, audit.acting(trail):
             started = time.perf_counter()
             for file in paths:
                 ingest.ingest_file(

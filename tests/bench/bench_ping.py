@@ -61,7 +61,7 @@ import sys
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from reconcile.web import run
+from reconcile.server.app import run
 
 async def ok(request):
     return PlainTextResponse("OK\\n")
