@@ -37,9 +37,11 @@ from typing import Any, TypeVar
 from starlette.responses import JSONResponse
 
 from reconcile import audit, logs, tokens
-from reconcile.errors import DatabaseError, DatabaseLockedError, InputFileError
-from reconcile.ingest import files as ingest
+from reconcile.errors import DatabaseError, DatabaseLockedError
+from reconcile.ingest import runs
+from reconcile.ingest.batch import Input, Refused, ingest_files
 from reconcile.reconciliation import export
+from reconcile.session import Session
 from reconcile.settings import Settings
 from reconcile.store import db
 from reconcile.watch import watchdog
@@ -237,7 +239,8 @@ def post_transactions(
             if isinstance(who, Refusal):
                 return who
             audit.identify(f"token:{who[0]}")
-            return _ingest(conn, settings, path, source, run_id, who[0])
+            session = Session(conn, settings, settings.current_time(), audit.current())
+            return _ingest(session, path, source, run_id, who[0])
 
     return _stored(work)
 
@@ -273,33 +276,20 @@ def _in_memory(rows: list[dict[str, Any]], folder: Path, name: str) -> Iterator[
         os.close(fd)
 
 
-def _ingest(
-    conn: db.Connection,
-    settings: Settings,
-    path: Path,
-    source: str,
-    run_id: str,
-    who: str,
-) -> JSONResponse:
-    """The rows (in `path`) ingested like any file; the token's use recorded."""
-    now = settings.current_time()
-    try:
-        result = ingest.ingest_file(
-            conn,
-            path,
-            source=source,
-            config=settings.source(source),
-            kind="processed",
-            run_id=run_id,
-            now=now,
-            user=f"token:{who}",
-            pan_key=settings.pan_key_bytes(),
-            signal_monitors=False,  # the run is whole at .../complete
-        )
-    except InputFileError as exc:
-        return _error(400, exc.problem + (f"; {exc.hint}" if exc.hint else ""))
-    with db.transaction(conn):
-        tokens.touch(conn, who, now=now)
+def _ingest(session: Session, path: Path, source: str, run_id: str, who: str) -> JSONResponse:
+    """The rows (in `path`) ingested as a file by the batch every entry point uses (refused or
+    skipped, it is audited as on the command line); the token's use recorded. The file is named
+    for the source and run it was posted to, not for where it was staged. The run's monitors
+    hear it at `.../complete`, when it is whole, not here."""
+    stem = f"{source[:MAX_NAME_PART]}-{run_id[:MAX_NAME_PART]}".replace("/", "_")
+    batch = ingest_files(
+        session, [Input(path, f"api/{stem}.jsonl")], source=source, kind="processed", run_id=run_id
+    )
+    [result] = batch.files
+    if isinstance(result, Refused):
+        return _error(400, result.problem + (f"; {result.hint}" if result.hint else ""))
+    with db.transaction(session.conn):
+        tokens.touch(session.conn, who, now=session.now)
     if result.already_ingested:  # nothing was loaded this time: say so, with zero counts
         payload: dict[str, Any] = {
             "source": source,
@@ -311,12 +301,6 @@ def _ingest(
             "quarantined": [],
         }
         return JSONResponse(json.loads(export.json_line(payload)))
-    quarantined = db.fetch_dicts(
-        conn,
-        "SELECT line AS item, column_name AS column, reason FROM quarantine "
-        "WHERE file_id = ? ORDER BY line",
-        [result.file_id],
-    )
     payload = {
         "source": source,
         "run_id": run_id,
@@ -324,7 +308,7 @@ def _ingest(
         "rows_loaded": result.rows_loaded,
         "rows_quarantined": result.rows_quarantined,
         "already_ingested": False,
-        "quarantined": quarantined,
+        "quarantined": runs.quarantined_in_file(session.conn, result.file_id),
     }
     return JSONResponse(json.loads(export.json_line(payload)))
 
