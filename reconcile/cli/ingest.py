@@ -37,8 +37,8 @@ def init(app: App) -> None:
     Example:
       recon --db /var/lib/recon/recon.duckdb init
     """
-    with app.connect() as conn:
-        applied = migrations.applied(conn)
+    with app.session() as session:
+        applied = migrations.applied(session.conn)
     app.settings.pan_key_bytes()  # without RECON_PAN_KEY: the store's key file, made now
     path = redact.mask_pans(str(app.settings.db))
     if app.json:
