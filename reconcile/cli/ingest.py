@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import click
 
-from reconcile import audit, logs, redact
+from reconcile import redact
 from reconcile.cli.context import (
     EXIT_ERROR,
     EXIT_FINDINGS,
@@ -19,16 +17,15 @@ from reconcile.cli.context import (
     App,
     _pick_source,
     cli,
-    current_user,
-    log,
     parse_day,
     pass_app,
 )
-from reconcile.cli.output import _safe, emit_json, emit_table, format_amount, info
-from reconcile.errors import InputFileError
-from reconcile.ingest import expected, runs
-from reconcile.ingest import files as ingest
+from reconcile.cli.output import emit_json, emit_table, format_amount, info
+from reconcile.ingest import expected, kinds, runs
+from reconcile.ingest.batch import Refused, ingest_files
+from reconcile.ingest.files import FileResult
 from reconcile.store import migrations
+from reconcile.watch import watchdog
 
 
 @cli.command()
@@ -40,8 +37,8 @@ def init(app: App) -> None:
     Example:
       recon --db /var/lib/recon/recon.duckdb init
     """
-    with app.connect() as conn:
-        applied = migrations.applied(conn)
+    with app.session() as session:
+        applied = migrations.applied(session.conn)
     app.settings.pan_key_bytes()  # without RECON_PAN_KEY: the store's key file, made now
     path = redact.mask_pans(str(app.settings.db))
     if app.json:
@@ -63,7 +60,7 @@ def init(app: App) -> None:
 )
 @click.option(
     "--kind",
-    type=click.Choice(ingest.KINDS),
+    type=click.Choice(kinds.NAMES),
     default="processed",
     show_default=True,
     help="processed run log, expected manifest, control totals, or a failure report.",
@@ -110,96 +107,45 @@ def ingest_command(
     """
     settings = app.settings
     source_name = _pick_source(settings, source)
-    config = settings.source(source_name)
     if settings.sources and source_name not in settings.sources:
         info(
             f"warning: source {source_name!r} is not in the settings (configured: "
             f"{', '.join(sorted(settings.sources))}); loading with the defaults (canonical "
             "columns, UTC). If that is a typo, nothing is lost: fix the name and ingest again."
         )
-    results: list[dict[str, Any]] = []
-    failed = quarantined = False
-    with app.connect() as conn:
-        for path in files:
-            try:
-                result = ingest.ingest_file(
-                    conn,
-                    path,
-                    source=source_name,
-                    config=config,
-                    kind=kind,
-                    run_id=run_id,
-                    now=settings.current_time(),
-                    user=current_user(),
-                    pan_key=settings.pan_key_bytes(),
-                    report_date=report_date.date() if report_date else None,
-                    replace=replace,
-                    keep=[r["file_id"] for r in results if "file_id" in r],
-                )
-            except InputFileError as exc:
-                failed = True
-                problem = _safe(str(exc))
-                results.append(
-                    {
-                        "path": _safe(str(path)),
-                        "source": source_name,
-                        "kind": kind,
-                        "error": problem,
-                    }
-                )
-                info(f"error: {problem}")
-                logs.event(log, logging.WARNING, "file refused", path=str(path), error=str(exc))
-                audit.record_alone(
-                    conn,
-                    "ingest",
-                    f"{source_name}:{path.name}",
-                    now=settings.current_time(),
-                    outcome="failure",  # nothing of it was written, but the attempt is recorded
-                    details={"problem": problem},
-                )
-                continue
-            if result.already_ingested:
-                audit.record_alone(
-                    conn,
-                    "ingest",
-                    f"{source_name}:{path.name}",
-                    now=settings.current_time(),
-                    outcome="skipped",
-                    details={"path": str(path), "sha256": result.sha256, "reason": "already"},
-                )
-            with logs.correlate(run_id=result.run_ids[0] if len(result.run_ids) == 1 else None):
-                logs.event(
-                    log,
-                    logging.INFO,
-                    "file skipped: already ingested"
-                    if result.already_ingested
-                    else "file ingested",
-                    path=str(path),
-                    source=source_name,
-                    kind=kind,
-                    sha256=result.sha256,
-                    run_ids=result.run_ids[:50],
-                    rows_read=result.rows_read,
-                    rows_loaded=result.rows_loaded,
-                    rows_quarantined=result.rows_quarantined,
-                )
-            quarantined |= result.rows_quarantined > 0 and not result.already_ingested
-            results.append(result.as_json())
-            if not app.json:
-                info(_describe_ingest(result))
-            for warning in result.warnings:
-                info(f"  warning: {warning}")
+
+    def show(outcome: FileResult | Refused) -> None:
+        if isinstance(outcome, Refused):
+            info(f"error: {outcome.error}")
+            return
+        if not app.json:
+            info(_describe_ingest(outcome))
+        for warning in outcome.warnings:
+            info(f"  warning: {warning}")
+
+    with app.session() as session:
+        batch = ingest_files(
+            session,
+            files,
+            source=source_name,
+            kind=kind,
+            run_id=run_id,
+            report_date=report_date.date() if report_date else None,
+            replace=replace,
+            on_runs=watchdog.runs_arrived,  # its monitors hear the runs of a run log
+            on_file=show,
+        )
     if app.json:
-        emit_json({"files": results})
-    elif quarantined:
+        emit_json(batch.as_json())
+    elif batch.quarantined:
         info(
             f"some rows were quarantined: see them with `recon quarantine --source {source_name}`;"
             "\nonce fixed at the source, load the corrected file with `recon ingest --replace`"
         )
-    sys.exit(EXIT_ERROR if failed else EXIT_FINDINGS if quarantined else EXIT_OK)
+    sys.exit(EXIT_ERROR if batch.refused else EXIT_FINDINGS if batch.quarantined else EXIT_OK)
 
 
-def _describe_ingest(result: ingest.FileResult) -> str:
+def _describe_ingest(result: FileResult) -> str:
     if result.already_ingested:
         return (
             f"skipped {result.path}: already ingested for {result.source} "
@@ -249,15 +195,9 @@ def expect_command(app: App, source: str, run_id: str, count: int, amount: str |
             ) from None
         if not total.is_finite():
             raise click.BadParameter("expected a finite amount", param_hint="--amount")
-    with app.connect() as conn:
+    with app.session() as session:
         expected.record_control_totals(
-            conn,
-            source=source,
-            run_id=run_id,
-            count=count,
-            amount=total,
-            now=app.settings.current_time(),
-            user=current_user(),
+            session, source=source, run_id=run_id, count=count, amount=total
         )
     if app.json:
         emit_json(
@@ -280,10 +220,9 @@ def runs_command(app: App, source: str | None, since: str | None, until: str | N
     Example:
       recon runs --source payments-loader --since 2026-11-01
     """
-    with app.connect() as conn:
-        rows = runs.list_runs(
-            conn, source, parse_day(since, "--since"), parse_day(until, "--until")
-        )
+    first, last = parse_day(since, "--since"), parse_day(until, "--until")
+    with app.session() as session:
+        rows = runs.list_runs(session.conn, source, first, last)
     if app.json:
         emit_json({"runs": rows})
         return
@@ -321,8 +260,8 @@ def quarantine_command(app: App, source: str | None, run_id: str | None, limit: 
     Example:
       recon quarantine --source payments-loader
     """
-    with app.connect() as conn:
-        rows = runs.list_quarantine(conn, source, run_id, limit or None)
+    with app.session() as session:
+        rows = runs.list_quarantine(session.conn, source, run_id, limit or None)
     if app.json:
         emit_json({"quarantine": rows})
         return

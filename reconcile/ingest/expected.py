@@ -6,25 +6,20 @@ for the upstream system that only tells a person "run R sent N transactions wort
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
-from reconcile.store.db import Connection, transaction
+from reconcile.session import Session
+from reconcile.store.db import transaction
 
 
 def record_control_totals(
-    conn: Connection,
-    *,
-    source: str,
-    run_id: str,
-    count: int,
-    amount: Decimal | None,
-    now: datetime,
-    user: str,
+    session: Session, *, source: str, run_id: str, count: int, amount: Decimal | None
 ) -> None:
-    """Record (or replace) the control totals of one run; the latest statement wins."""
+    """Record (or replace) the control totals of one run; the latest statement wins. Who
+    recorded them, and when, is the session's."""
     if count < 0:
         raise ValueError("the expected count cannot be negative")
+    conn, now, user = session.conn, session.now, session.actor
     with transaction(conn):
         conn.execute(
             "DELETE FROM control_totals WHERE source = ? AND run_id = ? AND file_id IS NULL",

@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 from reconcile import __version__, audit, redact, versions
-from reconcile.canonical import CANONICAL_COLUMNS, KINDS
+from reconcile.canonical import CANONICAL_COLUMNS
+from reconcile.ingest.kinds import NAMES as KINDS
+from reconcile.ingest.kinds import Kind, kind_of
 from reconcile.ingest.readers import (
     MAX_LINE_BYTES,
     Plan,
@@ -36,9 +38,25 @@ from reconcile.ingest.staging import WITHHELD, Stage, business_day
 from reconcile.ingest.supersede import supersede
 from reconcile.settings import SourceConfig
 from reconcile.store.db import Connection, QueryError, session_time_zone, sql_literal, transaction
-from reconcile.watch import watchdog
 
-__all__ = ["CANONICAL_COLUMNS", "KINDS", "FileResult", "ingest_file", "scan_file"]
+__all__ = ["CANONICAL_COLUMNS", "KINDS", "FileResult", "OnRuns", "ingest_file", "scan_file"]
+
+
+class OnRuns(Protocol):
+    """Called inside a run log's transaction with the runs it loaded: the watchdog's
+    `runs_arrived` (its monitors hear the runs and check their content). Ingest knows nothing
+    of monitors; the entry point that wants them signalled passes this."""
+
+    def __call__(
+        self,
+        conn: Connection,
+        source: str,
+        run_ids: list[str],
+        *,
+        now: datetime,
+        origin: str,
+        what: str,
+    ) -> object: ...
 
 
 @dataclass
@@ -181,7 +199,7 @@ def _store(
     conn: Connection,
     plan: Plan,
     shown: str,
-    kind: str,
+    kind: Kind,
     source: str,
     file_id: int,
     now: datetime,
@@ -190,31 +208,10 @@ def _store(
 ) -> Stored:
     """Move staged rows to their tables; say how many rows went where."""
     # No ORDER BY: the staged table keeps file order already, and sorting 1M rows costs seconds.
-    good = "FROM recon_lined WHERE __problem_reason IS NULL"
-    if kind == "processed":
-        conn.execute(
-            "INSERT INTO transactions SELECT ?, run_id, txn_id, amount, currency, status, outcome, "
-            f"processed_at, business_date, error_code, error_message, card_hmac, attributes, ?, __line {good}",
-            [source, file_id],
-        )
-    elif kind == "report":
-        conn.execute(
-            "INSERT INTO reported_failures SELECT ?, business_date, run_id, txn_id, amount, "
-            f"currency, error_code, error_message, ?, __line {good}",
-            [source, file_id],
-        )
-    elif kind == "expected":
-        conn.execute(
-            "INSERT INTO expected_transactions SELECT ?, run_id, txn_id, amount, currency, "
-            f"business_date, attributes, ?, __line {good}",
-            [source, file_id],
-        )
-    else:
-        conn.execute(
-            f"INSERT INTO control_totals SELECT ?, run_id, expected_count, expected_amount, ?, __line, ?, ? {good}",
-            [source, file_id, now, user],
-        )
-    quarantine_params = [file_id, source, kind, shown, now]
+    insert = kind.insert_sql("FROM recon_lined WHERE __problem_reason IS NULL")
+    given = {"source": source, "file_id": file_id, "now": now, "user": user}
+    conn.execute(insert, {k: v for k, v in given.items() if f"${k}" in insert})
+    quarantine_params = [file_id, source, kind.name, shown, now]
     conn.execute(
         "INSERT INTO quarantine SELECT ?, ?, ?, ?, run_id, __line, __problem_column, __problem_reason, "
         "__raw, ? FROM recon_lined WHERE __problem_reason IS NOT NULL ORDER BY __rec",
@@ -234,7 +231,7 @@ def _store(
         )
         count = conn.execute("SELECT count(*) FROM recon_reject_lines").fetchone()
         rejected = int(count[0]) if count else 0
-    undated = "__undated AND __problem_reason IS NULL" if kind == "processed" else "false"
+    undated = "__undated AND __problem_reason IS NULL" if kind.run_log else "false"
     row = conn.execute(
         "SELECT count(*) FILTER (__problem_reason IS NULL), "
         "count(*) FILTER (__problem_reason IS NOT NULL), "
@@ -363,24 +360,27 @@ def ingest_file(
     now: datetime,
     user: str,
     pan_key: bytes | None = None,
-    signal_monitors: bool = True,
+    on_runs: OnRuns | None = None,
     report_date: date | None = None,
     replace: bool = False,
     keep: Sequence[int] = (),
+    name: str | None = None,
 ) -> FileResult:
     """Load one file in one transaction, or report that these bytes were already loaded.
-    A run log is also the signal of the monitors that hear its source (`watchdog.runs_arrived`),
-    in the same transaction; the HTTP API signals at `.../complete` instead."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
+    `name` is what the file is called in the store and the audit trail (default: `path` as
+    given). The runs of a run log are passed to `on_runs` in the same transaction (the
+    watchdog's monitors hear them there); without it, no one is told (the HTTP API signals
+    at `.../complete` instead)."""
+    described = kind_of(kind)
     # Identifiers enter here whoever calls (CLI, API, mail watcher): the file's name as stored
     # and shown, the source and the given run id carry no card number. The path itself is kept
     # only to read the file.
-    shown, shown_name = redact.mask_pans(str(path)) or "", redact.mask_pans(path.name) or ""
+    shown = redact.mask_pans(str(path) if name is None else name) or ""
+    shown_name = display_name(shown)
     source = redact.mask_pans(source) or source
     run_id = redact.mask_pans(run_id)
     undated_day = report_date
-    if kind == "processed" and undated_day is None:
+    if described.run_log and undated_day is None:
         undated_day = business_day(now, config)
     fmt = detect_format(path, config) if path.is_file() else "csv"
     check_readable(path, fmt, config.encoding)
@@ -425,7 +425,7 @@ def ingest_file(
                     if replace
                     else None
                 )
-                stored = _store(conn, plan, shown, kind, source, file_id, now, user, rejects)
+                stored = _store(conn, plan, shown, described, source, file_id, now, user, rejects)
                 rows_read, loaded, quarantined = stored.read, stored.loaded, stored.quarantined
                 run_ids, undated = stored.run_ids, stored.undated
                 conn.execute(
@@ -466,7 +466,7 @@ def ingest_file(
                         "replaced": asdict(replaced) if replaced else None,
                     },
                 )
-                if kind == "processed":
+                if described.run_log:
                     if replaced:
                         # Runs left with no rows lose their summary; the rest are recomputed.
                         conn.execute(
@@ -476,16 +476,14 @@ def ingest_file(
                     _refresh_runs(
                         conn, source, sorted(set(run_ids) | set(replaced.runs if replaced else []))
                     )
-                    if signal_monitors:
-                        watchdog.runs_arrived(
-                            conn, source, run_ids, now=now, origin="file", what=shown_name
-                        )
+                    if on_runs is not None:
+                        on_runs(conn, source, run_ids, now=now, origin="file", what=shown_name)
         except _AlreadyIngested as skipped:
             return skipped.result
         finally:
             hashing.cancel()
             _drop_temporaries(conn)
-    if kind == "processed" and not pan_key and _has_card_column(plan, config):
+    if described.run_log and not pan_key and _has_card_column(plan, config):
         warnings.append(
             "card numbers were masked, but RECON_PAN_KEY is not set, so the same card cannot "
             "be matched across runs; set RECON_PAN_KEY to a long random secret kept outside "
@@ -519,3 +517,9 @@ def ingest_file(
 
 def _has_card_column(plan: Plan, config: SourceConfig) -> bool:
     return any(redact.is_card_column(name, config.card_columns) for name in plan.columns)
+
+
+def display_name(shown: str) -> str:
+    """The file's name without its folder (the object of its audit events): the name the
+    CLI's user, the mail's sender or the API gave it, wherever it was staged."""
+    return PurePosixPath(shown).name or shown

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconcile import redact
-from reconcile.canonical import KIND_COLUMNS
 from reconcile.errors import InputFileError
+from reconcile.ingest.kinds import kind_of
 from reconcile.redact import normalise_name as normalise_name
 from reconcile.settings import SourceConfig
 from reconcile.store.db import Connection, sql_ident, sql_literal
@@ -403,7 +403,8 @@ def map_columns(
 ) -> None:
     """Find each canonical column in the file (case-insensitive), or explain what is missing."""
     by_name = {normalise_name(name): name for name in plan.columns}
-    required, optional = KIND_COLUMNS[kind]
+    described = kind_of(kind)
+    required, optional = described.required, described.optional
     missing = []
     for canonical in required + optional:
         wanted = config.columns.get(canonical, canonical)
@@ -421,16 +422,19 @@ def map_columns(
             if plan.format == "csv" and plan.header_lines == 0
             else ""
         )
+        # The problem is the file's, whatever it was read as (a file refused on the command
+        # line, over HTTP or from a mailbox is the same refusal); the hint names the kind.
         hint = (
-            f"add the column, or map it in recon.toml: [sources.{source}.columns] "
+            f"a {kind} file needs {', '.join(required)}: add the column, or map it in "
+            f"recon.toml: [sources.{source}.columns] "
             f'{missing[0].split(" ")[0]} = "<your column name>"'
         )
         if "run_id" in missing:
             hint += "; or give the run with --run-id"
         raise InputFileError(
             redact.mask_pans(str(plan.path)) or "",
-            f"missing required column(s) for a {kind} file: {', '.join(missing)}; "
-            f"columns found: {found}{header_note}",
+            f"missing required column(s): {', '.join(missing)}; columns found: {found}"
+            f"{header_note}",
             hint,
         )
 

@@ -55,3 +55,14 @@ def list_quarantine(
         """,
         [source, source, run_id, run_id, limit if limit is not None else 2**62],
     )
+
+
+def quarantined_in_file(conn: Connection, file_id: int) -> list[dict[str, Any]]:
+    """The quarantined rows of one file as the HTTP API answers them: item (line), column,
+    reason."""
+    return fetch_dicts(
+        conn,
+        "SELECT line AS item, column_name AS column, reason FROM quarantine "
+        "WHERE file_id = ? ORDER BY line",
+        [file_id],
+    )

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from reconcile import redact
 from reconcile.canonical import KEY_COLUMNS, TYPED_COLUMNS
+from reconcile.ingest.kinds import kind_of
 from reconcile.ingest.readers import Plan, normalise_name
 from reconcile.settings import SourceConfig
 from reconcile.store.db import sql_ident, sql_literal
@@ -84,35 +85,6 @@ def business_day(moment: datetime, config: SourceConfig) -> date:
     rule the SQL applies to processed_at)."""
     local = moment.astimezone(ZoneInfo(config.timezone))
     return (local + timedelta(seconds=_cutoff_shift(config.cutoff))).date()
-
-
-_OUTPUTS = {
-    "processed": [
-        "run_id",
-        "txn_id",
-        "amount",
-        "currency",
-        "status",
-        "outcome",
-        "processed_at",
-        "business_date",
-        "error_code",
-        "error_message",
-        "card_hmac",
-        "attributes",
-    ],
-    "expected": ["run_id", "txn_id", "amount", "currency", "business_date", "attributes"],
-    "totals": ["run_id", "expected_count", "expected_amount"],
-    "report": [
-        "run_id",
-        "txn_id",
-        "amount",
-        "currency",
-        "business_date",
-        "error_code",
-        "error_message",
-    ],
-}
 
 
 class Stage:
@@ -367,7 +339,7 @@ class Stage:
             self.processed(key)
         if kind == "totals":
             self.totals()
-        final = {name: f"__v_{name}" for name in _OUTPUTS[kind]}
+        final = {name: f"__v_{name}" for name in kind_of(kind).outputs}
         if kind == "report":
             final["business_date"] = "__v_report_date"
         if kind == "processed":

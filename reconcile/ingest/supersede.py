@@ -25,16 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconcile.ingest.kinds import kind_of
 from reconcile.store.db import Connection
-
-# Where each kind's rows live, the column there that says what they cover, and that column's
-# name in the staged file.
-TABLES = {
-    "processed": ("transactions", "run_id", "run_id"),
-    "expected": ("expected_transactions", "run_id", "run_id"),
-    "totals": ("control_totals", "run_id", "run_id"),
-    "report": ("reported_failures", "report_date", "business_date"),
-}
 
 
 @dataclass
@@ -59,7 +51,8 @@ def supersede(
     keep: Sequence[int] = (),
 ) -> Superseded:
     """Remove what the staged file (`recon_staged`) replaces; see the module docstring."""
-    table, key, staged_key = TABLES[kind]
+    rows_of = kind_of(kind)  # where its rows live, and what a row covers there and staged
+    table, key, staged_key = rows_of.table, rows_of.covers, rows_of.covers_staged
     params = {
         "source": source,
         "kind": kind,

@@ -37,8 +37,9 @@ from starlette.responses import JSONResponse
 
 from reconcile import audit, logs, tokens
 from reconcile import formats as export
-from reconcile.errors import DatabaseError, DatabaseLockedError, InputFileError
-from reconcile.ingest import files as ingest
+from reconcile.errors import DatabaseError, DatabaseLockedError
+from reconcile.ingest import runs
+from reconcile.ingest.batch import Input, Refused, ingest_files
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings
 from reconcile.store import db
@@ -267,25 +268,19 @@ def _in_memory(rows: list[dict[str, Any]], folder: Path, name: str) -> Iterator[
 
 
 def _ingest(session: Session, path: Path, source: str, run_id: str, who: str) -> JSONResponse:
-    """The rows (in `path`) ingested like any file; the token's use recorded."""
-    conn, settings, now = session.conn, session.settings, session.now
-    try:
-        result = ingest.ingest_file(
-            conn,
-            path,
-            source=source,
-            config=settings.source(source),
-            kind="processed",
-            run_id=run_id,
-            now=now,
-            user=f"token:{who}",
-            pan_key=settings.pan_key_bytes(),
-            signal_monitors=False,  # the run is whole at .../complete
-        )
-    except InputFileError as exc:
-        return _error(400, exc.problem + (f"; {exc.hint}" if exc.hint else ""))
-    with db.transaction(conn):
-        tokens.touch(conn, who, now=now)
+    """The rows (in `path`) ingested as a file by the batch every entry point uses (refused or
+    skipped, it is audited as on the command line); the token's use recorded. The file is named
+    for the source and run it was posted to, not for where it was staged. The run's monitors
+    hear it at `.../complete`, when it is whole, not here."""
+    stem = f"{source[:MAX_NAME_PART]}-{run_id[:MAX_NAME_PART]}".replace("/", "_")
+    batch = ingest_files(
+        session, [Input(path, f"api/{stem}.jsonl")], source=source, kind="processed", run_id=run_id
+    )
+    [result] = batch.files
+    if isinstance(result, Refused):
+        return _error(400, result.problem + (f"; {result.hint}" if result.hint else ""))
+    with db.transaction(session.conn):
+        tokens.touch(session.conn, who, now=session.now)
     if result.already_ingested:  # nothing was loaded this time: say so, with zero counts
         payload: dict[str, Any] = {
             "source": source,
@@ -297,12 +292,6 @@ def _ingest(session: Session, path: Path, source: str, run_id: str, who: str) ->
             "quarantined": [],
         }
         return JSONResponse(json.loads(export.json_line(payload)))
-    quarantined = db.fetch_dicts(
-        conn,
-        "SELECT line AS item, column_name AS column, reason FROM quarantine "
-        "WHERE file_id = ? ORDER BY line",
-        [result.file_id],
-    )
     payload = {
         "source": source,
         "run_id": run_id,
@@ -310,7 +299,7 @@ def _ingest(session: Session, path: Path, source: str, run_id: str, who: str) ->
         "rows_loaded": result.rows_loaded,
         "rows_quarantined": result.rows_quarantined,
         "already_ingested": False,
-        "quarantined": quarantined,
+        "quarantined": runs.quarantined_in_file(session.conn, result.file_id),
     }
     return JSONResponse(json.loads(export.json_line(payload)))
 

@@ -4,9 +4,11 @@ Each `recon watch` tick reads the mailboxes of the monitors that hear email (`ma
 outside any database transaction: a slow server must not hold the store), then records each new
 matching message as a success at its arrival time (the server's INTERNALDATE), so a report that
 arrived at 06:55 counts for the 07:00 slot even when the tick runs at 07:30. A CSV attachment
-is ingested first as that day's failure report (`--kind report`) of the monitor's source; then
-the signal and the mailbox position are committed together, so a crash reads the message again
-and the report, already stored, is skipped as already ingested.
+is ingested first as that day's failure report (`--kind report`) of the monitor's source, by
+the same batch as `recon ingest` (`ingest.ingest_files`): a refused or skipped attachment is on
+the audit trail as it would be from the command line, with `via: mail` and the mailbox as its
+origin. Then the signal and the mailbox position are committed together, so a crash reads the
+message again and the report, already stored, is skipped as already ingested.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from reconcile.errors import InputFileError
-from reconcile.ingest import files as ingest
+from reconcile import audit
+from reconcile.ingest.batch import Input, Refused, ingest_files
+from reconcile.session import Session, trail_for
 from reconcile.settings import Settings
 from reconcile.store.db import Connection, fetch_dicts, transaction
 from reconcile.watch import mailbox, watchdog
@@ -143,29 +146,36 @@ def _ingest_report(
     """One CSV attachment as a failure report of the monitor's source; a line saying how."""
     if monitor.source is None:
         return f"{attachment.filename}: not ingested (the monitor has no --source)"
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(attachment.filename).name)[-100:] or "report.csv"
-    safe = f"{monitor.mailbox}-uid{message.uid}-{safe}"  # the stored path says where it came from
-    with tempfile.TemporaryDirectory(prefix="recon-mail-") as folder:
+    safe = f"{monitor.mailbox}-uid{message.uid}-{_safe_name(attachment.filename)}"
+    # Who brought the file: the mailbox (the actor ingested_by names), by mail, which message.
+    trail = trail_for(
+        settings, "mail", f"email:{monitor.mailbox}", mailbox=monitor.mailbox, uid=str(message.uid)
+    )
+    with tempfile.TemporaryDirectory(prefix="recon-mail-") as folder, audit.acting(trail):
         path = Path(folder) / safe
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(attachment.content)
-        try:
-            result = ingest.ingest_file(
-                conn,
-                path,
-                source=monitor.source,
-                config=settings.source(monitor.source),
-                kind="report",
-                now=now,
-                user=f"email:{monitor.mailbox}",
-                pan_key=settings.pan_key_bytes(),
-                report_date=report_date(attachment.filename, message.arrived_at, monitor.tz),
-            )
-        except InputFileError as exc:
-            return f"{safe}: not ingested: {exc.problem}"
+        # Stored as the mailbox, the message and the attachment's own name, not the folder it
+        # was staged in (its audit events name the attachment, as they would a file).
+        name = f"imap:{monitor.mailbox}/uid{message.uid}/{_safe_name(attachment.filename)}"
+        batch = ingest_files(
+            Session(conn, settings, now, trail),
+            [Input(path, name)],
+            source=monitor.source,
+            kind="report",
+            report_date=report_date(attachment.filename, message.arrived_at, monitor.tz),
+        )
+    [result] = batch.files
+    if isinstance(result, Refused):
+        return f"{safe}: not ingested: {result.problem}"
     if result.already_ingested:
         return f"{safe}: report already ingested"
     return f"{safe}: report of {result.rows_loaded} failed transaction(s) ingested" + (
         f", {result.rows_quarantined} quarantined" if result.rows_quarantined else ""
     )
+
+
+def _safe_name(filename: str) -> str:
+    """The attachment's name as the sender gave it, reduced to a safe file name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename).name)[-100:] or "report.csv"
