@@ -40,9 +40,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from reconcile import redact
-from reconcile.errors import InputFileError
-from reconcile.ingest import files as ingest_files
+from reconcile.ingest import files as ingest_file
+from reconcile.ingest import kinds
 from reconcile.ingest import runs as ingest_runs
+from reconcile.ingest.batch import ingest_files
 from reconcile.reconciliation import breaks as break_register
 from reconcile.reconciliation import compare, failures, workbook
 from reconcile.reconciliation import refresh as reconciliation
@@ -50,6 +51,7 @@ from reconcile.reconciliation import scope as scope_mod
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings, load_settings
 from reconcile.store import db
+from reconcile.watch import watchdog
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["Reconciliation", "Store", "open_store"]
 
 VIA = "python"  # the origin of this face's audit events, beside "cli", "http" and "mail"
-FILE_COLUMNS = [*(f.name for f in fields(ingest_files.FileResult)), "error"]
+FILE_COLUMNS = [*(f.name for f in fields(ingest_file.FileResult)), "error"]
 Day = str | date | None
 
 
@@ -151,8 +153,8 @@ class Store:
         `date` dates rows that carry no business date (a failure report's day); `replace`
         loads corrected files in place of what earlier files loaded for the same runs.
         """
-        if kind not in ingest_files.KINDS:
-            raise ValueError(f"kind must be one of {', '.join(ingest_files.KINDS)}, not {kind!r}")
+        if kind not in kinds.NAMES:
+            raise ValueError(f"kind must be one of {', '.join(kinds.NAMES)}, not {kind!r}")
         batch = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
         name = self._source(source)
         day = _day(date, "date")
@@ -435,44 +437,20 @@ def _ingest_batch(
     day: date | None,
     replace: bool,
 ) -> list[dict[str, Any]]:
-    """The batch `recon ingest` runs: each file in its own transaction; a refused or skipped
-    file is audited too; one that cannot be read does not stop the others."""
-    settings = session.settings
-    config = settings.source(source)
-    results: list[dict[str, Any]] = []
-    for path in paths:
-        try:
-            result = ingest_files.ingest_file(
-                session.conn,
-                path,
-                source=source,
-                config=config,
-                kind=kind,
-                run_id=run_id,
-                now=session.now,
-                user=session.actor,
-                pan_key=settings.pan_key_bytes(),
-                report_date=day,
-                replace=replace,
-                keep=[r["file_id"] for r in results if r.get("file_id") is not None],
-            )
-        except InputFileError as exc:
-            problem = redact.mask_secrets(str(exc))
-            shown = redact.mask_secrets(str(path))
-            results.append({"path": shown, "source": source, "kind": kind, "error": problem})
-            session.record_alone(
-                "ingest", f"{source}:{path.name}", outcome="failure", details={"problem": problem}
-            )
-            continue
-        if result.already_ingested:
-            session.record_alone(
-                "ingest",
-                f"{source}:{path.name}",
-                outcome="skipped",
-                details={"path": str(path), "sha256": result.sha256, "reason": "already"},
-            )
-        results.append(result.as_json())
-    return results
+    """The batch `recon ingest` runs (`ingest_files`): each file in its own transaction; a
+    refused or skipped file is audited too; one that cannot be read does not stop the others;
+    the monitors of a source hear its runs, as on the command line."""
+    batch = ingest_files(
+        session,
+        paths,
+        source=source,
+        kind=kind,
+        run_id=run_id,
+        report_date=day,
+        replace=replace,
+        on_runs=watchdog.runs_arrived,
+    )
+    return [outcome.as_json() for outcome in batch.files]
 
 
 def _refresh(session: Session, scope: compare.Scope) -> reconciliation.Outcome:
