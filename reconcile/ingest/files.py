@@ -36,7 +36,7 @@ from reconcile.ingest.staging import WITHHELD, Stage, business_day
 from reconcile.ingest.supersede import supersede
 from reconcile.settings import SourceConfig
 from reconcile.store.db import Connection, QueryError, session_time_zone, sql_literal, transaction
-from reconcile.watch import watchdog
+from reconcile.watch import signals
 
 __all__ = ["CANONICAL_COLUMNS", "KINDS", "FileResult", "ingest_file", "scan_file"]
 
@@ -369,7 +369,7 @@ def ingest_file(
     keep: Sequence[int] = (),
 ) -> FileResult:
     """Load one file in one transaction, or report that these bytes were already loaded.
-    A run log is also the signal of the monitors that hear its source (`watchdog.runs_arrived`),
+    A run log is also the signal of the monitors that hear its source (`signals.runs_arrived`),
     in the same transaction; the HTTP API signals at `.../complete` instead."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
@@ -477,7 +477,7 @@ def ingest_file(
                         conn, source, sorted(set(run_ids) | set(replaced.runs if replaced else []))
                     )
                     if signal_monitors:
-                        watchdog.runs_arrived(
+                        signals.runs_arrived(
                             conn, source, run_ids, now=now, origin="file", what=shown_name
                         )
         except _AlreadyIngested as skipped:

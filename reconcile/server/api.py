@@ -42,7 +42,7 @@ from reconcile.ingest import files as ingest
 from reconcile.reconciliation import export
 from reconcile.settings import Settings
 from reconcile.store import db
-from reconcile.watch import watchdog
+from reconcile.watch import monitors, signals
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 READS = ("monitors", "runs", "reconciliation", "failures")
@@ -345,7 +345,7 @@ def complete_run(
                     "INSERT OR REPLACE INTO run_completions VALUES (?, ?, ?, ?)",
                     [source, run_id, now, f"token:{who[0]}"],
                 )
-                watchdog.runs_arrived(
+                signals.runs_arrived(
                     conn, source, [run_id], now=now, origin="http", what=f"run {run_id} completed"
                 )
                 audit.record(conn, "run.complete", f"{source}:{run_id}", now=now)
@@ -395,7 +395,7 @@ def read(
             source = found[1]
             now = settings.current_time()
             if what == "monitors":
-                payload: dict[str, Any] = {"monitors": watchdog.list_monitors(conn, now)}
+                payload: dict[str, Any] = {"monitors": monitors.list_monitors(conn, now)}
             elif what == "runs":
                 payload = {"runs": runs.list_runs(conn, source, day, day)}
             elif what == "reconciliation":

@@ -59,7 +59,7 @@ from reconcile.server import api
 from reconcile.settings import Settings
 from reconcile.store import db
 from reconcile.watch import spool
-from reconcile.watch.watchdog import MAX_MESSAGE_BYTES
+from reconcile.watch.signals import MAX_MESSAGE_BYTES
 
 SUFFIXES = {"start": "start", "fail": "fail", "log": "log"}
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ class Refusals:
 
 
 # Pings recorded each time the drainer takes the store (well under a second's work with
-# `watchdog.apply_signals`), so that after a burst of pings an ingest or a `recon watch` gets
+# `signals.apply_signals`), so that after a burst of pings an ingest or a `recon watch` gets
 # the store within its lock timeout.
 DRAIN_BATCH = 20_000
 
