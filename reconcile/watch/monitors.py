@@ -29,7 +29,6 @@ from typing import Any
 
 from reconcile.errors import ReconError
 from reconcile.store.db import Connection, fetch_dicts
-from reconcile.watch import content
 from reconcile.watch.schedule import Cron
 
 # What a monitor hears: pings (HTTP, `recon ping`, `recon run`), the arrival of a run of its
@@ -88,10 +87,6 @@ class Spec:
     def config(self) -> dict[str, Any]:
         """As stored in a version."""
         return {**asdict(self), "tags": list(self.tags)}
-
-    @property
-    def checks(self) -> content.Thresholds:
-        return content.Thresholds.of(asdict(self))
 
 
 _COLUMN_OF = {"hears": "signal"}  # a field whose column has another name

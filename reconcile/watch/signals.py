@@ -10,7 +10,7 @@ late, missed, failed) with the arrival time, the evidence an auditor asks for.
 from __future__ import annotations
 
 import logging
-from dataclasses import KW_ONLY, dataclass, replace
+from dataclasses import KW_ONLY, dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,10 +78,11 @@ def runs_arrived(
     """Each monitor that hears runs of `source` gets a signal, inside the caller's transaction
     (the ingest's): success, or a failure naming what its content checks found wrong. An
     arrival with no run in it (a file with a header and no rows) is judged as an empty run."""
+    thresholds = ", ".join(f.name for f in fields(content.Thresholds))
     monitors = fetch_dicts(
         conn,
-        "SELECT name, min_transactions, max_count_diff_percent, max_failure_rate_percent, "
-        "failure_rate_jump FROM monitors WHERE source = ? AND signal = 'run' ORDER BY name",
+        f"SELECT name, {thresholds} FROM monitors WHERE source = ? AND signal = 'run' "
+        "ORDER BY name",
         [source],
     )
     if not monitors:
