@@ -35,7 +35,7 @@ PREVIEWED = 3  # next due times shown when a monitor is added
 
 
 @dataclass(frozen=True)
-class Warning:
+class Caution:
     """Something about a new monitor that looks unintended; `rule` names which."""
 
     rule: str  # "frequency" | "early"
@@ -47,7 +47,7 @@ class Added:
     name: str
     spec: Spec
     next_due: list[dict[str, Any]]  # {"utc"} (and "local", "dst_change" for a cron schedule)
-    warning: Warning | None
+    warning: Caution | None
 
 
 def add(session: Session, name: str, spec: Spec, *, reason: str | None = None) -> Added:
@@ -91,21 +91,21 @@ def next_due(spec: Spec, now: datetime, count: int = PREVIEWED) -> list[dict[str
     return [{"utc": now + timedelta(seconds=spec.every_seconds * (i + 1))} for i in range(count)]
 
 
-def _warning(spec: Spec, due: list[dict[str, Any]]) -> Warning | None:
+def _warning(spec: Spec, due: list[dict[str, Any]]) -> Caution | None:
     """`* 9 * * *` fires every minute of 09:00-09:59: say so when that looks unintended; and
     an early arrival of a run or email counts for the previous slot unless `early` is set."""
     grace = spec.grace_seconds
     if len(due) >= 2:
         gap = (due[1]["utc"] - due[0]["utc"]).total_seconds()
         if gap < grace / 4 or gap < 300 <= grace:
-            return Warning(
+            return Caution(
                 "frequency",
                 f"this schedule fires every {int(gap)}s, much more often than its grace of "
                 f"{grace}s suggests; '* 9 * * *' means every minute from 09:00 to 09:59 "
                 "(write '0 9 * * *' for once at 09:00)",
             )
     if spec.hears in ("run", "email") and spec.early_seconds == 0:
-        return Warning(
+        return Caution(
             "early",
             "with no early allowance, a run or an email that lands before its due time counts "
             "for the previous slot; if it may come early (a 03:00 deadline, a run at 02:10), "
