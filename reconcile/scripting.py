@@ -51,7 +51,7 @@ from reconcile.reconciliation import scope as scope_mod
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings, load_settings
 from reconcile.store import db
-from reconcile.watch import watchdog
+from reconcile.watch import signals
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -448,7 +448,7 @@ def _ingest_batch(
         run_id=run_id,
         report_date=day,
         replace=replace,
-        on_runs=watchdog.runs_arrived,
+        on_runs=signals.runs_arrived,
     )
     return [outcome.as_json() for outcome in batch.files]
 

@@ -407,24 +407,6 @@ class Settings(BaseSettings):
         """The configuration of a source; one not in recon.toml reads canonical files."""
         return self.sources.get(name) or SourceConfig()
 
-    def targets(self) -> list[Any]:
-        """Notification targets (alias, apprise URL, tags) from `[notify.targets.ALIAS]`."""
-        from reconcile.watch.notify import Target, targets_from_apprise_config
-
-        configured = [
-            Target(
-                alias,
-                target.url.get_secret_value(),
-                tuple(target.tags),
-                target.fallback,
-                target.escalate_after,
-            )
-            for alias, target in sorted(self.notify.targets.items())
-        ]
-        if self.notify.config_file is not None:
-            configured += targets_from_apprise_config(self.notify.config_file)
-        return configured
-
     @field_validator("export_mode")
     @classmethod
     def _octal_mode(cls, value: str) -> str:

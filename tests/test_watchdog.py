@@ -22,7 +22,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reconcile.store.migrations import migrate
-from reconcile.watch import watchdog
+from reconcile.watch import monitors
+from reconcile.watch.configure import create as create_monitor
+from reconcile.watch.signals import Signal, apply_signal, apply_signals
 
 from .conftest import HttpTarget, Recon
 
@@ -361,7 +363,7 @@ def test_the_sql_status_is_the_python_status(state: dict[str, Any]) -> None:
         return None if offset is None else base + timedelta(seconds=offset)
 
     paused = t(state["paused"])
-    monitor = watchdog.Monitor(
+    monitor = monitors.Monitor(
         name="m",
         cron=state["cron"],
         tz="Europe/London",
@@ -409,9 +411,9 @@ def test_the_sql_status_is_the_python_status(state: dict[str, Any]) -> None:
             ],
         )
         [(in_sql,)] = conn.execute(
-            f"SELECT {watchdog.STATUS_SQL} FROM monitors", {"now": now}
+            f"SELECT {monitors.STATUS_SQL} FROM monitors", {"now": now}
         ).fetchall()
-    assert in_sql == watchdog.status(monitor, now)
+    assert in_sql == monitors.status(monitor, now)
 
 
 def test_realert_while_down_and_the_watchdog_pings_its_own_dead_man_url(
@@ -497,23 +499,19 @@ def test_signals_applied_in_one_batch_equal_one_by_one(
         conn.execute("SET TimeZone = 'UTC'")
         migrate(conn)
         for name in ("a", "b"):
-            watchdog.create(
-                conn, name, cron=cron, tz="Europe/London", every_seconds=None if cron else 3600,
-                grace_seconds=600, early_seconds=early, max_runtime_seconds=None,
-                realert_seconds=None, tags=[], now=base, user="t",
-            )  # fmt: skip
+            spec = monitors.Spec(cron, "Europe/London", None if cron else 3600, 600, early)
+            create_monitor(conn, name, spec, now=base, user="t")
         moment, items = base, []
         for number, (name, kind, gap) in enumerate(signals):
             moment += timedelta(seconds=gap)
-            items.append({"name": name, "kind": kind, "now": moment, "message": f"m{number}",
-                          "origin": "http", "request_id": f"r{number}"})  # fmt: skip
+            items.append(Signal(name, kind, moment, message=f"m{number}",
+                                origin="http", request_id=f"r{number}"))  # fmt: skip
         if batched:
-            assert watchdog.apply_signals(conn, items) == sum(i["name"] != "gone" for i in items)
+            assert apply_signals(conn, items) == sum(i.monitor != "gone" for i in items)
         else:
             for item in items:
-                fields = {k: v for k, v in item.items() if k not in ("name", "kind")}
-                with contextlib.suppress(watchdog.MonitorError):  # "gone": no such monitor
-                    watchdog.apply_signal(conn, item["name"], item["kind"], **fields)
+                with contextlib.suppress(monitors.MonitorError):  # "gone": no such monitor
+                    apply_signal(conn, item)
         stores.append(
             [
                 conn.execute(f"SELECT * {columns} FROM {table} ORDER BY ALL").fetchall()

@@ -8,9 +8,9 @@ import sys
 import click
 
 from reconcile import audit, versions
-from reconcile.cli.context import EXIT_ERROR, App, cli, current_user, pass_app
+from reconcile.cli.context import EXIT_ERROR, App, cli, pass_app
 from reconcile.cli.output import emit_json, emit_table, info
-from reconcile.watch import watchdog
+from reconcile.watch import configure
 
 
 @cli.group("config")
@@ -36,8 +36,8 @@ def config_history(app: App, target: str | None) -> None:
     Example:
       recon config history source:payments-loader
     """
-    with app.connect() as conn:
-        rows = versions.history(conn, target)
+    with app.session() as session:
+        rows = versions.history(session.conn, target)
     if app.json:
         emit_json({"versions": rows})
         return
@@ -60,8 +60,8 @@ def config_diff(app: App, first: int, second: int) -> None:
     Example:
       recon config diff 3 7
     """
-    with app.connect() as conn:
-        found = versions.diff(conn, first, second)
+    with app.session() as session:
+        found = versions.diff(session.conn, first, second)
     if app.json:
         emit_json(found)
         return
@@ -89,41 +89,14 @@ def config_revert(app: App, target: str, version: int, reason: str | None) -> No
     Example:
       recon config revert monitor:daily-report --to 3 --reason "grace was too short"
     """
-    now = app.settings.current_time()
-    with app.connect() as conn:
-        old = versions.get(conn, version)
-        if old["object"] != target:
-            raise click.BadParameter(f"version {version} is of {old['object']}, not {target}")
-        kind, _, name = target.partition(":")
-        if kind != "monitor":
-            info(f"{target} comes from recon.toml; version {version} was:")
-            click.echo(json.dumps(old["value"], indent=2))
-            info("edit recon.toml to match; the next command records the change as a version")
-            sys.exit(EXIT_ERROR)
-        why = reason or f"revert to version {version}"
-        exists = any(m["name"] == name for m in watchdog.list_monitors(conn, now))
-        value = old["value"]
-        if value is None:
-            if exists:
-                watchdog.remove(conn, name, now=now, reason=why)
-        elif exists:
-            watchdog.reconfigure(conn, name, value, now=now, reason=why)
-        else:
-            watchdog.create(
-                conn,
-                name,
-                cron=value["cron"],
-                tz=value["tz"],
-                every_seconds=value["every_seconds"],
-                grace_seconds=value["grace_seconds"],
-                early_seconds=value["early_seconds"],
-                max_runtime_seconds=value["max_runtime_seconds"],
-                realert_seconds=value["realert_seconds"],
-                tags=value["tags"],
-                now=now,
-                user=current_user(),
-                link=watchdog.Link.of(value),
-                reason=why,
-            )
-        latest = versions.current(conn)
-    info(f"{target} is as at version {version} (recorded as version {latest})")
+    try:
+        with app.session() as session:
+            done = configure.revert(session, target, version, reason=reason)
+    except configure.NotThisObject as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not done.applied:
+        info(f"{target} comes from recon.toml; version {version} was:")
+        click.echo(json.dumps(done.value, indent=2))
+        info("edit recon.toml to match; the next command records the change as a version")
+        sys.exit(EXIT_ERROR)
+    info(f"{target} is as at version {version} (recorded as version {done.recorded_as})")

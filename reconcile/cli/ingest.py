@@ -25,7 +25,7 @@ from reconcile.ingest import expected, kinds, runs
 from reconcile.ingest.batch import Refused, ingest_files
 from reconcile.ingest.files import FileResult
 from reconcile.store import migrations
-from reconcile.watch import watchdog
+from reconcile.watch import signals
 
 
 @cli.command()
@@ -132,7 +132,7 @@ def ingest_command(
             run_id=run_id,
             report_date=report_date.date() if report_date else None,
             replace=replace,
-            on_runs=watchdog.runs_arrived,  # its monitors hear the runs of a run log
+            on_runs=signals.runs_arrived,  # its monitors hear the runs of a run log
             on_file=show,
         )
     if app.json:

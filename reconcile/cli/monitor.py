@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import sys
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 import click
 
@@ -16,11 +14,10 @@ from reconcile.cli.context import (
     INSTANT,
     App,
     cli,
-    current_user,
     pass_app,
 )
 from reconcile.cli.output import _cell, emit_json, emit_table, info
-from reconcile.watch import content, schedule, watchdog
+from reconcile.watch import configure, monitors, schedule
 
 
 @cli.group("monitor")
@@ -35,20 +32,20 @@ def monitor_group() -> None:
     """
 
 
-def _preview_rows(cron: schedule.Cron, start: datetime, count: int) -> list[dict[str, Any]]:
-    tz = schedule.zone(cron.tz)
-    rows, moment = [], start
-    for _ in range(count):
-        due = cron.next_after(moment)
-        if due is None:
-            break
-        local = due.astimezone(tz)
-        day_start = datetime(local.year, local.month, local.day, tzinfo=tz)
-        day_end = day_start + timedelta(days=1)
-        dst_change = day_start.utcoffset() != day_end.astimezone(tz).utcoffset()
-        rows.append({"utc": due, "local": local, "dst_change": dst_change})
-        moment = due
-    return rows
+# How this command words the rules of a monitor's configuration (`monitors.InvalidMonitor`).
+_REFUSALS = {
+    "schedule": "give either --cron EXPR (with --tz) or --every DURATION",
+    "every": "--every must be a period longer than zero, such as 15m or 1d",
+    "mail_options": "--mailbox, --subject and --from are for monitors hearing email",
+    "email_mailbox": "a monitor hearing email needs --mailbox ALIAS",
+    "run_source": "a monitor hearing runs needs --source NAME",
+    "checks": "content checks judge arriving runs: use them with --source NAME (hearing runs)",
+}
+_EARLY_WARNING = (
+    "with --early 0, a run or an email that lands before its due time counts for the "
+    "previous slot; if it may come early (a 03:00 deadline, a run at 02:10), give "
+    "--early, e.g. --early 3h"
+)
 
 
 @monitor_group.command("add")
@@ -64,7 +61,7 @@ def _preview_rows(cron: schedule.Cron, start: datetime, count: int) -> list[dict
 @click.option("--source", help="The source this monitor is about: its runs are the signal.")
 @click.option(
     "--hears",
-    type=click.Choice(watchdog.HEARS),
+    type=click.Choice(monitors.HEARS),
     help="The signal: ping, run (of --source) or email (in --mailbox). "
     "Default: email with --mailbox, run with --source, else ping.",
 )
@@ -134,76 +131,36 @@ def monitor_add(
           --mailbox ops --subject "^Failed Transactions" --from reports@example.com \\
           --source payments-loader
     """
-    if bool(cron_expr) == (every is not None):
-        raise click.UsageError("give either --cron EXPR (with --tz) or --every DURATION")
-    if every is not None and every <= 0:
-        raise click.UsageError("--every must be a period longer than zero, such as 15m or 1d")
-    hears = hears or ("email" if mailbox else "run" if source else "ping")
-    if (subject or sender or mailbox) and hears != "email":
-        raise click.UsageError("--mailbox, --subject and --from are for monitors hearing email")
-    if hears == "email" and not mailbox:
-        raise click.UsageError("a monitor hearing email needs --mailbox ALIAS")
-    if hears == "run" and not source:
-        raise click.UsageError("a monitor hearing runs needs --source NAME")
-    checks = (min_transactions, max_count_diff, max_failure_rate, failure_rate_jump)
-    if any(c is not None for c in checks) and hears != "run":
-        raise click.UsageError(
-            "content checks judge arriving runs: use them with --source NAME (hearing runs)"
-        )
-    if hears == "email" and mailbox and mailbox not in app.settings.mailboxes:
-        known = ", ".join(sorted(app.settings.mailboxes)) or "none configured"
-        raise click.UsageError(
-            f"no mailbox {mailbox!r} in the settings ({known}); add [mailboxes.{mailbox}] "
-            "to recon.toml"
-        )
-    if subject:
-        try:
-            re.compile(subject)
-        except re.error as exc:
-            raise click.BadParameter(
-                f"not a regular expression: {exc}", param_hint="--subject"
-            ) from None
-    if min_transactions is None and hears == "run":
-        min_transactions = 1
-    link = watchdog.Link(
+    spec = monitors.Spec(
+        cron_expr,
+        tz,
+        every,
+        grace,
+        early,
+        max_runtime,
+        realert,
+        tags,
+        hears or "",  # empty: by what the monitor is linked to
         source,
-        hears,
-        content.Thresholds(min_transactions, max_count_diff, max_failure_rate, failure_rate_jump),
+        min_transactions,
+        max_count_diff,
+        max_failure_rate,
+        failure_rate_jump,
         mailbox,
         subject,
-        sender.lower() if sender else None,
+        sender,
     )
-    now = app.settings.current_time()
-    with app.connect() as conn:
-        watchdog.create(
-            conn,
-            name,
-            cron=cron_expr,
-            tz=tz,
-            every_seconds=every,
-            grace_seconds=grace,
-            early_seconds=early,
-            max_runtime_seconds=max_runtime,
-            realert_seconds=realert,
-            tags=list(tags),
-            now=now,
-            user=current_user(),
-            link=link,
-            reason=reason,
-        )
-    due: list[dict[str, Any]] = []
-    if cron_expr:
-        due = _preview_rows(schedule.Cron.parse(cron_expr, tz), now, 3)
-    else:
-        assert every
-        due = [{"utc": now + timedelta(seconds=every * (i + 1))} for i in range(3)]
-    warning = _frequency_warning(due, grace)
-    if warning is None and hears in ("run", "email") and early == 0:
-        warning = (
-            "with --early 0, a run or an email that lands before its due time counts for the "
-            "previous slot; if it may come early (a 03:00 deadline, a run at 02:10), give "
-            "--early, e.g. --early 3h"
-        )
+    try:
+        with app.session() as session:
+            added = configure.add(session, name, spec, reason=reason)
+    except monitors.InvalidMonitor as refused:
+        if refused.rule == "subject":
+            raise click.BadParameter(str(refused), param_hint="--subject") from None
+        raise click.UsageError(_REFUSALS.get(refused.rule, str(refused))) from None
+    warning = added.warning and (
+        _EARLY_WARNING if added.warning.rule == "early" else added.warning.text
+    )
+    due = added.next_due
     if app.json:
         emit_json({"monitor": name, "next_due": [d["utc"] for d in due], "warning": warning})
         return
@@ -213,20 +170,6 @@ def monitor_add(
         info(f"  {item['utc'].isoformat()}{local}")
     if warning:
         info(f"warning: {warning}")
-
-
-def _frequency_warning(due: list[dict[str, Any]], grace: int) -> str | None:
-    """`* 9 * * *` fires every minute of 09:00-09:59: say so when that looks unintended."""
-    if len(due) < 2:
-        return None
-    gap = (due[1]["utc"] - due[0]["utc"]).total_seconds()
-    if gap < grace / 4 or gap < 300 <= grace:
-        return (
-            f"this schedule fires every {int(gap)}s, much more often than its grace of "
-            f"{grace}s suggests; '* 9 * * *' means every minute from 09:00 to 09:59 "
-            "(write '0 9 * * *' for once at 09:00)"
-        )
-    return None
 
 
 @monitor_group.command("preview")
@@ -243,7 +186,7 @@ def monitor_preview(app: App, expression: str, tz: str, start: datetime | None, 
       recon monitor preview "30 1 * * *" --tz Europe/London --from 2026-03-27 --count 4
     """
     cron = schedule.Cron.parse(expression, tz)
-    rows = _preview_rows(cron, start or app.settings.current_time(), count)
+    rows = schedule.preview(cron, start or app.now_time, count)
     if app.json:
         emit_json({"due": rows})
         return
@@ -265,8 +208,8 @@ def monitor_list(app: App) -> None:
     Example:
       recon monitor list
     """
-    with app.connect() as conn:
-        rows = watchdog.list_monitors(conn, app.settings.current_time())
+    with app.session() as session:
+        rows = monitors.list_monitors(session.conn, session.now)
     if app.json:
         emit_json({"monitors": rows})
         return
@@ -287,8 +230,8 @@ def monitor_show(app: App, name: str) -> None:
     Example:
       recon monitor show daily-report
     """
-    with app.connect() as conn:
-        found = watchdog.describe(conn, name, app.settings.current_time())
+    with app.session() as session:
+        found = monitors.describe(session.conn, name, session.now)
     base = app.settings.base_url
     found["ping_url"] = f"{base.rstrip('/')}/ping/{found['ping_uuid']}" if base else None
     if found["ping_url"]:
@@ -315,8 +258,8 @@ def monitor_pause(app: App, name: str, until: datetime | None, reason: str | Non
     Example:
       recon monitor pause daily-report --until 2026-12-28T00:00:00Z --reason "office closed"
     """
-    with app.connect() as conn:
-        watchdog.pause(conn, name, now=app.settings.current_time(), until=until, reason=reason)
+    with app.session() as session:
+        configure.pause(session, name, until=until, reason=reason)
     info(f"{name} paused" + (f" until {until.isoformat()}" if until else ""))
 
 
@@ -330,8 +273,8 @@ def monitor_resume(app: App, name: str) -> None:
     Example:
       recon monitor resume daily-report
     """
-    with app.connect() as conn:
-        watchdog.resume(conn, name, now=app.settings.current_time())
+    with app.session() as session:
+        configure.resume(session, name)
     info(f"{name} resumed")
 
 
@@ -346,6 +289,6 @@ def monitor_remove(app: App, name: str, reason: str | None) -> None:
     Example:
       recon monitor remove old-report
     """
-    with app.connect() as conn:
-        watchdog.remove(conn, name, now=app.settings.current_time(), reason=reason)
+    with app.session() as session:
+        configure.remove(session, name, reason=reason)
     info(f"{name} removed")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click
 
-from reconcile import logs, redact
+from reconcile import redact
 from reconcile.cli.context import (
     EXIT_ERROR,
     EXIT_FINDINGS,
@@ -19,16 +17,20 @@ from reconcile.cli.context import (
     App,
     _record_event,
     cli,
-    log,
     pass_app,
 )
 from reconcile.cli.output import _safe, emit_json, emit_table, info
-from reconcile.cli.reconcile import _reconcile
 from reconcile.errors import DatabaseError, ReconError
-from reconcile.reconciliation import compare
-from reconcile.settings import Settings
-from reconcile.store import db
-from reconcile.watch import gap, notify, spool, watchdog
+from reconcile.session import open_session, trail_for
+from reconcile.watch import notify, signals, tick
+from reconcile.watch.signals import Signal
+
+
+def _sessions(app: App) -> notify.Sessions:
+    """Sessions of one moment, read now: a tick of `recon watch`, a signal of `recon run`."""
+    settings = app.settings
+    trail, now = trail_for(settings, "cli"), settings.current_time()
+    return lambda: open_session(settings, trail, now=now)
 
 
 @cli.command("ping")
@@ -50,15 +52,9 @@ def ping_command(
       recon ping nightly-load --exit-code 2 --message "ledger refused 3 rows"
     """
     chosen = kind or ("fail" if exit_code else "success")
-    with app.connect() as conn:
-        result = watchdog.record_signal(
-            conn,
-            name,
-            chosen,
-            now=app.settings.current_time(),
-            exit_code=exit_code,
-            message=message,
-        )
+    with app.session() as session:
+        signal = Signal(name, chosen, session.now, exit_code=exit_code, message=message)
+        result = signals.record(session.conn, signal)
     if app.json:
         emit_json(result)
     else:
@@ -117,8 +113,8 @@ def run_command(app: App, name: str, command: tuple[str, ...]) -> None:
 def _try_signal(app: App, name: str, kind: str, **details: Any) -> str | None:
     """Record a signal of `recon run`; on failure return why instead of raising."""
     try:
-        with app.connect() as conn:
-            watchdog.record_signal(conn, name, kind, now=app.settings.current_time(), **details)
+        with _sessions(app)() as session:  # the start and the end each at their own time
+            signals.record(session.conn, Signal(name, kind, session.now, **details))
     except ReconError as exc:
         return _safe(str(exc))
     return None
@@ -151,114 +147,40 @@ def watch_command(app: App, once: bool, interval: float) -> None:
 def _watch_loop(app: App, once: bool, interval: float) -> None:
     while True:
         try:
-            report = _watch_tick(app)
+            report = tick.run(_sessions(app))
         except DatabaseError as exc:
             if once:
                 raise
             info(f"error: {exc}; trying again in {interval:g}s")  # e.g. locked by a long ingest
             time.sleep(interval)
             continue
+        _show_tick(report)
         if once:
             if app.json:
-                emit_json(report)
-            attention = (
-                report["down"]
-                or report["errors"]
-                or any(a["status"] != "delivered" for a in report["alerts"])
-            )
-            sys.exit(EXIT_FINDINGS if attention else EXIT_OK)
+                emit_json(report.as_json())
+            sys.exit(EXIT_FINDINGS if report.needs_attention else EXIT_OK)
         time.sleep(interval)
 
 
-def _watch_tick(app: App) -> dict[str, Any]:
-    from reconcile.watch import mailwatch  # imaplib and email: only the watchdog needs them
-
-    settings = app.settings
-    targets = settings.targets()
-    now = settings.current_time()
-    clock = notify.running_clock(now)  # leases are measured from here on
-    with app.connect() as conn:
-        listening = mailwatch.watched(conn, now)
-    mail = mailwatch.fetch_all(settings, listening) if listening else []  # no lock held
-    mail_errors = [f"{m.name}: {found}" for m, found in mail if isinstance(found, str)]
-    with app.connect() as conn:
-        heard = [
-            arrival
-            for monitor, found in mail
-            if not isinstance(found, str)
-            for arrival in mailwatch.record(conn, settings, monitor, found, now)
-        ]
-        spool.drain(conn, spool.folder_for(Path(settings.db), settings.spool_dir))
-        zones = {}
-        for source, since in watchdog.gap_windows(conn, now):
-            zones[source] = settings.source(source).timezone
-            first, last = gap.dates(since, now, zones[source])
-            _reconcile(app, conn, compare.Scope(source=source, since=first, until=last))
-        result = watchdog.tick(conn, now, targets, zones)
-        first_claim = notify.claim(conn, clock(), limit=1)  # the rest one by one, after sending
-        down = conn.execute("SELECT count(*) FROM monitors WHERE status = 'down'").fetchone()
-    for arrival in heard:
+def _show_tick(report: tick.TickReport) -> None:
+    for arrival in report.emails:
         info(f"{arrival['monitor']}: email arrived at {arrival['arrived_at']:%Y-%m-%d %H:%M} UTC")
-        logs.event(log, logging.INFO, "email arrived", **arrival)
         for line in arrival["reports"]:
             info(f"  {line}")
-    for error in result["errors"] + mail_errors:
+    for error in report.errors:
         info(f"error: {error}")
-        logs.event(log, logging.ERROR, "watch tick error", error=error)
-    # One delivery at a time, each confirmed before the next is claimed (see notify.py).
-    outcomes = notify.deliver_due(
-        app.connect,
-        targets,
-        settings.notify_timeout,
-        clock,
-        settings.current_time,
-        claimed=first_claim,
-    )
-    for change in result["transitions"]:
+    for change in report.transitions:
         info(f"{change['monitor']}: {change['from']} -> {change['to']}")
-        logs.event(log, logging.WARNING if change["to"] == "down" else logging.INFO,
-                   f"monitor {change['monitor']} is {change['to']}", **change)  # fmt: skip
-    delivered = []
-    for item, error in outcomes:
-        delivered.append(
-            {
-                "id": item.alert_id,
-                "target": item.target,
-                "status": "delivered" if not error else "failed",
-                "attempts": item.attempts,
-                "error": error or None,
-            }
+    for sent in report.deliveries:
+        info(f"alert {sent['id']} to {sent['target']}: {sent['error'] or 'delivered'}")
+    for alert in report.unrouted:
+        info(
+            f"alert {alert['id']} ({alert['monitor']} {alert['kind']}) reached no one: no "
+            "notification target matches its tags; add one under [notify.targets.NAME] in "
+            "recon.toml (see `recon alerts`)"
         )
-        info(f"alert {item.alert_id} to {item.target}: {error or 'delivered'}")
-    for alert in result["alerts"]:
-        if not alert["targets"]:
-            info(
-                f"alert {alert['id']} ({alert['monitor']} {alert['kind']}) reached no one: no "
-                "notification target matches its tags; add one under [notify.targets.NAME] in "
-                "recon.toml (see `recon alerts`)"
-            )
-    _ping_dead_man(settings)
-    return {
-        "transitions": result["transitions"],
-        "alerts": delivered,
-        "queued": result["alerts"],
-        "down": int(down[0]) if down else 0,
-        "emails": heard,
-        "errors": result["errors"] + mail_errors,
-    }
-
-
-def _ping_dead_man(settings: Settings) -> None:
-    """Tell an outside service the watchdog ticked, so its own silence is noticed."""
-    if settings.watchdog_ping_url is None:
-        return
-    import urllib.request  # only when a dead man's URL is configured
-
-    try:
-        with urllib.request.urlopen(settings.watchdog_ping_url.get_secret_value(), timeout=10):
-            pass
-    except (OSError, ValueError) as exc:
-        info(f"warning: the watchdog's own dead-man ping failed ({type(exc).__name__})")
+    if report.dead_man_error:
+        info(f"warning: the watchdog's own dead-man ping failed ({report.dead_man_error})")
 
 
 @cli.command("alerts")
@@ -273,8 +195,8 @@ def alerts_command(app: App, limit: int) -> None:
     Example:
       recon alerts --limit 20
     """
-    with app.connect() as conn:
-        rows = notify.history(conn, limit)
+    with app.session() as session:
+        rows = notify.history(session.conn, limit)
     if app.json:
         emit_json({"alerts": rows})
     elif rows:
@@ -316,35 +238,14 @@ def notify_test(app: App, tag: str | None) -> None:
     Example:
       recon notify test --tag payments
     """
-    settings = app.settings
-    targets = settings.targets()
-    if not targets:
+    try:
+        sent = notify.send_test_alert(app.session, tag)
+    except notify.NoTargets:
         raise click.UsageError(
             'no notification targets: add [notify.targets.ALIAS] url = "..." to recon.toml'
-        )
-    now = settings.current_time()
-    with app.connect() as conn, db.transaction(conn):
-        test = notify.NewAlert(
-            None,
-            None,
-            "test",
-            "[recon] test alert",
-            "This is a test from recon notify test: alerts reach this target.",
-            [tag] if tag else [],
-        )
-        chosen_targets = [t for t in targets if tag is None or t.wants([tag])]
-        [(alert_id, chosen)] = notify.enqueue(conn, [test], chosen_targets, now)
-    outcomes = notify.deliver_due(
-        app.connect,
-        targets,
-        settings.notify_timeout,
-        notify.running_clock(now),
-        settings.current_time,
-        only=[alert_id],
-    )
-    failed = [item.target for item, error in outcomes if error]
-    for item, error in outcomes:
+        ) from None
+    for item, error in sent.outcomes:
         info(f"{item.target}: {error or 'delivered'}")
     if app.json:
-        emit_json({"alert_id": alert_id, "targets": chosen, "failed": failed})
-    sys.exit(EXIT_FINDINGS if failed or not chosen else EXIT_OK)
+        emit_json({"alert_id": sent.alert_id, "targets": sent.targets, "failed": sent.failed})
+    sys.exit(EXIT_FINDINGS if sent.failed or not sent.targets else EXIT_OK)

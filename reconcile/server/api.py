@@ -43,7 +43,7 @@ from reconcile.ingest.batch import Input, Refused, ingest_files
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings
 from reconcile.store import db
-from reconcile.watch import completion, watchdog
+from reconcile.watch import completion, monitors
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 READS = ("monitors", "runs", "reconciliation", "failures")
@@ -349,7 +349,7 @@ def read(
             conn, now = caller.session.conn, caller.session.now
             source = caller.source
             if what == "monitors":
-                payload: dict[str, Any] = {"monitors": watchdog.list_monitors(conn, now)}
+                payload: dict[str, Any] = {"monitors": monitors.list_monitors(conn, now)}
             elif what == "runs":
                 payload = {"runs": runs.list_runs(conn, source, day, day)}
             elif what == "reconciliation":

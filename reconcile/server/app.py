@@ -57,7 +57,7 @@ from reconcile.settings import Settings
 from reconcile.store import db
 from reconcile.watch import spool
 from reconcile.watch.ping_urls import PingUrls, ping_urls
-from reconcile.watch.watchdog import MAX_MESSAGE_BYTES
+from reconcile.watch.signals import MAX_MESSAGE_BYTES
 
 SUFFIXES = {"start": "start", "fail": "fail", "log": "log"}
 log = logging.getLogger(__name__)

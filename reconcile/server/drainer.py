@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 # Pings recorded each time the drainer takes the store (well under a second's work with
-# `watchdog.apply_signals`), so that after a burst of pings an ingest or a `recon watch` gets
+# `signals.apply_signals`), so that after a burst of pings an ingest or a `recon watch` gets
 # the store within its lock timeout.
 DRAIN_BATCH = 20_000
 

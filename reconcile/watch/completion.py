@@ -7,7 +7,7 @@ from typing import Any
 from reconcile import tokens
 from reconcile.session import Session
 from reconcile.store.db import fetch_dicts, transaction
-from reconcile.watch import watchdog
+from reconcile.watch import signals
 
 
 def complete_run(
@@ -24,7 +24,7 @@ def complete_run(
             "INSERT OR REPLACE INTO run_completions VALUES (?, ?, ?, ?)",
             [source, run_id, now, session.actor],
         )
-        watchdog.runs_arrived(
+        signals.runs_arrived(
             conn, source, [run_id], now=now, origin=origin, what=f"run {run_id} completed"
         )
         session.record("run.complete", f"{source}:{run_id}")

@@ -26,8 +26,9 @@ from reconcile.ingest.batch import Input, Refused, ingest_files
 from reconcile.session import Session, trail_for
 from reconcile.settings import Settings
 from reconcile.store.db import Connection, fetch_dicts, transaction
-from reconcile.watch import mailbox, watchdog
+from reconcile.watch import mailbox
 from reconcile.watch.schedule import zone
+from reconcile.watch.signals import Signal, apply_signal
 
 _DATE_IN_NAME = re.compile(r"(20\d\d)-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])")
 
@@ -99,15 +100,17 @@ def record(
             _ingest_report(conn, settings, monitor, message, a, now) for a in message.attachments
         ]
         with transaction(conn):
-            watchdog.apply_signal(
+            apply_signal(
                 conn,
-                monitor.name,
-                "success",
-                now=message.arrived_at,
-                message=f"email {message.subject!r} from {message.sender or 'unknown sender'}"
-                + "".join(f"\n{line}" for line in reports),
-                origin="email",
-                request_id=f"imap:{monitor.mailbox}:{fetched.uidvalidity}:{message.uid}",
+                Signal(
+                    monitor.name,
+                    "success",
+                    message.arrived_at,
+                    message=f"email {message.subject!r} from {message.sender or 'unknown sender'}"
+                    + "".join(f"\n{line}" for line in reports),
+                    origin="email",
+                    request_id=f"imap:{monitor.mailbox}:{fetched.uidvalidity}:{message.uid}",
+                ),
             )
             _advance(conn, monitor.name, fetched.uidvalidity, message.uid)
         recorded.append(

@@ -11,7 +11,7 @@ The only module that imports apprise (and only when sending). Flow per alert and
    backoff (capped). A claim never confirmed (the process died mid-send) is claimed again once
    its lease has expired.
 
-`deliver_due` runs 2-4 one delivery at a time: each send starts right after its own claim, and
+`deliver_due` (the outbox cycle) runs 2-4 one delivery at a time: each send starts right after its own claim, and
 is confirmed before the next is claimed, so however slow a target is, sending everything never
 outlasts a lease that another watcher could then take over; only a single send longer than the
 lease (or a process killed mid-send) can repeat. The lease's end is the claim's fencing token:
@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import audit, logs, redact
+from reconcile.errors import ConfigError
+from reconcile.session import Session
+from reconcile.settings import Settings
 from reconcile.store.db import Connection, fetch_dicts, transaction
 
 log = logging.getLogger(__name__)
@@ -180,40 +183,83 @@ def running_clock(start: datetime) -> Callable[[], datetime]:
     return lambda: start + timedelta(seconds=time.monotonic() - began)
 
 
+Sessions = Callable[[], AbstractContextManager[Session]]
+"""Opens a session of this command (one `now`, one actor) on a fresh connection: the outbox
+holds the store only between sends (it takes one writing process at a time)."""
+
+
 def deliver_due(
-    connect: Callable[[], AbstractContextManager[Connection]],
+    sessions: Sessions,
     targets: list[Target],
     timeout: float,
     clock: Callable[[], datetime],
-    record_time: Callable[[], datetime],
     *,
     lease: timedelta = LEASE,
     only: Sequence[str] | None = None,
     claimed: list[Claim] | None = None,
 ) -> list[tuple[Claim, str]]:
-    """Claim, send and confirm the due deliveries one at a time (see the module's notes), each
-    connection confirming the last send and claiming the next. Returns every send's outcome.
+    """The outbox cycle: claim, send and confirm the due deliveries one at a time (see the
+    module's notes), each session confirming the last send and claiming the next. Returns every
+    send's outcome.
 
-    `clock` measures leases; `record_time` stamps deliveries, backoffs and audit events.
-    `claimed`: the first claim, already made in the caller's connection (`claim(..., limit=1)`);
-    when it is empty nothing was due, and no connection is opened. A delivery is tried once per
-    call, so a failing target cannot keep the loop going."""
+    `clock` measures leases and stamps deliveries, backoffs and audit events (`running_clock`).
+    `only`: deliveries of these alerts only. `claimed`: the first claim, already made in the
+    caller's session (`claim(..., limit=1)`); when it is empty nothing was due, and no session
+    is opened. A delivery is tried once per call, so a failing target cannot keep the loop
+    going."""
     outcomes: list[tuple[Claim, str]] = []
     tried: list[str] = []
     sent: list[tuple[Claim, str]] = []
     claims = claimed
     while True:
         if claims is None:
-            with connect() as conn:
+            with sessions() as session:
                 if sent:
-                    confirm(conn, sent, record_time(), targets)
-                claims = claim(conn, clock(), lease, limit=1, skip=tried, only=only)
+                    confirm(session.conn, sent, clock(), targets)
+                claims = claim(session.conn, clock(), lease, limit=1, skip=tried, only=only)
         if not claims:
             return outcomes
         tried += [item.key for item in claims]
         sent = send(claims, targets, timeout)
         outcomes += sent
         claims = None
+
+
+class NoTargets(ConfigError):
+    """No notification target is configured."""
+
+
+@dataclass(frozen=True)
+class SentTestAlert:
+    alert_id: str
+    targets: list[str]  # the aliases it was queued for
+    outcomes: list[tuple[Claim, str]]  # each send: '' delivered, else why not
+
+    @property
+    def failed(self) -> list[str]:
+        return [item.target for item, error in self.outcomes if error]
+
+
+TEST_TITLE = "[recon] test alert"
+TEST_BODY = "This is a test from recon notify test: alerts reach this target."
+
+
+def send_test_alert(sessions: Sessions, tag: str | None) -> SentTestAlert:
+    """Queue a test alert for the targets (those with `tag`, and those without tags, when
+    given) and deliver it now, through the outbox like any alert. Only its own deliveries are
+    claimed: alerts already waiting keep their turn, their lease and their attempt count."""
+    with sessions() as session:
+        targets = targets_of(session.settings)
+        if not targets:
+            raise NoTargets("no notification targets are configured")
+        chosen = [t for t in targets if tag is None or t.wants([tag])]
+        test = NewAlert(None, None, "test", TEST_TITLE, TEST_BODY, [tag] if tag else [])
+        with transaction(session.conn):
+            [(alert_id, aliases)] = enqueue(session.conn, [test], chosen, session.now)
+        clock = running_clock(session.now)
+        timeout = session.settings.notify_timeout
+    outcomes = deliver_due(sessions, targets, timeout, clock, only=[alert_id])
+    return SentTestAlert(alert_id, aliases, outcomes)
 
 
 def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tuple[Claim, str]]:
@@ -253,11 +299,27 @@ def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tup
     return outcomes
 
 
+def targets_of(settings: Settings) -> list[Target]:
+    """The notification targets of the settings: `[notify.targets.ALIAS]` (alias, apprise URL,
+    tags, escalation), then the URLs of `notify.config_file`."""
+    configured = [
+        Target(
+            alias,
+            target.url.get_secret_value(),
+            tuple(target.tags),
+            target.fallback,
+            target.escalate_after,
+        )
+        for alias, target in sorted(settings.notify.targets.items())
+    ]
+    if settings.notify.config_file is not None:
+        configured += targets_from_apprise_config(settings.notify.config_file)
+    return configured
+
+
 def targets_from_apprise_config(path: Path) -> list[Target]:
     """The URLs of an apprise configuration file as targets named "<file name>#<n>"."""
     import apprise
-
-    from reconcile.errors import ConfigError
 
     config = apprise.AppriseConfig()
     if not path.is_file() or not config.add(str(path)):

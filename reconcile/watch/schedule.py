@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -166,6 +167,25 @@ class Cron:
                     if instant > moment and (best is None or instant < best):
                         best = instant
         return best
+
+
+def preview(cron: Cron, start: datetime, count: int) -> list[dict[str, Any]]:
+    """The next `count` due times after `start`: UTC, local, and whether the local day changes
+    its UTC offset (a DST day)."""
+    tz = zone(cron.tz)
+    rows: list[dict[str, Any]] = []
+    moment = start
+    for _ in range(count):
+        due = cron.next_after(moment)
+        if due is None:
+            break
+        local = due.astimezone(tz)
+        day_start = datetime(local.year, local.month, local.day, tzinfo=tz)
+        day_end = day_start + timedelta(days=1)
+        dst_change = day_start.utcoffset() != day_end.astimezone(tz).utcoffset()
+        rows.append({"utc": due, "local": local, "dst_change": dst_change})
+        moment = due
+    return rows
 
 
 def _wall(instant: datetime, tz: ZoneInfo) -> datetime:

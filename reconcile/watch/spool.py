@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.store.db import Connection, transaction
-from reconcile.watch import watchdog
+from reconcile.watch.signals import Signal, apply_signals
 
 PENDING = "pending.jsonl"
 LOCK = "spool.lock"
@@ -50,6 +50,20 @@ class Ping:
 
     def as_json(self) -> dict[str, Any]:
         return {**self.__dict__, "received_at": self.received_at.isoformat()}
+
+
+def _signal(entry: dict[str, Any]) -> Signal:
+    """A spooled ping (a JSON line of `Ping.as_json`) as the signal it is."""
+    return Signal(
+        entry["monitor"],
+        entry["kind"],
+        datetime.fromisoformat(entry["received_at"]),
+        exit_code=entry.get("exit_code"),
+        message=entry.get("body"),
+        origin=f"http {entry.get('client') or ''}".strip(),
+        request_id=entry["request_id"],
+        run_key=entry.get("run_key"),
+    )
 
 
 def folder_for(db: Path, configured: Path | None) -> Path:
@@ -168,21 +182,8 @@ def drain(conn: Connection, folder: Path, limit: int | None = None) -> int:
             if limit is not None and recorded >= limit:
                 return recorded
             with transaction(conn):
-                recorded += watchdog.apply_signals(
-                    conn,
-                    [
-                        {
-                            "name": entry["monitor"],
-                            "kind": entry["kind"],
-                            "now": datetime.fromisoformat(entry["received_at"]),
-                            "exit_code": entry.get("exit_code"),
-                            "message": entry.get("body"),
-                            "origin": f"http {entry.get('client') or ''}".strip(),
-                            "request_id": entry["request_id"],
-                            "run_key": entry.get("run_key"),
-                        }
-                        for entry in fresh[first : first + CHUNK]
-                    ],
+                recorded += apply_signals(
+                    conn, [_signal(entry) for entry in fresh[first : first + CHUNK]]
                 )
         path.unlink()
     return recorded
