@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +14,6 @@ import click
 from reconcile import __version__, logs, redact
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings, load_settings, parse_duration, parse_now
-from reconcile.store import db
 
 log = logging.getLogger("reconcile")
 
@@ -70,20 +67,6 @@ class App:
             sync_config=sync_config,
         ) as session:
             yield session
-
-    @contextmanager
-    def connect(self) -> Iterator[db.Connection]:
-        """The session's connection (for commands not yet calling a use case with a session)."""
-        with self.session() as session:
-            yield session.conn
-
-
-def current_user() -> str:
-    """Who ran the command: the OS user (recorded with every ingest)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
 
 
 def parse_day(value: str | None, param: str) -> date | None:

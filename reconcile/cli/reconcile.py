@@ -15,14 +15,12 @@ from typing import Any
 
 import click
 
-from reconcile import __version__
 from reconcile.cli.context import (
     EXIT_ERROR,
     EXIT_FINDINGS,
     EXIT_OK,
     App,
     cli,
-    current_user,
     date_options,
     pass_app,
 )
@@ -31,7 +29,6 @@ from reconcile.reconciliation import bisect as changepoint
 from reconcile.reconciliation import compare, currencies, export, failures, workbook
 from reconcile.reconciliation import refresh as reconciliation
 from reconcile.reconciliation.scope import Scope, ScopeError, parse_date
-from reconcile.store import db
 
 # The scope's parts as this face names them.
 OPTION_NAMES = {"date": "--date", "since": "--since", "until": "--until"}
@@ -54,18 +51,6 @@ def parse_categories(text: str) -> list[str]:
         return compare.parse_categories(text)
     except compare.CategoryError as exc:
         raise click.BadParameter(str(exc), param_hint="--category") from None
-
-
-def _reconcile(app: App, conn: db.Connection, scope: Scope) -> reconciliation.Outcome:
-    """For `recon watch` (cli/watch.py), until its tick calls `refresh(session, scope)`."""
-    return reconciliation.reconcile(
-        conn,
-        scope,
-        reconciliation.tolerances(app.settings),
-        now=app.settings.current_time(),
-        user=current_user(),
-        product_version=__version__,
-    )
 
 
 COUNT_COLUMNS = ["status", *reconciliation.COUNT_FIELDS]

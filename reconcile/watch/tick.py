@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconcile import __version__, logs
+from reconcile import logs
 from reconcile.reconciliation import compare, refresh
 from reconcile.settings import Settings
 from reconcile.watch import alerts, gap, monitors, notify, spool
@@ -91,14 +91,7 @@ def run(sessions: notify.Sessions) -> TickReport:
         for source, since in alerts.gap_windows(conn, now):
             zones[source] = settings.source(source).timezone
             first, last = gap.dates(since, now, zones[source])
-            refresh.reconcile(
-                conn,
-                compare.Scope(source=source, since=first, until=last),
-                _tolerances(settings),
-                now=now,
-                user=session.actor,
-                product_version=__version__,
-            )
+            refresh.refresh(session, compare.Scope(source=source, since=first, until=last))
         evaluation = alerts.evaluate(conn, now, targets, zones)
         first_claim = notify.claim(conn, clock(), limit=1)  # the rest one by one, after sending
         report.down = monitors.count_down(conn)
@@ -120,13 +113,6 @@ def run(sessions: notify.Sessions) -> TickReport:
     ]
     report.dead_man_error = ping_dead_man(settings)
     return report
-
-
-def _tolerances(settings: Settings) -> dict[str, compare.Tolerance]:
-    return {
-        name: compare.Tolerance(config.amount_tolerance, config.amount_tolerance_percent)
-        for name, config in settings.sources.items()
-    }
 
 
 def _log(report: TickReport) -> None:
