@@ -94,8 +94,11 @@ demo-watchdog: setup
 	$(BIN)/recon --now 2026-11-16T08:01:00Z monitor show daily-report | sed -n '/recent slots/,$$p' | head -n 11 || true; \
 	echo; echo "The alert's own command lists what failed while the report was silent."
 
+# One worker per core (pytest-xdist); tests sharing a costly fixture or the machine's full
+# attention run on one worker together (xdist_group, set in tests/conftest.py).
+TEST_WORKERS ?= auto
 test: bytecode
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check reconcile tests sample_data
