@@ -22,14 +22,23 @@ __all__ = ["ROOT", "SAMPLE", "HttpTarget", "Recon", "Result"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test`), tests that share the session's Dovecot run on one worker
-    (one server started, not one per worker), and the `slow` tests (big ingests racing servers,
-    processes killed mid-write) run one after another rather than against each other."""
+    """Groups for pytest-xdist (`make test` runs `--dist loadgroup`): each group runs on one
+    worker. Tests sharing the session's Dovecot: one server started, not one per worker. Tests
+    of a module whose store is built once (a module-scoped fixture, such as the canary sweep):
+    built once, not once per worker. The `slow` tests (big ingests racing servers, processes
+    killed mid-write): one after another rather than against each other."""
     for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        defs = fixtures.name2fixturedefs.values() if fixtures is not None else ()
         if "dovecot_server" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("dovecot"))
+            group = "dovecot"
+        elif any(d[-1].scope == "module" for d in defs if d):
+            group = item.nodeid.split("::")[0]
         elif item.get_closest_marker("slow") is not None:
-            item.add_marker(pytest.mark.xdist_group("slow"))
+            group = "slow"
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @dataclass
