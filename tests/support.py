@@ -245,8 +245,9 @@ def run_recon_in_process(
 
     What main() changes for its process is restored afterwards: os.environ, the working
     directory, the umask, sys.stdin/stdout/stderr, the root logger's handlers and level,
-    context variables (log correlation ids) and the secrets the masker was told about."""
-    from reconcile import cli, redact
+    context variables (log correlation ids), the secrets the masker was told about and the
+    cached store keys."""
+    from reconcile import cli, logs, pankey, redact
 
     argv = [str(a) for a in args]
     out_bytes, err_bytes = io.BytesIO(), io.BytesIO()
@@ -266,6 +267,7 @@ def run_recon_in_process(
             list(root.handlers),
             root.level,
             set(redact._KNOWN),
+            dict(pankey._CACHE),
         )
         umask = os.umask(0o077)
         os.umask(umask)
@@ -292,8 +294,6 @@ def run_recon_in_process(
             os.environ.clear()
             os.environ.update(saved_env)
             os.umask(umask)
-            from reconcile import logs
-
             for handler in list(root.handlers):
                 if handler not in saved[4]:
                     root.removeHandler(handler)
@@ -305,6 +305,8 @@ def run_recon_in_process(
             root.setLevel(saved[5])
             redact._KNOWN.clear()
             redact._KNOWN.update(saved[6])
+            pankey._CACHE.clear()  # each run reads the store's key file again, as a process would
+            pankey._CACHE.update(saved[7])
     return Result(
         code,
         _translate_newlines(out_bytes.getvalue(), "strict"),
