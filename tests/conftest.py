@@ -21,26 +21,6 @@ from tests.support import ROOT, SAMPLE, Result, recon_env, run_recon, run_recon_
 __all__ = ["ROOT", "SAMPLE", "HttpTarget", "Recon", "Result"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist (`make test` runs `--dist loadgroup`): each group runs on one
-    worker. Tests sharing the session's Dovecot: one server started, not one per worker. Tests
-    of a module whose store is built once (a module-scoped fixture, such as the canary sweep):
-    built once, not once per worker. The `slow` tests (big ingests racing servers, processes
-    killed mid-write): one after another rather than against each other."""
-    for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        defs = fixtures.name2fixturedefs.values() if fixtures is not None else ()
-        if "dovecot_server" in getattr(item, "fixturenames", ()):
-            group = "dovecot"
-        elif any(d[-1].scope == "module" for d in defs if d):
-            group = item.nodeid.split("::")[0]
-        elif item.get_closest_marker("slow") is not None:
-            group = "slow"
-        else:
-            continue
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @dataclass
 class Recon:
     """Runs `recon` against a database in a temporary folder: as a real process, or, for a
