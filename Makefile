@@ -94,8 +94,11 @@ demo-watchdog: setup
 	$(BIN)/recon --now 2026-11-16T08:01:00Z monitor show daily-report | sed -n '/recent slots/,$$p' | head -n 11 || true; \
 	echo; echo "The alert's own command lists what failed while the report was silent."
 
+# One worker per core (pytest-xdist), each taking whole files: a module's store built once
+# (the canary sweep, the sample story, the audit trail) is built on one worker, not on each.
+TEST_WORKERS ?= auto
 test: bytecode
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check reconcile tests sample_data

@@ -1,12 +1,10 @@
-"""Shared fixtures: a real DuckDB file per test and the real `recon` CLI in a subprocess."""
+"""Shared fixtures: a real DuckDB file per test and the real `recon` CLI (a subprocess, or
+in-process for tests marked `in_process`); the helpers themselves live in tests/support.py."""
 
 from __future__ import annotations
 
 import http.server
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,28 +16,20 @@ import duckdb
 import pytest
 
 from tests.dovecot import INSTALL_HINT, Dovecot, DovecotServer, dovecot_binary
+from tests.support import ROOT, SAMPLE, Result, recon_env, run_recon, run_recon_in_process
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "sample_data"
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
+__all__ = ["ROOT", "SAMPLE", "HttpTarget", "Recon", "Result"]
 
 
 @dataclass
 class Recon:
-    """Runs `recon` as a real process against a database in a temporary folder."""
+    """Runs `recon` against a database in a temporary folder: as a real process, or, for a
+    test marked `in_process`, through `reconcile.cli.main` in this process (same Result)."""
 
     workdir: Path
     db: Path
     env: dict[str, str]
+    in_process: bool = False
 
     def __call__(
         self,
@@ -48,16 +38,10 @@ class Recon:
         env: dict[str, str] | None = None,
         timeout: float = 300,
     ) -> Result:
-        completed = subprocess.run(
-            [sys.executable, "-m", "reconcile", *map(str, args)],
-            cwd=self.workdir,
-            env={**self.env, **(env or {})},
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return Result(completed.returncode, completed.stdout, completed.stderr)
+        environment = {**self.env, **(env or {})}
+        if self.in_process:
+            return run_recon_in_process(args, env=environment, cwd=self.workdir, input=input)
+        return run_recon(args, env=environment, cwd=self.workdir, input=input, timeout=timeout)
 
     def ingest(
         self,
@@ -83,18 +67,12 @@ class Recon:
 
 
 @pytest.fixture
-def recon(tmp_path: Path) -> Recon:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
+def recon(tmp_path: Path, request: pytest.FixtureRequest) -> Recon:
+    """`recon` on a fresh store in tmp_path, at a fixed `now` (RECON_NOW), with an audit key.
+    Tests marked `in_process` run it in this process (tests/support.py)."""
     db = tmp_path / "recon.duckdb"
-    env.update(
-        {
-            "RECON_DB": str(db),
-            "RECON_NOW": "2026-11-24T09:00:00+00:00",
-            "RECON_LOCK_TIMEOUT": "5s",
-            "RECON_AUDIT_KEY": "test-audit-key-not-a-secret",
-        }
-    )
-    return Recon(workdir=tmp_path, db=db, env=env)
+    in_process = request.node.get_closest_marker("in_process") is not None
+    return Recon(workdir=tmp_path, db=db, env=recon_env(db), in_process=in_process)
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +34,8 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
+
+from tests.support import free_port, port_open
 
 HOST = "127.0.0.1"
 INSTALL_HINT = (
@@ -52,12 +53,6 @@ def dovecot_binary() -> str | None:
     return "/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
 def _quoted(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -71,8 +66,8 @@ class DovecotServer:
         # unprivileged processes must reach the password file and the mail directories.
         self.root = Path(tempfile.mkdtemp(prefix="recon-dovecot-"))
         self.root.chmod(0o755)
-        self.imap_port = _free_port()
-        self.imaps_port = _free_port()
+        self.imap_port = free_port()
+        self.imaps_port = free_port()
         self.ca_file = self.root / "ca.pem"
         self.passwd = self.root / "passwd.d"
         self.log = self.root / "dovecot.log"
@@ -97,9 +92,7 @@ class DovecotServer:
                 tail = self.log_tail()
                 self.stop()
                 raise RuntimeError(f"dovecot did not listen within {timeout}s:\n{tail}")
-            for port in list(waiting):
-                with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.2):
-                    waiting.discard(port)
+            waiting = {port for port in waiting if not port_open(port)}
             time.sleep(0.02)
 
     def stop(self) -> None:

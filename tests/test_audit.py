@@ -18,6 +18,10 @@ import pytest
 from reconcile import audit
 
 from .conftest import Recon
+from .support import start_recon
+
+# Many tampering cases through `recon audit verify`: run in this process (tests/support.py).
+pytestmark = pytest.mark.in_process
 
 KEY = "test-audit-key-not-a-secret"
 LOG = "txn_id,amount,status,run_id\nT1,10.00,OK,R1\nT2,5.00,FAILED,R1\n"
@@ -27,7 +31,7 @@ LOG = "txn_id,amount,status,run_id\nT1,10.00,OK,R1\nT2,5.00,FAILED,R1\n"
 def trail(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with a dozen events of different kinds, built once; each test copies it."""
     folder = tmp_path_factory.mktemp("trail")
-    recon = Recon(folder, folder / "recon.duckdb", _env(folder / "recon.duckdb"))
+    recon = Recon(folder, folder / "recon.duckdb", _env(folder / "recon.duckdb"), in_process=True)
     (folder / "run.csv").write_text(LOG)
     steps = [
         ("init",),
@@ -59,7 +63,9 @@ def _env(db: Path) -> dict[str, str]:
 def copy_of(trail: Path, tmp_path: Path) -> Recon:
     for name in ("recon.duckdb", "recon.duckdb.anchor"):
         shutil.copy2(trail / name, tmp_path / name)
-    return Recon(tmp_path, tmp_path / "recon.duckdb", _env(tmp_path / "recon.duckdb"))
+    return Recon(
+        tmp_path, tmp_path / "recon.duckdb", _env(tmp_path / "recon.duckdb"), in_process=True
+    )
 
 
 def tamper(recon: Recon, *statements: str) -> None:
@@ -277,7 +283,6 @@ def test_concurrent_writers_in_one_process_and_across_processes_keep_one_chain(
     events at once (each also anchoring the head), while `recon` processes write too. One chain
     comes out: seqs 1..N, each once, and `audit verify` finds it intact."""
     import subprocess
-    import sys
     import threading
     from datetime import UTC, datetime
 
@@ -304,10 +309,9 @@ def test_concurrent_writers_in_one_process_and_across_processes_keep_one_chain(
     for worker in workers:
         worker.start()
     env = {**recon.env, "RECON_LOCK_TIMEOUT": "120s"}
-    command = [sys.executable, "-m", "reconcile", "monitor", "add"]
     processes = [
-        subprocess.Popen(
-            [*command, f"m{n}", "--every", "1h", "--grace", "1m"],
+        start_recon(
+            ["monitor", "add", f"m{n}", "--every", "1h", "--grace", "1m"],
             cwd=recon.workdir,
             env=env,
             stdout=subprocess.PIPE,

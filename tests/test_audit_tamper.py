@@ -20,6 +20,7 @@ from .conftest import Recon
 from .test_audit import KEY, LOG, UNGUARD, _rehash, copy_of, tamper, trail, verify
 
 __all__ = ["trail"]  # the module-scoped store every test here copies
+pytestmark = pytest.mark.in_process  # many tampering cases through `recon audit verify`
 
 
 def anchor_lines(recon: Recon) -> list[str]:
@@ -178,7 +179,9 @@ def test_an_emptied_trail_in_a_store_with_data_is_broken(trail: Path, tmp_path: 
     (recon.workdir / "recon.duckdb.anchor").unlink()
     broken(recon, 1, "the trail is empty while the store holds data", "ingested_files")
     # A new, empty store is not broken: nothing happened in it yet.
-    fresh = Recon(tmp_path / "new", tmp_path / "new" / "recon.duckdb", dict(recon.env))
+    fresh = Recon(
+        tmp_path / "new", tmp_path / "new" / "recon.duckdb", dict(recon.env), recon.in_process
+    )
     fresh.workdir.mkdir()
     fresh.env["RECON_DB"] = str(fresh.db)
     assert fresh("audit", "verify").code == 0

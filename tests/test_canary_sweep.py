@@ -19,11 +19,8 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
-import sys
 import threading
-import time
 import unicodedata
 import urllib.error
 import urllib.request
@@ -37,7 +34,7 @@ import pytest
 
 from .canary import SHAPES, leaks, make, read_files, read_store
 from .conftest import Recon, Result
-from .test_serve import free_port
+from .support import free_port, start_recon, stop, wait_for_http
 
 # Every door, by name. The shape of each one's canary goes round the eight shapes.
 VECTORS = [
@@ -200,30 +197,22 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**recon.env, "RECON_SPOOL_DRAIN_INTERVAL": "0.1s", "RECON_BASE_URL": self.base}
         env.pop("RECON_NOW", None)  # pings carry the real time
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "reconcile", "serve", "--port", str(self.port)],
+        self.process = start_recon(
+            ["serve", "--port", str(self.port)],
             cwd=recon.workdir,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(150):
-            try:
-                with urllib.request.urlopen(f"{self.base}/health", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise AssertionError("recon serve did not start")
+        try:
+            wait_for_http(f"{self.base}/health", timeout=30, process=self.process)
+        except AssertionError:
+            self.stop()
+            raise AssertionError("recon serve did not start") from None
 
     def stop(self) -> Result:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            out, err = self.process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, err = self.process.communicate()
+        out, err = stop(self.process, timeout=15)
         return Result(self.process.returncode, out, err)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import duckdb
 import pytest
 
 from tests.conftest import Recon
+from tests.support import start_recon
 
 ROWS = 1_000_000
 RUN_ID = "CRASH-RUN-1"
@@ -85,8 +85,8 @@ def _ingest_killed(recon: Recon, csv: Path, kill_after: float | None) -> tuple[b
     wal = recon.db.with_name(recon.db.name + ".wal")
     stderr_path = recon.workdir / "killed-ingest.stderr"
     with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reconcile", "--json", "ingest", "--source", SOURCE, str(csv)],
+        process = start_recon(
+            ["--json", "ingest", "--source", SOURCE, str(csv)],
             cwd=recon.workdir,
             env=recon.env,
             stdout=subprocess.DEVNULL,

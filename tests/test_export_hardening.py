@@ -8,7 +8,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from openpyxl import load_workbook
 
 from .conftest import Recon
+from .support import start_recon
 
 SOURCE = "pay"
 # Run ids a spreadsheet would run as formulas, each on a business day of its own, so that each
@@ -196,8 +196,8 @@ def test_an_export_killed_while_writing_leaves_the_previous_file_whole(
     assert recon(*command).code == 0  # the previous good file; reconciled already
     previous = out.read_bytes()
     before = out.stat()
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", *command],
+    writer = start_recon(
+        command,
         cwd=recon.workdir,
         env=recon.env,
         stdout=subprocess.DEVNULL,

@@ -7,7 +7,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
+
 from .conftest import Recon
+
+# Many input cases through the CLI: run in this process (tests/support.py), not one
+# interpreter each; the real-process contract is kept by test_setup, test_sample_data and others.
+pytestmark = pytest.mark.in_process
 
 
 def history(recon: Recon, *target: str) -> list[dict]:

@@ -21,6 +21,10 @@ from reconcile.ingest.readers import masked_names
 from .canary import Canary, canaries, leaks, read_files, read_store
 from .conftest import Recon, Result
 
+# Many input cases through the CLI: run in this process (tests/support.py), not one
+# interpreter each; the real-process contract is kept by test_setup, test_sample_data and others.
+pytestmark = pytest.mark.in_process
+
 CARDS = canaries()
 BY_SHAPE = {c.shape: c for c in CARDS}
 

@@ -31,6 +31,10 @@ import pytest
 
 from tests.conftest import Recon, Result
 
+# Many input cases through the CLI: run in this process (tests/support.py), not one
+# interpreter each; the real-process contract is kept by test_setup, test_sample_data and others.
+pytestmark = pytest.mark.in_process
+
 WriteFile = Callable[[str, "str | bytes"], Path]
 
 HEADER = "txn_id,amount,status,run_id"

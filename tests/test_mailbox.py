@@ -5,7 +5,6 @@ Each test has its own account (an empty INBOX) on one Dovecot started for the se
 
 from __future__ import annotations
 
-import socket
 import traceback
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -17,6 +16,7 @@ import pytest
 from reconcile.settings import MailboxConfig, load_settings
 from reconcile.watch.mailbox import MailboxError, fetch
 from tests.dovecot import Dovecot
+from tests.support import free_port
 
 # 07:40 in India is 02:10 UTC: the arrival time must come back as the instant, in UTC.
 ARRIVED = datetime(2026, 11, 4, 7, 40, 12, tzinfo=timezone(timedelta(hours=5, minutes=30)))
@@ -277,9 +277,7 @@ def test_fetching_does_not_mark_messages_seen(dovecot: Dovecot) -> None:
 
 
 def test_nothing_listening_is_reported_as_connection_refused() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # free, and nothing listens once the probe closes
+    port = free_port()  # free, and nothing listens once the probe closes
     mailbox = MailboxConfig(host="127.0.0.1", port=port, user="u", password="p", security="none")
     with pytest.raises(MailboxError, match=rf"127\.0\.0\.1:{port}\): connection refused"):
         fetch(mailbox, alias="ops")

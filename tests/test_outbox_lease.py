@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.server
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from reconcile.store.migrations import migrate
 from reconcile.watch import notify
 
 from .conftest import Recon
+from .support import start_recon
 
 MARGIN = 8.0  # seconds of real time the first watcher's leases last, seen by the second
 DELAY = 0.4  # seconds the receiver takes to answer each alert
@@ -71,8 +71,8 @@ def receiver() -> Iterator[SlowReceiver]:
 
 
 def _watch(recon: Recon, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "reconcile", "--json", "watch", "--once"],
+    return start_recon(
+        ["--json", "watch", "--once"],
         cwd=recon.workdir,
         env=env,
         stdout=subprocess.PIPE,

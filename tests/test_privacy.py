@@ -21,6 +21,10 @@ from reconcile import redact
 from .conftest import HttpTarget, Recon, Result
 from .test_serve import hit, ping_url, post, server
 
+# Many input cases through the CLI: run in this process (tests/support.py), not one
+# interpreter each; the real-process contract is kept by test_setup, test_sample_data and others.
+pytestmark = pytest.mark.in_process
+
 EVIL = {
     "CR": "\r",
     "LF": "\n",

@@ -18,6 +18,10 @@ import pytest
 
 from .conftest import Recon
 
+# Many input cases through the CLI: run in this process (tests/support.py), not one
+# interpreter each; the real-process contract is kept by test_setup, test_sample_data and others.
+pytestmark = pytest.mark.in_process
+
 SOURCE = "pay"
 SUCCESS, FAILURE = "PROCESSED", "FAILED"
 CATEGORIES = ["matched", "failed", "missing", "duplicated", "unexpected", "amount_mismatch"]

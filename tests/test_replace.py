@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .conftest import Recon
+
+# Many input cases through the CLI: run in this process (tests/support.py), not one
+# interpreter each; the real-process contract is kept by test_setup, test_sample_data and others.
+pytestmark = pytest.mark.in_process
 
 HEADER = "txn_id,amount,status,run_id,business_date\n"
 MANIFEST = "txn_id,amount,run_id,business_date\n" + "".join(

@@ -7,9 +7,7 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -28,46 +26,18 @@ from reconcile import store
 from reconcile.watch import spool
 
 from .conftest import Recon
+from .support import serving, start_recon
 from .test_setup import lock_held
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
 def server(recon: Recon, drain: str = "0.1s") -> Iterator[str]:
     """`recon serve` in a subprocess on a free loopback port; yields its base URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**recon.env, "RECON_SPOOL_DRAIN_INTERVAL": drain, "RECON_BASE_URL": base}
-    env.pop("RECON_NOW", None)  # pings carry the real time
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", "serve", "--port", str(port)],
-        cwd=recon.workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("recon serve did not start")
+    with serving(recon.env, recon.workdir, drain=drain, timeout=30, stderr=subprocess.PIPE) as (
+        base,
+        _,
+    ):
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 def hit(url: str, data: bytes | None = None, method: str | None = None) -> tuple[int, str]:
@@ -227,8 +197,8 @@ def test_1000_pings_sent_while_a_million_row_ingest_holds_the_store_are_all_reco
     bodies = [f"ping {n}".encode() for n in range(1000)]
     with server(recon, drain="1h") as base:  # the spool keeps every ping until `recon watch`
         url = ping_url(recon, "job", base)
-        ingest = subprocess.Popen(
-            [sys.executable, "-m", "reconcile", "--json", "ingest", "--source", "pay", str(log)],
+        ingest = start_recon(
+            ["--json", "ingest", "--source", "pay", str(log)],
             cwd=recon.workdir,
             env=recon.env,
             stdout=subprocess.PIPE,

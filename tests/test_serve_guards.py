@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -24,6 +23,7 @@ import duckdb
 import pytest
 
 from .conftest import HttpTarget, Recon
+from .support import start_recon
 from .test_serve import _server_pid, get, hit, ping_url, post, server, signals
 from .test_watchdog import configure, kinds
 
@@ -318,8 +318,8 @@ def test_sixteen_clients_with_tokens_and_sixteen_without_while_ingest_and_watch_
         try:
             started = time.monotonic()
             time.sleep(1)
-            ingest = subprocess.Popen(
-                [sys.executable, "-m", "reconcile", "ingest", "--source", "pay", str(log)],
+            ingest = start_recon(
+                ["ingest", "--source", "pay", str(log)],
                 cwd=recon.workdir,
                 env={**recon.env, **cli_env},
                 stdout=subprocess.PIPE,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ from reconcile.cli import cli
 from reconcile.store.migrations import MIGRATIONS
 
 from .conftest import Recon
+from .support import run_recon, timed
 
 STEPS = [name for name, _ in MIGRATIONS]
 
@@ -74,29 +74,18 @@ def test_cli_flag_beats_env_which_beats_toml(recon: Recon) -> None:
     flag_db = recon.workdir / "flag.duckdb"
     recon.write_config(f'db = "{toml_db}"\n')
     env_without_db = {k: v for k, v in recon.env.items() if k != "RECON_DB"}
-    subprocess.run(
-        [sys.executable, "-m", "reconcile", "init"],
-        cwd=recon.workdir,
-        env=env_without_db,
-        check=True,
-        capture_output=True,
-    )
+    done = run_recon(["init"], cwd=recon.workdir, env=env_without_db)
+    assert done.code == 0, done.stderr
     assert toml_db.exists()
-    subprocess.run(
-        [sys.executable, "-m", "reconcile", "init"],
-        cwd=recon.workdir,
-        env={**env_without_db, "RECON_DB": str(env_db)},
-        check=True,
-        capture_output=True,
-    )
+    done = run_recon(["init"], cwd=recon.workdir, env={**env_without_db, "RECON_DB": str(env_db)})
+    assert done.code == 0, done.stderr
     assert env_db.exists()
-    subprocess.run(
-        [sys.executable, "-m", "reconcile", "--db", str(flag_db), "init"],
+    done = run_recon(
+        ["--db", flag_db, "init"],
         cwd=recon.workdir,
         env={**env_without_db, "RECON_DB": str(env_db)},
-        check=True,
-        capture_output=True,
     )
+    assert done.code == 0, done.stderr
     assert flag_db.exists()
 
 
@@ -131,14 +120,12 @@ def lock_held(db: Path, seconds: float) -> Iterator[None]:
 
 def test_locked_database_waits_then_names_the_file(recon: Recon) -> None:
     assert recon("init").code == 0
-    with lock_held(recon.db, 30):
-        started = time.monotonic()
+    with lock_held(recon.db, 30), timed() as waited:
         result = recon("runs", env={"RECON_LOCK_TIMEOUT": "1s"})
-        waited = time.monotonic() - started
     assert result.code == 1
     assert str(recon.db) in result.stderr and "locked" in result.stderr
     assert "lock_timeout" in result.stderr
-    assert waited >= 1.0  # it retried for the whole timeout before giving up
+    assert waited.elapsed >= 1.0  # it retried for the whole timeout before giving up
 
 
 def test_lock_released_within_timeout_lets_the_command_finish(recon: Recon) -> None:

@@ -16,6 +16,10 @@ from .conftest import HttpTarget, Recon
 from .test_serve import post, server
 from .test_watchdog import configure
 
+# Many input cases through the CLI: run in this process (tests/support.py), not one
+# interpreter each; the real-process contract is kept by test_setup, test_sample_data and others.
+pytestmark = pytest.mark.in_process
+
 FIRST_DAY = date(2026, 11, 2)  # a Monday
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .conftest import Recon
+
+# Many input cases through the CLI: run in this process (tests/support.py), not one
+# interpreter each; the real-process contract is kept by test_setup, test_sample_data and others.
+pytestmark = pytest.mark.in_process
 
 ESC = "\x1b[2J\x1b[31mRED\x1b]8;;http://127.0.0.1/evil\x07click\x1b]8;;\x07"
 C1 = "\x9b1;1H"  # U+009B: a one-character CSI

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +26,11 @@ from reconcile.watch.configure import create as create_monitor
 from reconcile.watch.signals import Signal, apply_signal, apply_signals
 
 from .conftest import HttpTarget, Recon
+from .support import free_port, start_recon
+
+# Many input cases through the CLI: run in this process (tests/support.py), not one
+# interpreter each; the real-process contract is kept by test_setup, test_sample_data and others.
+pytestmark = pytest.mark.in_process
 
 
 @dataclass
@@ -44,9 +48,7 @@ class Mailbox:
 
 @pytest.fixture
 def mailbox() -> Iterator[Mailbox]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     box = Mailbox(port)
 
     class Handler:
@@ -157,8 +159,8 @@ def test_a_watcher_killed_mid_send_delivers_after_restart(
     configure(recon, oncall=http_target.url)
     at(recon, "2026-07-01T00:00:00Z", "monitor", "add", "load", "--every", "1h", "--grace", "5m")
     env = {**recon.env, "RECON_NOW": "2026-07-01T01:10:00Z"}
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", "watch", "--once"],
+    watcher = start_recon(
+        ["watch", "--once"],
         cwd=recon.workdir,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -184,8 +186,8 @@ def test_two_watchers_at_once_send_each_alert_once(recon: Recon, http_target: Ht
         at(recon, "2026-07-01T00:00:00Z", "monitor", "add", name, "--every", "1h", "--grace", "5m")
     env = {**recon.env, "RECON_NOW": "2026-07-01T01:10:00Z", "RECON_LOCK_TIMEOUT": "30s"}
     watchers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "reconcile", "watch", "--once"],
+        start_recon(
+            ["watch", "--once"],
             cwd=recon.workdir,
             env=env,
             stderr=subprocess.PIPE,
