@@ -119,6 +119,36 @@ class SourceConfig(BaseModel):
     # of an absolute amount and a percentage of the expected amount. Default: exact.
     amount_tolerance: Decimal = Decimal(0)
     amount_tolerance_percent: Decimal = Decimal(0)
+    # How the source writes numbers and times (issue 13, item 10): a decimal comma
+    # ("1.234,56": decimal_separator = ",", thousands_separator = "."), and timestamps or dates
+    # in another layout than ISO 8601 (strptime formats, e.g. "%m/%d/%Y %H:%M:%S").
+    decimal_separator: Literal[".", ","] = "."
+    thousands_separator: Literal[",", ".", " ", "'", ""] | None = None
+    timestamp_format: str | None = None
+    date_format: str | None = None
+
+    @field_validator("timestamp_format", "date_format")
+    @classmethod
+    def _strptime_format(cls, value: str | None) -> str | None:
+        return _check_time_format(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _separators_differ(self) -> SourceConfig:
+        if self.thousands_separator == self.decimal_separator:
+            raise ValueError(
+                f"decimal_separator and thousands_separator are both "
+                f"{self.decimal_separator!r}; set thousands_separator to another character "
+                f'(for 1.234,56: decimal_separator = ",", thousands_separator = ".")'
+            )
+        return self
+
+    @property
+    def thousands(self) -> str:
+        """The thousands separator in effect: as set, else "," beside a decimal point and none
+        beside a decimal comma."""
+        if self.thousands_separator is not None:
+            return self.thousands_separator
+        return "," if self.decimal_separator == "." else ""
 
     @field_validator("amount_tolerance", "amount_tolerance_percent", mode="before")
     @classmethod
@@ -188,6 +218,37 @@ class SourceConfig(BaseModel):
         for item in value:
             _no_card(item, "the value")
         return value
+
+
+_FORMAT_DIRECTIVES = set("aAbBcdfHIjmMpSuUwWxXyYzZ%")
+
+
+def _check_time_format(value: str) -> str:
+    """A strptime format (DuckDB's, which Python's shares): known directives only, and a year,
+    a month and a day, so that every value it reads is a whole date."""
+    directives = re.findall(r"%-?(.)", value)
+    unknown = sorted({d for d in directives if d not in _FORMAT_DIRECTIVES})
+    if unknown:
+        raise ValueError(
+            f"unknown directive(s) {', '.join('%' + d for d in unknown)} in {_shown(value)!r}; "
+            'write a strptime format such as "%m/%d/%Y %H:%M:%S" or "%d.%m.%Y"'
+        )
+    if not (
+        {"Y", "y"} & set(directives) and {"m", "b", "B"} & set(directives) and "d" in directives
+    ):
+        raise ValueError(
+            f"{_shown(value)!r} does not give a year, a month and a day (%Y, %m, %d); write a "
+            'strptime format such as "%m/%d/%Y %H:%M:%S" or "%d.%m.%Y"'
+        )
+    sample = datetime(2026, 3, 23, 14, 5, 6, tzinfo=UTC)
+    try:
+        datetime.strptime(sample.strftime(value.replace("%-", "%")), value.replace("%-", "%"))
+    except (ValueError, re.error):
+        raise ValueError(
+            f"{_shown(value)!r} cannot read back what it writes (a directive twice?); write a "
+            'strptime format such as "%m/%d/%Y %H:%M:%S" or "%d.%m.%Y"'
+        ) from None
+    return value
 
 
 class NotifyTarget(BaseModel):

@@ -6,6 +6,7 @@ Card numbers are masked here, before anything is stored; each row gets its first
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,19 +21,84 @@ WITHHELD = redact.WITHHELD
 PREFILTER = "'" + redact.PAN_PREFILTER_SQL.replace("'", "''") + "'"  # as a SQL literal
 
 
-def _amount_sql(expr: str) -> str:
+def _amount_sql(expr: str, config: SourceConfig | None = None) -> str:
     """Text -> DECIMAL: plain decimals first (fast path; the cast ignores surrounding spaces),
-    then "1,234.50" and "(12.00)", trimmed, for the few values the cast refuses. The cast also
-    reads "1e3" and "1_000", which no ledger writes: those are refused, not guessed."""
+    then "1,234.50" and "(12.00)" (not "(12,00)": a comma groups thousands), trimmed, for the few values the cast refuses. The cast also
+    reads "1e3" and "1_000", which no ledger writes: those are refused, not guessed.
+
+    A source that writes another layout (`decimal_separator`, `thousands_separator`, e.g.
+    "1.234,56") is read by its shape alone: digits, groups of three after its thousands
+    separator, its decimal separator; anything else is refused, never guessed."""
+    if config is not None and (config.decimal_separator, config.thousands) != (".", ","):
+        return _separated_amount_sql(expr, config.decimal_separator, config.thousands)
     rare = f"trim({expr})"
     odd = f"contains({expr}, 'e') OR contains({expr}, 'E') OR contains({expr}, '_')"
     return (
         f"coalesce(CASE WHEN NOT ({odd}) THEN try_cast({expr} AS DECIMAL(18, 4)) END, CASE "
-        f"WHEN regexp_full_match({rare}, '\\(([0-9.,]+)\\)') "
+        f"WHEN regexp_full_match({rare}, '\\(([0-9]+|[0-9]{{1,3}}(,[0-9]{{3}})+)(\\.[0-9]+)?\\)') "
         f"THEN -try_cast(replace(trim({rare}, '()'), ',', '') AS DECIMAL(18, 4)) "
         f"WHEN regexp_full_match({rare}, '[+-]?[0-9]{{1,3}}(,[0-9]{{3}})+(\\.[0-9]+)?') "
         f"THEN try_cast(replace({rare}, ',', '') AS DECIMAL(18, 4)) END)"
     )
+
+
+def _amount_shape(decimal: str, thousands: str) -> str:
+    """The regular expression (unsigned) of an amount written with these separators."""
+    d = re.escape(decimal)
+    grouped = f"|[0-9]{{1,3}}({re.escape(thousands)}[0-9]{{3}})+" if thousands else ""
+    return f"([0-9]+{grouped})({d}[0-9]+)?"
+
+
+def _separated_amount_sql(expr: str, decimal: str, thousands: str) -> str:
+    """An amount in the source's own layout -> DECIMAL: "1.234,56", "-1 234,56", "(12,00)"."""
+    text = f"trim({expr})"
+    shape = _amount_shape(decimal, thousands)
+    plain = f"replace({text}, {sql_literal(decimal)}, '.')"
+    if thousands:
+        plain = (
+            f"replace(replace({text}, {sql_literal(thousands)}, ''), {sql_literal(decimal)}, '.')"
+        )
+    return (
+        f"CASE WHEN regexp_full_match({text}, {sql_literal('[+-]?' + shape)}) "
+        f"THEN try_cast({plain} AS DECIMAL(18, 4)) "
+        f"WHEN regexp_full_match({text}, {sql_literal('[(]' + shape + '[)]')}) "
+        f"THEN -try_cast(trim({plain}, '()') AS DECIMAL(18, 4)) END"
+    )
+
+
+def _too_precise_sql(expr: str, decimal: str) -> str:
+    """More than 4 digits after the decimal separator, not counting trailing zeros."""
+    d = sql_literal(decimal)
+    pattern = sql_literal(re.escape(decimal) + "[0-9]{4}0*[1-9]")
+    return (
+        f"coalesce(length({expr}) - strpos({expr}, {d}) > 4 AND strpos({expr}, {d}) > 0 "
+        f"AND regexp_matches({expr}, {pattern}), false)"
+    )
+
+
+def _timestamp_sql(expr: str, fmt: str | None) -> str:
+    """Text -> TIMESTAMPTZ: ISO 8601 (an explicit offset is honoured; a naive time is in the
+    source's zone, the session's while staging), or the source's `timestamp_format`."""
+    iso = f"try_cast({expr} AS TIMESTAMPTZ)"
+    if fmt is None:
+        return iso
+    return f"coalesce(try_strptime(trim({expr}), {sql_literal(fmt)})::TIMESTAMPTZ, {iso})"
+
+
+def _date_sql(expr: str, fmt: str | None) -> str:
+    """Text -> DATE: ISO 8601, or the source's `date_format`."""
+    iso = f"try_cast({expr} AS DATE)"
+    if fmt is None:
+        return iso
+    return f"coalesce(CAST(try_strptime(trim({expr}), {sql_literal(fmt)}) AS DATE), {iso})"
+
+
+# Values that a setting would read: the quarantine reason then names the setting.
+_DECIMAL_COMMA = "[+-]?[(]?[0-9]{1,3}([. '][0-9]{3})*,[0-9]+[)]?|[+-]?[0-9]+,[0-9]{1,2}"
+_OTHER_TIME = (
+    "([0-9]{1,2}[./-][0-9]{1,2}[./-][0-9]{2,4}|[0-9]{4}[./][0-9]{1,2}[./][0-9]{1,2}"
+    "|[0-9]{1,2}[ -]?[A-Za-z]{3,9}[ -]?[0-9]{2,4}|[A-Za-z]{3,9} [0-9]{1,2},? [0-9]{4})([ T,].*)?"
+)
 
 
 def _urls_cut(expr: str) -> str:
@@ -180,6 +246,57 @@ class Stage:
             + ")"
         )
 
+    def _amount_reason(
+        self,
+        canonical: str,
+        plain: str = "amount is not a number (write digits with a '.' decimal point)",
+    ) -> str:
+        """SQL: why an amount was refused; the reason names the setting that would read it."""
+        config = self.config
+        if (config.decimal_separator, config.thousands) != (".", ","):
+            grouped = f", {config.thousands!r} between thousands" if config.thousands else ""
+            example = "1" + config.thousands + "234" + config.decimal_separator + "56"
+            return sql_literal(
+                f"{canonical} is not a number in this source's layout "
+                f"({config.decimal_separator!r} before decimals{grouped}, such as {example}; "
+                "decimal_separator and thousands_separator under [sources.NAME] in recon.toml)"
+            )
+        return (
+            f"CASE WHEN regexp_full_match(trim({self.raw(canonical)}), "
+            f"{sql_literal(_DECIMAL_COMMA)}) THEN "
+            + sql_literal(
+                f"{canonical} is not a number: it looks like a decimal comma (1.234,56); if "
+                'the source writes them, set decimal_separator = "," (and thousands_separator '
+                '= ".") under [sources.NAME] in recon.toml'
+            )
+            + f" ELSE {sql_literal(plain)} END"
+        )
+
+    def _time_reason(self, canonical: str, setting: str, fmt: str | None) -> str:
+        """SQL: why a time or date was refused; the reason names the setting that reads it."""
+        what = "timestamp" if setting == "timestamp_format" else "date"
+        if fmt is not None:
+            return sql_literal(
+                f"{canonical} matches neither {setting} {fmt!r} nor ISO 8601 "
+                "(impossible date or time?)"
+            )
+        iso = (
+            "processed_at is not a valid ISO 8601 timestamp (impossible date or time?)"
+            if setting == "timestamp_format"
+            else f"{canonical} is not a valid date (YYYY-MM-DD)"
+        )
+        example = "%m/%d/%Y %H:%M:%S" if setting == "timestamp_format" else "%m/%d/%Y"
+        return (
+            f"CASE WHEN regexp_full_match(trim({self.raw(canonical)}), "
+            f"{sql_literal(_OTHER_TIME)}) THEN "
+            + sql_literal(
+                f"{canonical} is not an ISO 8601 {what}: it looks like another layout; "
+                f'declare it with {setting} = "{example}" (a strptime format) under '
+                "[sources.NAME] in recon.toml"
+            )
+            + f" ELSE {sql_literal(iso)} END"
+        )
+
     def problem(self, condition: str, column: str | None, reason: str) -> None:
         shown = sql_literal(column) if column else "NULL::VARCHAR"
         self.problems.append((condition, shown, sql_literal(reason)))
@@ -199,12 +316,12 @@ class Stage:
         extras = [name for name in self.kept if name not in self.mapped_to]
         self.values |= {
             "txn_id": self.text("txn_id"),
-            "amount": _amount_sql(self.raw("amount")),
-            "amount_too_precise": f"coalesce(length({self.raw('amount')}) - "
-            f"strpos({self.raw('amount')}, '.') > 4 AND strpos({self.raw('amount')}, '.') > 0 "
-            f"AND regexp_matches({self.raw('amount')}, '\\.[0-9]{{4}}0*[1-9]'), false)",
+            "amount": _amount_sql(self.raw("amount"), self.config),
+            "amount_too_precise": _too_precise_sql(
+                self.raw("amount"), self.config.decimal_separator
+            ),
             "currency": f"upper({self.text('currency')})",
-            "business_date": f"try_cast({self.raw('business_date')} AS DATE)",
+            "business_date": _date_sql(self.raw("business_date"), self.config.date_format),
             "attributes": (
                 "json_object("
                 + ", ".join(f"{sql_literal(n)}, {self.masked(n)}" for n in extras)
@@ -219,11 +336,7 @@ class Stage:
         }
         self.problem("__v_txn_id IS NULL", "txn_id", "empty txn_id")
         self.problem("NOT __v_amount_given", "amount", "empty amount")
-        self.problem(
-            "__v_amount IS NULL",
-            "amount",
-            "amount is not a number (write digits with a '.' decimal point)",
-        )
+        self.problems.append(("__v_amount IS NULL", "'amount'", self._amount_reason("amount")))
         self.problem(
             "__v_amount_too_precise",
             "amount",
@@ -234,10 +347,12 @@ class Stage:
             "currency",
             "currency is not a 3-letter ISO 4217 code",
         )
-        self.problem(
-            "__v_business_date_given AND __v_business_date IS NULL",
-            "business_date",
-            "business_date is not a valid date (YYYY-MM-DD)",
+        self.problems.append(
+            (
+                "__v_business_date_given AND __v_business_date IS NULL",
+                "'business_date'",
+                self._time_reason("business_date", "date_format", self.config.date_format),
+            )
         )
 
     def processed(self, key: bytes | None) -> None:
@@ -265,7 +380,7 @@ class Stage:
             "status_key": status,
             # An explicit offset is honoured; a naive time is in the source's zone, because the
             # query runs with the session time zone set to it (`db.session_time_zone`).
-            "processed_at": f"try_cast({ts} AS TIMESTAMPTZ)",
+            "processed_at": _timestamp_sql(ts, self.config.timestamp_format),
             "error_code": self.text("error_code"),
             "error_message": _urls_cut(self.text("error_message")),
             "card_hmac": (
@@ -291,10 +406,12 @@ class Stage:
                 + " (add it to success_values or failure_values in recon.toml)'",
             )
         )
-        self.problem(
-            "__v_processed_at_given AND __v_processed_at IS NULL",
-            "processed_at",
-            "processed_at is not a valid ISO 8601 timestamp (impossible date or time?)",
+        self.problems.append(
+            (
+                "__v_processed_at_given AND __v_processed_at IS NULL",
+                "'processed_at'",
+                self._time_reason("processed_at", "timestamp_format", self.config.timestamp_format),
+            )
         )
 
     def report(self) -> None:
@@ -302,7 +419,8 @@ class Stage:
         self.values |= {
             "error_code": self.text("error_code"),
             "error_message": _urls_cut(self.text("error_message")),
-            "report_date": f"coalesce(try_cast({self.raw('business_date')} AS DATE), {self.given_date_sql})",
+            "report_date": f"coalesce({_date_sql(self.raw('business_date'), self.config.date_format)}, "
+            f"{self.given_date_sql})",
         }
         self.problem(
             "__v_report_date IS NULL",
@@ -313,7 +431,7 @@ class Stage:
     def totals(self) -> None:
         self.values |= {
             "expected_count": f"try_cast({self.raw('expected_count')} AS BIGINT)",
-            "expected_amount": _amount_sql(self.raw("expected_amount")),
+            "expected_amount": _amount_sql(self.raw("expected_amount"), self.config),
         }
         self.derived |= {
             "expected_amount_given": _given(self.raw("expected_amount"), "__v_expected_amount")
@@ -323,10 +441,12 @@ class Stage:
             "expected_count",
             "expected_count is not a whole number >= 0",
         )
-        self.problem(
-            "__v_expected_amount_given AND __v_expected_amount IS NULL",
-            "expected_amount",
-            "expected_amount is not a number",
+        self.problems.append(
+            (
+                "__v_expected_amount_given AND __v_expected_amount IS NULL",
+                "'expected_amount'",
+                self._amount_reason("expected_amount", "expected_amount is not a number"),
+            )
         )
 
     def sql(self, kind: str, key: bytes | None) -> str:
