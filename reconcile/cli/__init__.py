@@ -28,9 +28,11 @@ from reconcile.cli import watch as _watch
 from reconcile.cli.context import EXIT_ERROR, EXIT_OK, EXIT_USAGE, cli, log
 from reconcile.cli.output import MaskedStream, _safe, _show_click_error, info
 from reconcile.errors import ConfigError, ReconError
+from reconcile.ingest.files import Interrupted
 
 COMMAND_MODULES = (_audit, _breaks, _config, _ingest, _monitor, _reconcile, _serve, _watch)
 __all__ = ["cli", "main"]
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,9 +53,15 @@ def _main(argv: list[str] | None) -> None:
         cli.main(args=argv, prog_name="recon", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except click.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # click's name for a Ctrl-C
+            info("interrupted: nothing half-written (each file loads in one transaction)")
+            sys.exit(EXIT_INTERRUPTED)
         info("aborted")
         sys.exit(EXIT_ERROR)
+    except Interrupted as exc:  # a Ctrl-C while a file loaded: it was rolled back
+        info(_safe(str(exc)))
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         _show_click_error(exc, sys.argv[1:] if argv is None else argv)
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
@@ -66,7 +74,7 @@ def _main(argv: list[str] | None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         info("interrupted: nothing half-written (each file loads in one transaction)")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:  # the machine said no (a missing folder, no permission, disk full)
         where = f"{exc.filename}: " if exc.filename else ""
         info(

@@ -20,7 +20,7 @@ from typing import Any
 
 from reconcile import logs, redact
 from reconcile.errors import InputFileError
-from reconcile.ingest.files import FileResult, OnRuns, display_name, ingest_file
+from reconcile.ingest.files import FileResult, Interrupted, OnRuns, display_name, ingest_file
 from reconcile.ingest.kinds import kind_of
 from reconcile.session import Session
 
@@ -116,7 +116,10 @@ def ingest_files(
     corrected versions of what earlier files loaded for the same runs (files of this batch never
     replace each other). `user`: who ingested (default: the session's actor). `on_runs`: told
     of the runs each run log loaded, in its transaction (the watchdog's `runs_arrived`).
-    `on_file`: called with each file's outcome as soon as it is known (progress)."""
+    `on_file`: called with each file's outcome as soon as it is known (progress).
+
+    A Ctrl-C while a file loads stops the batch with `files.Interrupted` (exit 130), after
+    auditing the file as "interrupted": nothing of it was loaded, the files before it were."""
     kind_of(kind)  # an unknown kind is the caller's error, before any file is looked at
     settings = session.settings
     config = settings.source(source)
@@ -160,6 +163,17 @@ def _one(
             on_runs=on_runs,
             name=item.name,
         )
+    except Interrupted:
+        # Ctrl-C: the file's transaction rolled back; the batch stops here. The files before it
+        # stay loaded (each was its own transaction).
+        logs.event(log, logging.WARNING, "file interrupted", path=item.shown)
+        session.record_alone(
+            "ingest",
+            target,
+            outcome="interrupted",
+            details={"path": item.shown, "problem": "interrupted (SIGINT): nothing was loaded"},
+        )
+        raise
     except InputFileError as exc:
         refused = Refused(
             item.shown,

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 
 from reconcile import __version__, audit, redact, versions
 from reconcile.canonical import CANONICAL_COLUMNS
+from reconcile.errors import ReconError
 from reconcile.ingest.kinds import NAMES as KINDS
 from reconcile.ingest.kinds import Kind, kind_of
 from reconcile.ingest.readers import (
@@ -39,7 +42,53 @@ from reconcile.ingest.supersede import supersede
 from reconcile.settings import SourceConfig
 from reconcile.store.db import Connection, QueryError, session_time_zone, sql_literal, transaction
 
-__all__ = ["CANONICAL_COLUMNS", "KINDS", "FileResult", "OnRuns", "ingest_file", "scan_file"]
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "KINDS",
+    "FileResult",
+    "Interrupted",
+    "OnRuns",
+    "ingest_file",
+    "scan_file",
+]
+
+
+class Interrupted(ReconError):
+    """The user interrupted (Ctrl-C, SIGINT) while a file was loading: its transaction rolled
+    back, so nothing of it was loaded. Not a problem of the file: the exit code is 130."""
+
+    exit_code = 130
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"interrupted: nothing of {path} was loaded")
+
+
+@contextlib.contextmanager
+def _noticing_interrupts() -> Iterator[Callable[[], bool]]:
+    """Yields whether a SIGINT arrived meanwhile. DuckDB turns a Ctrl-C during a query into its
+    own errors (an interrupted query, then "TransactionContext Error" on the next statement),
+    which would read as a broken file; the flag tells them apart. Python's handler still runs
+    (KeyboardInterrupt), so DuckDB stops the query at once. Only in the main thread, and only
+    where SIGINT has Python's default handler (a server's threads and ignored signals are left
+    alone)."""
+    arrived = threading.Event()
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield arrived.is_set
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        arrived.set()
+        signal.default_int_handler(signum, frame)  # type: ignore[arg-type]
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield arrived.is_set
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class OnRuns(Protocol):
@@ -370,7 +419,50 @@ def ingest_file(
     `name` is what the file is called in the store and the audit trail (default: `path` as
     given). The runs of a run log are passed to `on_runs` in the same transaction (the
     watchdog's monitors hear them there); without it, no one is told (the HTTP API signals
-    at `.../complete` instead)."""
+    at `.../complete` instead). A Ctrl-C while it loads rolls it back and raises `Interrupted`,
+    whatever DuckDB made of it."""
+    shown = redact.mask_pans(str(path) if name is None else name) or ""
+    with _noticing_interrupts() as interrupted:
+        try:
+            return _ingest_file(
+                conn,
+                path,
+                source=source,
+                config=config,
+                kind=kind,
+                run_id=run_id,
+                now=now,
+                user=user,
+                pan_key=pan_key,
+                on_runs=on_runs,
+                report_date=report_date,
+                replace=replace,
+                keep=keep,
+                name=name,
+            )
+        except (Exception, KeyboardInterrupt) as exc:
+            if isinstance(exc, KeyboardInterrupt) or interrupted():
+                raise Interrupted(shown) from None
+            raise
+
+
+def _ingest_file(
+    conn: Connection,
+    path: Path,
+    *,
+    source: str,
+    config: SourceConfig,
+    kind: str,
+    run_id: str | None,
+    now: datetime,
+    user: str,
+    pan_key: bytes | None,
+    on_runs: OnRuns | None,
+    report_date: date | None,
+    replace: bool,
+    keep: Sequence[int],
+    name: str | None,
+) -> FileResult:
     described = kind_of(kind)
     # Identifiers enter here whoever calls (CLI, API, mail watcher): the file's name as stored
     # and shown, the source and the given run id carry no card number. The path itself is kept
