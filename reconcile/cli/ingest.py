@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,9 +22,9 @@ from reconcile.cli.context import (
     parse_day,
     pass_app,
 )
-from reconcile.cli.output import emit_json, emit_table, format_amount, info
+from reconcile.cli.output import emit_json, emit_table, format_amount, info, terminal_text
 from reconcile.ingest import expected, kinds, runs
-from reconcile.ingest.batch import Refused, ingest_files
+from reconcile.ingest.batch import Input, Refused, ingest_files
 from reconcile.ingest.files import FileResult
 from reconcile.store import migrations
 from reconcile.watch import signals
@@ -123,7 +125,13 @@ def ingest_command(
         for warning in outcome.warnings:
             info(f"  warning: {warning}")
 
-    with app.session() as session:
+    progress = Progress(enabled=not app.json and _stderr_is_terminal())
+
+    def shown(outcome: FileResult | Refused) -> None:
+        progress.done("refused" if isinstance(outcome, Refused) else None)
+        show(outcome)
+
+    with app.session() as session, progress:
         batch = ingest_files(
             session,
             files,
@@ -133,7 +141,8 @@ def ingest_command(
             report_date=report_date.date() if report_date else None,
             replace=replace,
             on_runs=signals.runs_arrived,  # its monitors hear the runs of a run log
-            on_file=show,
+            on_file=shown,
+            on_start=progress.start,
         )
     if app.json:
         emit_json(batch.as_json())
@@ -143,6 +152,75 @@ def ingest_command(
             "\nonce fixed at the source, load the corrected file with `recon ingest --replace`"
         )
     sys.exit(EXIT_ERROR if batch.refused else EXIT_FINDINGS if batch.quarantined else EXIT_OK)
+
+
+def _stderr_is_terminal() -> bool:
+    # Under the masking wrapper (`output.MaskedStream`), the terminal is the stream it wraps.
+    stream = getattr(sys.stderr, "_stream", sys.stderr)
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class Progress:
+    """On a terminal only (stderr a TTY, no --json): "reading FILE (N MB)... 12 s", the
+    seconds ticking while DuckDB reads, then "done in 12.3 s" before the file's own line. Never
+    on a pipe or a log file, where the lines that follow say everything."""
+
+    TICK = 1.0  # seconds between updates of the ticking line
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._label = ""
+        self._started = 0.0
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done("interrupted" if exc[0] is not None else None)
+
+    def _write(self, text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    def start(self, item: Input) -> None:
+        if not self.enabled:
+            return
+        self.done()
+        try:
+            size = f" ({item.path.stat().st_size / 1_000_000:,.1f} MB)"
+        except OSError:
+            size = ""
+        self._label = f"reading {terminal_text(item.shown)}{size}..."
+        self._started = time.monotonic()
+        self._stop.clear()
+        self._write(self._label)
+        self._ticker = threading.Thread(target=self._tick, name="recon-progress", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.TICK):
+            with self._lock:
+                if not self._stop.is_set():
+                    elapsed = time.monotonic() - self._started
+                    self._write(f"\r\x1b[K{self._label} {elapsed:.0f} s")
+
+    def done(self, end: str | None = None) -> None:
+        """End the ticking line: the file's own line (or the error) follows."""
+        if self._ticker is None:
+            return
+        self._stop.set()
+        self._ticker.join()
+        self._ticker = None
+        with self._lock:
+            elapsed = time.monotonic() - self._started
+            end = end or f"done in {elapsed:.1f} s"
+            self._write(f"\r\x1b[K{self._label} {end}\n")
 
 
 def _describe_ingest(result: FileResult) -> str:

@@ -108,6 +108,7 @@ def ingest_files(
     user: str | None = None,
     on_runs: OnRuns | None = None,
     on_file: Callable[[Outcome], None] | None = None,
+    on_start: Callable[[Input], None] | None = None,
 ) -> Batch:
     """Ingest `inputs` one by one as files of `source` and `kind`; see the module docstring.
 
@@ -116,7 +117,8 @@ def ingest_files(
     corrected versions of what earlier files loaded for the same runs (files of this batch never
     replace each other). `user`: who ingested (default: the session's actor). `on_runs`: told
     of the runs each run log loaded, in its transaction (the watchdog's `runs_arrived`).
-    `on_file`: called with each file's outcome as soon as it is known (progress).
+    `on_file`: called with each file's outcome as soon as it is known (progress);
+    `on_start`: with each file before it is read.
 
     A Ctrl-C while a file loads stops the batch with `files.Interrupted` (exit 130), after
     auditing the file as "interrupted": nothing of it was loaded, the files before it were."""
@@ -126,6 +128,8 @@ def ingest_files(
     batch = Batch(source, kind)
     for given in inputs:
         item = given if isinstance(given, Input) else Input(given)
+        if on_start is not None:
+            on_start(item)
         outcome = _one(session, item, batch, config, run_id, report_date, replace, user, on_runs)
         batch.files.append(outcome)
         if on_file is not None:
