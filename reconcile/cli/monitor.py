@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import urllib.parse
 from datetime import datetime
 
 import click
@@ -17,7 +18,7 @@ from reconcile.cli.context import (
     pass_app,
 )
 from reconcile.cli.output import _cell, emit_json, emit_table, info
-from reconcile.watch import configure, monitors, schedule
+from reconcile.watch import configure, monitors, schedule, views
 
 
 @cli.group("monitor")
@@ -209,7 +210,7 @@ def monitor_list(app: App) -> None:
       recon monitor list
     """
     with app.session() as session:
-        rows = monitors.list_monitors(session.conn, session.now)
+        rows = views.listing(session)
     if app.json:
         emit_json({"monitors": rows})
         return
@@ -231,17 +232,20 @@ def monitor_show(app: App, name: str) -> None:
       recon monitor show daily-report
     """
     with app.session() as session:
-        found = monitors.describe(session.conn, name, session.now)
+        found = views.show(session, name)
     base = app.settings.base_url
     found["ping_url"] = f"{base.rstrip('/')}/ping/{found['ping_uuid']}" if base else None
+    if base and found["ping_key"]:
+        by_name = f"{found['ping_key']}/{urllib.parse.quote(name, safe='')}"
+        found["ping_url_by_name"] = f"{base.rstrip('/')}/ping/{by_name}"
     if found["ping_url"]:
         found["curl"] = f"curl -fsS -m 10 --retry 5 -o /dev/null {found['ping_url']}"
     if app.json:
         emit_json(found)
         return
     for key, value in found.items():
-        if key != "slots":
-            click.echo(f"{key:>20}: {_cell(value) if value is not None else ''}")
+        if key != "slots":  # whole values: a URL or a command cut short is of no use
+            click.echo(f"{key:>20}: {_cell(value, True) if value is not None else ''}")
     click.echo("\nrecent slots:")
     emit_table(found["slots"], ["due_at", "outcome", "arrived_at"])
 
