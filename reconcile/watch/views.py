@@ -44,3 +44,34 @@ def ping_key(session: Session) -> str | None:
     """The store's ping key, of the `/ping/<ping-key>/<monitor name>` URLs."""
     rows = fetch_dicts(session.conn, "SELECT min(ping_key) AS key FROM ping_keys")
     return rows[0]["key"] if rows else None
+
+
+def events(session: Session, name: str, limit: int = 50) -> list[dict[str, Any]]:
+    """A monitor's own log, newest first: the signals it heard (pings with the message of a
+    `/log` or a POST body, `recon run` with its output and exit code), each slot's outcome,
+    and its status changes. Every acknowledged ping counted."""
+    drain_spool(session)
+    monitor_id, _ = monitors.load(session.conn, name)
+    return fetch_dicts(
+        session.conn,
+        """
+        SELECT * EXCLUDE (o) FROM (
+            SELECT received_at AS "at", 'signal' AS event, kind, exit_code, duration_seconds,
+                   origin, message, NULL::TIMESTAMPTZ AS due_at, NULL AS outcome,
+                   NULL::TIMESTAMPTZ AS arrived_at, NULL AS from_status, NULL AS to_status,
+                   CASE kind WHEN 'start' THEN 0 ELSE 1 END AS o
+            FROM signals WHERE monitor_id = $id
+            UNION ALL
+            SELECT recorded_at, 'slot', NULL, NULL, NULL, NULL, NULL, due_at, outcome,
+                   arrived_at, NULL, NULL, 2
+            FROM slots WHERE monitor_id = $id
+            UNION ALL
+            SELECT changed_at, 'status', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                   from_status, to_status, 3
+            FROM transitions WHERE monitor_id = $id
+        )
+        ORDER BY "at" DESC, o DESC  -- at one instant: a start, its end, the slot, the status
+        LIMIT $limit
+        """,
+        {"id": monitor_id, "limit": limit},
+    )
