@@ -375,7 +375,9 @@ def monitor_log(app: App, name: str, limit: int) -> None:
     if not rows:
         info(f"{name} has heard nothing yet")
         return
-    emit_table([_event_line(row) for row in rows], ["at", "event", "what", "message"], ["message"])
+    emit_table(
+        [_event_line(row) for row in rows], ["at", "event", "what", "message"], ["what", "message"]
+    )
 
 
 def _event_line(row: dict[str, Any]) -> dict[str, Any]:
