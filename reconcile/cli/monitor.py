@@ -1,9 +1,11 @@
-"""Monitors: `recon monitor add|preview|list|show|pause|resume|remove`."""
+"""Monitors: `recon monitor add|edit|preview|list|show|log|pause|resume|remove`."""
 
 from __future__ import annotations
 
 import sys
+import urllib.parse
 from datetime import datetime
+from typing import Any
 
 import click
 
@@ -17,7 +19,7 @@ from reconcile.cli.context import (
     pass_app,
 )
 from reconcile.cli.output import _cell, emit_json, emit_table, info
-from reconcile.watch import configure, monitors, schedule
+from reconcile.watch import configure, monitors, schedule, views
 
 
 @cli.group("monitor")
@@ -172,6 +174,109 @@ def monitor_add(
         info(f"warning: {warning}")
 
 
+@monitor_group.command("edit")
+@click.argument("name")
+@click.option("--cron", "cron_expr", metavar="EXPR", help="A new cron expression (drops --every).")
+@click.option("--tz", help="A new IANA time zone of the cron time.")
+@click.option("--every", type=DURATION, help="A plain period instead (drops --cron).")
+@click.option("--grace", type=DURATION, help="How late a signal may be.")
+@click.option("--early", type=DURATION, help="How early a signal still counts.")
+@click.option("--tag", "tags", multiple=True, help="The tags, replacing the old ones.")
+@click.option("--no-tags", is_flag=True, help="Remove every tag.")
+@click.option("--max-runtime", type=DURATION, help="A started run longer than this is down.")
+@click.option("--no-max-runtime", is_flag=True, help="No limit on a run's length.")
+@click.option("--realert", type=DURATION, help="Alert again this often while down.")
+@click.option("--no-realert", is_flag=True, help="Alert once per incident.")
+@click.option("--source", help="The source this monitor is about.")
+@click.option("--hears", type=click.Choice(monitors.HEARS), help="The signal it hears.")
+@click.option("--mailbox", metavar="ALIAS", help="Watch this mailbox ([mailboxes.ALIAS]).")
+@click.option("--subject", metavar="REGEX", help="Email: subject pattern (case-insensitive).")
+@click.option("--from", "sender", metavar="ADDRESS", help="Email: the sender's address.")
+@click.option("--min-transactions", type=click.IntRange(0), help="Content check (runs).")
+@click.option("--max-count-diff", type=click.FloatRange(0), metavar="PERCENT")
+@click.option("--max-failure-rate", type=click.FloatRange(0, 100), metavar="PERCENT")
+@click.option("--failure-rate-jump", type=click.FloatRange(1), metavar="TIMES")
+@click.option("--reason", help="Why (kept with the configuration version).")
+@pass_app
+def monitor_edit(app: App, name: str, **given: object) -> None:
+    """Change a monitor's settings; the rest, its ping URL (uuid), signals and slot ledger stay.
+    The same rules as `add`; each change is audited and a new configuration version.
+
+    \b
+    Examples:
+      recon monitor edit daily-report --grace 2h --reason "the report runs longer in December"
+      recon monitor edit nightly-load --cron "30 2 * * *" --tz Europe/Berlin --no-max-runtime
+    """
+    reason = given.pop("reason")
+    assert reason is None or isinstance(reason, str)
+    changes = {
+        field: given[option]
+        for option, field in _EDITED.items()
+        if given.get(option) is not None and given[option] != ()
+    }
+    for flag, field, cleared in (
+        ("no_tags", "tags", ()),
+        ("no_max_runtime", "max_runtime_seconds", None),
+        ("no_realert", "realert_seconds", None),
+    ):
+        if given[flag]:
+            if field in changes:
+                raise click.UsageError(f"--{flag.replace('_', '-')} and a new value: pick one")
+            changes[field] = cleared
+    if given["cron_expr"] is not None and given["every"] is not None:
+        raise click.UsageError("give either --cron EXPR or --every DURATION, not both")
+    if given["cron_expr"] is not None:
+        changes["every_seconds"] = None
+    if given["every"] is not None:
+        changes["cron"] = None
+    if not changes:
+        raise click.UsageError("nothing to change: give the settings to change, e.g. --grace 2h")
+    if "tags" in changes:
+        assert isinstance(given["tags"], tuple)  # click gives a tuple for a multiple option
+        changes["tags"] = tuple(given["tags"])
+    try:
+        with app.session() as session:
+            edited = configure.edit(session, name, changes, reason=reason)
+    except monitors.InvalidMonitor as refused:
+        if refused.rule == "subject":
+            raise click.BadParameter(str(refused), param_hint="--subject") from None
+        raise click.UsageError(_REFUSALS.get(refused.rule, str(refused))) from None
+    before, after = edited.before.config(), edited.after.config()
+    changed = {f: {"before": before[f], "after": after[f]} for f in edited.changed}
+    if app.json:
+        emit_json({"monitor": name, "changed": changed, "next_due": edited.next_due})
+        return
+    if not changed:
+        info(f"{name}: nothing changed (it already has these settings)")
+        return
+    info(f"monitor {name} changed (its ping URL stays):")
+    for field, values in changed.items():
+        info(f"  {field}: {_cell(values['before'], True)} -> {_cell(values['after'], True)}")
+    info(f"next due: {edited.next_due.isoformat()}")
+
+
+# `monitor edit` options and the configuration fields (`monitors.Spec`) they set.
+_EDITED = {
+    "cron_expr": "cron",
+    "tz": "tz",
+    "every": "every_seconds",
+    "grace": "grace_seconds",
+    "early": "early_seconds",
+    "tags": "tags",
+    "max_runtime": "max_runtime_seconds",
+    "realert": "realert_seconds",
+    "source": "source",
+    "hears": "hears",
+    "mailbox": "mailbox",
+    "subject": "subject_pattern",
+    "sender": "sender",
+    "min_transactions": "min_transactions",
+    "max_count_diff": "max_count_diff_percent",
+    "max_failure_rate": "max_failure_rate_percent",
+    "failure_rate_jump": "failure_rate_jump",
+}
+
+
 @monitor_group.command("preview")
 @click.argument("expression")
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone.")
@@ -209,7 +314,7 @@ def monitor_list(app: App) -> None:
       recon monitor list
     """
     with app.session() as session:
-        rows = monitors.list_monitors(session.conn, session.now)
+        rows = views.listing(session)
     if app.json:
         emit_json({"monitors": rows})
         return
@@ -231,19 +336,64 @@ def monitor_show(app: App, name: str) -> None:
       recon monitor show daily-report
     """
     with app.session() as session:
-        found = monitors.describe(session.conn, name, session.now)
+        found = views.show(session, name)
     base = app.settings.base_url
     found["ping_url"] = f"{base.rstrip('/')}/ping/{found['ping_uuid']}" if base else None
+    if base and found["ping_key"]:
+        by_name = f"{found['ping_key']}/{urllib.parse.quote(name, safe='')}"
+        found["ping_url_by_name"] = f"{base.rstrip('/')}/ping/{by_name}"
     if found["ping_url"]:
         found["curl"] = f"curl -fsS -m 10 --retry 5 -o /dev/null {found['ping_url']}"
     if app.json:
         emit_json(found)
         return
     for key, value in found.items():
-        if key != "slots":
-            click.echo(f"{key:>20}: {_cell(value) if value is not None else ''}")
+        if key != "slots":  # whole values: a URL or a command cut short is of no use
+            click.echo(f"{key:>20}: {_cell(value, True) if value is not None else ''}")
     click.echo("\nrecent slots:")
     emit_table(found["slots"], ["due_at", "outcome", "arrived_at"])
+
+
+@monitor_group.command("log")
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@pass_app
+def monitor_log(app: App, name: str, limit: int) -> None:
+    """One monitor's events, newest first: the signals it heard (pings with their messages,
+    `recon run` with its output and exit code), each slot's outcome, its status changes.
+
+    \b
+    Examples:
+      recon monitor log daily-report
+      recon --json monitor log nightly-load --limit 200
+    """
+    with app.session() as session:
+        rows = views.events(session, name, limit)
+    if app.json:
+        emit_json({"monitor": name, "events": rows})
+        return
+    if not rows:
+        info(f"{name} has heard nothing yet")
+        return
+    emit_table(
+        [_event_line(row) for row in rows], ["at", "event", "what", "message"], ["what", "message"]
+    )
+
+
+def _event_line(row: dict[str, Any]) -> dict[str, Any]:
+    """One event of `monitor log` in words."""
+    if row["event"] == "signal":
+        what = [row["kind"], row["origin"]]
+        if row["exit_code"] is not None:
+            what.append(f"exit {row['exit_code']}")
+        if row["duration_seconds"] is not None:
+            what.append(f"{row['duration_seconds']:.1f}s")
+        return {**row, "what": ", ".join(what), "message": row["message"] or ""}
+    if row["event"] == "slot":
+        due = _cell(row["due_at"])
+        arrived = f", arrived {_cell(row['arrived_at'])}" if row["arrived_at"] else ""
+        return {**row, "what": f"slot due {due}: {row['outcome']}{arrived}", "message": ""}
+    return {**row, "what": f"{row['from_status']} -> {row['to_status']}", "message": ""}
 
 
 @monitor_group.command("pause")

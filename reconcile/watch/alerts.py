@@ -10,12 +10,12 @@ A down or recovered alert about a source says what piled up while it was silent 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconcile.store.db import Connection, fetch_dicts, transaction
 from reconcile.watch import gap, notify
-from reconcile.watch.monitors import STATUS_SQL
+from reconcile.watch.monitors import STATE_FIELDS, STATUS_SQL, Monitor, down_rule
 from reconcile.watch.schedule import zone
 from reconcile.watch.signals import record_missed_slots
 
@@ -66,15 +66,9 @@ def _message(row: dict[str, Any], kind: str, now: datetime) -> tuple[str, str]:
             f"It was down since {_when(since, tz)}{lasted}; slots missed: {missed}.\n"
             f"Schedule: {schedule} ({tz}). Tags: {tags}.",
         )
-    failed = row["last_failure_at"] and (
-        row["last_success_at"] is None or row["last_failure_at"] > row["last_success_at"]
-    )
-    cause = (
-        f"it reported a failure at {_when(row['last_failure_at'], tz)}"
-        if failed
-        else f"the slot due {_when(row['awaited_due'], tz)} passed its grace of "
-        f"{_span(row['grace_seconds'])} with no signal"
-    )
+    rule = row.get("rule") or "grace"
+    failed = rule == "failure"
+    cause = row.get("cause") or _grace_cause(row, None)
     if failed and row.get("failure_message"):
         said = row["failure_message"]
         said = said[:MAX_QUOTED] + " [...]" if len(said) > MAX_QUOTED else said
@@ -87,6 +81,64 @@ def _message(row: dict[str, Any], kind: str, now: datetime) -> tuple[str, str]:
         f"Schedule: {schedule} ({tz}). Tags: {tags}.\n"
         f"See: recon monitor show {name}",
     )
+
+
+def _grace_cause(row: dict[str, Any], early_success: datetime | None) -> str:
+    """Why the awaited slot is down by its grace: no signal, a success too early to count for
+    it, or a run that started and never said how it ended."""
+    tz, due = row["tz"], row["awaited_due"]
+    cause = (
+        f"the slot due {_when(due, tz)} passed its grace of {_span(row['grace_seconds'])} "
+        "with no signal"
+    )
+    if early_success is not None:
+        early = row["early_seconds"] or 0
+        window = (
+            f"earlier than the {_span(early)} early window allows"
+            if early
+            else "and the monitor allows no early arrival (--early 0)"
+        )
+        return (
+            f"the slot due {_when(due, tz)} passed its grace of {_span(row['grace_seconds'])} "
+            f"with no signal that counts for it: a success arrived at "
+            f"{_when(early_success, tz)}, {_span((due - early_success).total_seconds())} "
+            f"before the slot due {_when(due, tz)}, {window}: it does not count for this slot"
+        )
+    start = row["last_start_at"]
+    done = max((t for t in (row["last_success_at"], row["last_failure_at"]) if t), default=None)
+    if start is not None and (done is None or start > done):
+        cause += f" of its end: a run started at {_when(start, tz)} and has not reported since"
+    return cause
+
+
+def down_cause(conn: Connection, row: dict[str, Any], now: datetime) -> tuple[str, str]:
+    """(rule, cause): the rule that makes the monitor of `row` (a `monitors` row) down at
+    `now`, and the sentence an alert states it in, with its figures."""
+    monitor = Monitor(**{f: row[f] for f in STATE_FIELDS})
+    rule = down_rule(monitor, now) or "grace"
+    tz = row["tz"]
+    if rule == "failure":
+        return rule, f"it reported a failure at {_when(row['last_failure_at'], tz)}"
+    if rule == "max_runtime":
+        start = row["last_start_at"]
+        ran = _span((now - start).total_seconds())
+        limit = _span(row["max_runtime_seconds"])
+        cause = (
+            f"the run started at {_when(start, tz)} has run {ran}, over its max runtime of {limit}"
+        )
+        if now > row["awaited_due"] + timedelta(seconds=row["grace_seconds"]):
+            cause += f"; and {_grace_cause(row, None)}"
+        return rule, cause
+    success = row["last_success_at"]
+    early = None
+    if success is not None and success < row["awaited_due"]:
+        counted = conn.execute(
+            "SELECT count(*) FROM slots WHERE monitor_id = ? AND arrived_at = ?",
+            [row["monitor_id"], success],
+        ).fetchone()
+        if counted is not None and counted[0] == 0:
+            early = success  # it closed no slot: it came before the window of the next one
+    return rule, _grace_cause(row, early)
 
 
 def gap_windows(conn: Connection, now: datetime) -> list[tuple[str, datetime]]:
@@ -192,6 +244,8 @@ def evaluate(
                     row["down_since"] = row["previous_down"]
                     since = _success_before(conn, row)
                     row["missed"] = _missed_before_recovery(conn, row, since)
+                if kind != "recovered":
+                    row["rule"], row["cause"] = down_cause(conn, row, now)
                 title, body = _message(row, kind, now)
                 if row["source"]:
                     zone_name = (zones or {}).get(row["source"], row["tz"])

@@ -55,9 +55,20 @@ def add(session: Session, name: str, spec: Spec, *, reason: str | None = None) -
 
     `spec.hears` left empty means: email with a mailbox, run with a source, else ping. A
     monitor hearing runs checks at least one transaction arrived unless told otherwise."""
+    spec = validated(session, spec)
+    monitor = create(session.conn, name, spec, now=session.now, user=session.actor, reason=reason)
+    due = next_due(spec, session.now)
+    return Added(monitor.name, spec, due, _warning(spec, due))
+
+
+def validated(session: Session, spec: Spec) -> Spec:
+    """`spec` checked against every rule of a monitor's configuration, with its defaults filled
+    in: the one home of those rules, for `add` and `edit` alike."""
     hears = spec.hears or ("email" if spec.mailbox else "run" if spec.source else "ping")
     spec = replace(spec, hears=hears)
     check(spec)
+    if spec.cron:
+        Cron.parse(spec.cron, spec.tz)  # refuses what would be misread, and what never fires
     mailboxes = session.settings.mailboxes
     if hears == "email" and spec.mailbox not in mailboxes:
         known = ", ".join(sorted(mailboxes)) or "none configured"
@@ -78,9 +89,39 @@ def add(session: Session, name: str, spec: Spec, *, reason: str | None = None) -
         else spec.min_transactions,
         sender=spec.sender.lower() if spec.sender else None,
     )
-    monitor = create(session.conn, name, spec, now=session.now, user=session.actor, reason=reason)
-    due = next_due(spec, session.now)
-    return Added(monitor.name, spec, due, _warning(spec, due))
+    return replace(spec, tags=tuple(redact.mask_pans(tag) or tag for tag in spec.tags))
+
+
+@dataclass(frozen=True)
+class Edited:
+    name: str
+    before: Spec
+    after: Spec
+    changed: list[str]  # the configuration fields that changed
+    next_due: datetime
+
+
+def edit(
+    session: Session, name: str, changes: dict[str, Any], *, reason: str | None = None
+) -> Edited:
+    """Change some of a monitor's configuration (`changes`: `Spec` field -> value), keeping the
+    monitor itself: its ping uuid, signals, slot ledger and status. Checked by the rules of
+    `add` (`validated`), audited and versioned like it."""
+    unknown = set(changes) - set(CONFIG_FIELDS)
+    if unknown:
+        raise MonitorError(f"not a monitor setting: {', '.join(sorted(unknown))}")
+    conn = session.conn
+    load(conn, name)  # refuses a monitor that does not exist
+    before = Spec.of(config(conn, name))
+    wanted = replace(before, **changes)
+    if ("source" in changes or "mailbox" in changes) and "hears" not in changes:
+        wanted = replace(wanted, hears="")  # by what it is now linked to
+    after = validated(session, wanted)
+    changed = [f for f in CONFIG_FIELDS if getattr(before, f) != getattr(after, f)]
+    if changed:
+        reconfigure(conn, name, after.config(), now=session.now, reason=reason, via="edit")
+    _, monitor = load(conn, name)
+    return Edited(name, before, after, changed, monitor.awaited_due())
 
 
 def next_due(spec: Spec, now: datetime, count: int = PREVIEWED) -> list[dict[str, Any]]:
@@ -208,10 +249,18 @@ def delete(conn: Connection, name: str, *, now: datetime, reason: str | None = N
 
 
 def reconfigure(
-    conn: Connection, name: str, value: dict[str, Any], *, now: datetime, reason: str | None
+    conn: Connection,
+    name: str,
+    value: dict[str, Any],
+    *,
+    now: datetime,
+    reason: str | None,
+    via: str = "revert",
 ) -> None:
     """Set a monitor's configuration to `value` (a `config` dict, e.g. an old version), in one
-    transaction with its new version; its state (signals, ledger, status) is kept."""
+    transaction with its new version; its state (signals, ledger, status) is kept. A new
+    schedule owes its first slot after the last success (or now): slots of the old schedule
+    not yet ledgered are not owed under the new one."""
     spec = Spec.of(value)
     if spec.cron:
         Cron.parse(spec.cron, spec.tz)
@@ -224,14 +273,18 @@ def reconfigure(
             [value[f] for f in CONFIG_FIELDS] + [monitor_id],
         )
         _, monitor = load(conn, name)
+        awaited = monitor.awaited_due()
+        new_schedule = any(before[f] != value[f] for f in ("cron", "tz", "every_seconds"))
         conn.execute(
-            "UPDATE monitors SET awaited_due = ? WHERE monitor_id = ?",
-            [monitor.awaited_due(), monitor_id],
+            "UPDATE monitors SET awaited_due = $awaited, "
+            "ledger_due = CASE WHEN $moved THEN $awaited ELSE ledger_due END "
+            "WHERE monitor_id = $id",
+            {"awaited": awaited, "moved": new_schedule, "id": monitor_id},
         )
         audit.record(
             conn, "monitor.change", name, now=now, details={"before": before, "after": value}
         )
-        versions.record(conn, f"monitor:{name}", value, now=now, via="revert", reason=reason)
+        versions.record(conn, f"monitor:{name}", value, now=now, via=via, reason=reason)
 
 
 class NotThisObject(versions.VersionError):

@@ -188,7 +188,8 @@ class Monitor:
         return found
 
 
-STATE_SQL = ", ".join(f.name for f in fields(Monitor))
+STATE_FIELDS = tuple(f.name for f in fields(Monitor))
+STATE_SQL = ", ".join(STATE_FIELDS)
 
 
 def status(monitor: Monitor, now: datetime) -> str:
@@ -215,6 +216,29 @@ def status(monitor: Monitor, now: datetime) -> str:
     if now <= awaited + timedelta(seconds=monitor.grace_seconds):
         return "late"
     return "down"
+
+
+def down_rule(monitor: Monitor, now: datetime) -> str | None:
+    """Which rule of `status` makes the monitor down at `now`: "failure" (the last signal was
+    a failure), "max_runtime" (a started run passed its max runtime) or "grace" (the awaited
+    slot's grace passed); None when it is not down. The same order as `status`."""
+    if status(monitor, now) != "down":
+        return None
+    if monitor.last_failure_at and (
+        monitor.last_success_at is None or monitor.last_failure_at > monitor.last_success_at
+    ):
+        return "failure"
+    if (
+        monitor.max_runtime_seconds
+        and monitor.last_start_at
+        and now > monitor.last_start_at + timedelta(seconds=monitor.max_runtime_seconds)
+    ):
+        done = max(
+            (t for t in (monitor.last_success_at, monitor.last_failure_at) if t), default=None
+        )
+        if done is None or monitor.last_start_at > done:
+            return "max_runtime"
+    return "grace"
 
 
 # The same rule over the `monitors` table, for one statement over every monitor at $now.

@@ -66,9 +66,15 @@ def _signal(entry: dict[str, Any]) -> Signal:
     )
 
 
+def location(db: Path, configured: Path | None) -> Path:
+    """Where the spool folder is (made or not): configured, else `<database>.spool` beside the
+    database file."""
+    return configured or db.with_name(db.name + ".spool")
+
+
 def folder_for(db: Path, configured: Path | None) -> Path:
-    """The spool folder: configured, else `<database>.spool` beside the database file."""
-    folder = configured or db.with_name(db.name + ".spool")
+    """The spool folder (`location`), made if it is not there."""
+    folder = location(db, configured)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder
 
