@@ -35,9 +35,9 @@ key BROKEN.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 import random
 import socket
 import time
@@ -128,10 +128,13 @@ _current: ContextVar[Trail | None] = ContextVar("audit_trail", default=None)
 
 
 def os_user() -> str:
+    """The user the process runs as, from its real uid (never `$USER` or `$LOGNAME`, which
+    anyone can set: `USER=cfo recon breaks resolve ...` must not act as "cfo")."""
+    uid = os.getuid()
     try:
-        return getpass.getuser()
+        return pwd.getpwuid(uid).pw_name
     except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
+        return f"uid:{uid}"
 
 
 def cli_trail(key: bytes | None, anchor: Path | None) -> Trail:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconcile.audit import register
 from reconcile.audit.chain import (
     AUDITED_TABLES,
     COLUMNS,
@@ -221,6 +222,18 @@ def verify(
             end + 1,
             f"{unaccounted} has no event in the trail, though both are written in one "
             "transaction: events were cut off the end (with the anchor lines naming them)",
+        )
+    forged = register.unaccounted(conn) if checked else None
+    if forged:
+        return broken(
+            end + 1,
+            f"{forged}: the break register was changed without the audit trail (a person's "
+            "decision is written with its event in one transaction)",
+        )
+    if checked and (legacy := register.unchecked(conn)):
+        warnings.append(
+            f"{legacy} break decision(s) were made before break actions were audited "
+            "(kept as they were in breaks_unaudited): they cannot be checked against the trail"
         )
     if first_keyed is None and checked:
         if key is not None:
