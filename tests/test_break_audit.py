@@ -107,7 +107,9 @@ def test_bulk_assign_assignee_filter_error_text_and_latest_comment(
     mine = recon("--json", "breaks", "--assignee", "bob").json()["breaks"]
     assert sorted(x["break_id"] for x in mine) == sorted([b, c])
     assert recon("breaks", "assign", c, "carol").code == 0  # the single form still works
-    assert [x["break_id"] for x in recon("--json", "breaks", "--assignee", "bob").json()["breaks"]] == [b]
+    assert [
+        x["break_id"] for x in recon("--json", "breaks", "--assignee", "bob").json()["breaks"]
+    ] == [b]
     assert recon("--json", "breaks", "--assignee", "nobody").json()["breaks"] == []
     assert recon("breaks", "assign", b).code == 2  # no assignee: a usage error
     # All or nothing: an unknown id assigns none.
@@ -127,3 +129,45 @@ def test_bulk_assign_assignee_filter_error_text_and_latest_comment(
     assert recon("--json", "breaks").json()["breaks"] == []
     assert len(_events(recon, "breaks.resolve")) == 2
     assert recon("audit", "verify").code == 0
+
+
+@pytest.mark.in_process
+def test_the_list_shows_the_error_text_and_the_latest_comment(
+    recon: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    b, _ = _store(recon, write_file)
+    assert recon("breaks", "comment", b, "ledger team looking").code == 0
+    table = recon("breaks")
+    assert "E42" in table.stdout and "card declined by issuer" in table.stdout, table.stdout
+    assert "E17" in table.stdout and "timeout at gateway" in table.stdout
+    assert "ledger team looking" in table.stdout
+    rows = {x["break_id"]: x for x in recon("--json", "breaks").json()["breaks"]}
+    assert rows[b]["note"] == "ledger team looking"
+    assert rows[b]["error_message"] == "card declined by issuer"
+
+
+@pytest.mark.in_process
+def test_decisions_made_before_break_actions_were_audited_are_kept_and_counted(
+    recon: Recon,
+    write_file,  # type: ignore[no-untyped-def]
+) -> None:
+    """A store from before this version: a resolution and a comment with no event. Migration
+    011 keeps them as they were; verify accepts them and says they could not be checked."""
+    b, _ = _store(recon, write_file)
+    with duckdb.connect(str(recon.db)) as conn:
+        conn.execute(
+            "UPDATE breaks SET status = 'resolved', resolved_at = now(), resolved_by = 'alice', "
+            "resolution = 'old decision' WHERE break_id = ?",
+            [b],
+        )
+        conn.execute("INSERT INTO break_comments VALUES (?, now(), 'alice', 'resolved: old')", [b])
+        conn.execute("DROP TABLE breaks_unaudited")
+        conn.execute("DROP TABLE break_comments_unaudited")
+        conn.execute("DELETE FROM schema_migrations WHERE name = '011_breaks_unaudited'")
+    done = recon("audit", "verify")
+    assert done.code == 0, done.stderr
+    assert "2 break decision(s) were made before break actions were audited" in done.stderr
+    with duckdb.connect(str(recon.db)) as conn:  # changed after the snapshot: found
+        conn.execute("UPDATE breaks SET resolution = 'new story' WHERE break_id = ?", [b])
+    assert recon("audit", "verify").code == 3

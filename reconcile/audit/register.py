@@ -104,9 +104,8 @@ def unaccounted(conn: Connection) -> str | None:
     if not found:
         return None
     break_id, what = found[0]
-    return f"break {break_id} is {what}" if not what.startswith("a comment") else (
-        f"break {break_id}: {what}"
-    )
+    joined = ": " if what.startswith("a comment") else " is "
+    return f"break {break_id}{joined}{what}"
 
 
 def unchecked(conn: Connection) -> int:
@@ -117,4 +116,3 @@ def unchecked(conn: Connection) -> int:
         " + (SELECT coalesce(sum(n), 0) FROM break_comments_unaudited)"
     ).fetchone()
     return int(row[0]) if row else 0
-

@@ -78,9 +78,7 @@ def breaks_group(
     wanted = parse_categories(categories)
     scope = parse_scope(day=day, since=since, until=until, source=source)
     with app.session() as session:
-        rows = breaks.listing(
-            session, scope, status=status, categories=wanted, assignee=assignee
-        )
+        rows = breaks.listing(session, scope, status=status, categories=wanted, assignee=assignee)
     if app.json:
         emit_json({"breaks": rows})
         return
