@@ -31,13 +31,27 @@ but whoever can write the file could recompute it. `verify` says so. With a key 
 unkeyed trail is what such a recomputation (a downgrade) looks like: nothing keyed is written
 after unkeyed events but by `recon audit start-key`, and `verify` calls an unkeyed trail under a
 key BROKEN.
+
+**Readers without the key.** Listing failures or exporting is an access to record, but the key
+lets whoever holds it rewrite the chain, so readers do not get it. On a keyed trail, a process
+without the key may append only a read (`ACCESS_ACTIONS`: `failures.list`, `export`,
+`audit.log`), as alg `sha256-access`: plain SHA-256 over the previous hash and the event, so it
+is chained like any other. Why that cannot forge the keyed chain: a keyed event's HMAC covers
+the previous row's hash, so every row before the last keyed event (access rows included) is
+fixed by someone holding the key; `verify` accepts an access row only after a keyed one and
+only for a read action, so none can stand for a write (a resolution, an ingest, a config
+change); and rows cannot be inserted before a keyed one, or swapped for anchored ones, without
+breaking the HMAC or the anchor. A reader cannot anchor (the anchor's lines are MACs under the
+key): the next command run with the key seals and anchors what readers appended. Until then
+access rows at the end could be removed by anyone able to write the database file (who could
+read it without recording anything anyway); `verify` says how many are not sealed yet.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 import random
 import socket
 import time
@@ -51,6 +65,8 @@ from typing import Any
 
 from reconcile import redact
 from reconcile.audit.chain import (
+    ACCESS,
+    ACCESS_ACTIONS,
     AUDITED_TABLES,
     COLUMNS,
     GENESIS,
@@ -65,6 +81,7 @@ from reconcile.audit.chain import (
     _started_on,
     canonical,
     head,
+    last_keyed,
     strict_json,
 )
 from reconcile.audit.chain import _row_event as _row_event  # read back as hashed (tests)
@@ -79,6 +96,8 @@ from reconcile.store.db import (
 )
 
 __all__ = [
+    "ACCESS",
+    "ACCESS_ACTIONS",
     "AUDITED_TABLES",
     "COLUMNS",
     "GENESIS",
@@ -92,6 +111,7 @@ __all__ = [
     "Verdict",
     "acting",
     "anchor",
+    "can_sign",
     "canonical",
     "cli_trail",
     "current",
@@ -128,10 +148,13 @@ _current: ContextVar[Trail | None] = ContextVar("audit_trail", default=None)
 
 
 def os_user() -> str:
+    """The user the process runs as, from its real uid (never `$USER` or `$LOGNAME`, which
+    anyone can set: `USER=cfo recon breaks resolve ...` must not act as "cfo")."""
+    uid = os.getuid()
     try:
-        return getpass.getuser()
+        return pwd.getpwuid(uid).pw_name
     except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
+        return f"uid:{uid}"
 
 
 def cli_trail(key: bytes | None, anchor: Path | None) -> Trail:
@@ -186,6 +209,12 @@ def start_key(conn: Connection, anchor_path: Path, *, now: datetime) -> Verdict:
     return verdict
 
 
+def can_sign(conn: Connection) -> bool:
+    """Whether the active trail may record any event, not only a reader's access: false for a
+    process without the audit key on a keyed trail."""
+    return current().key is not None or last_keyed(conn) is None
+
+
 def identify(actor: str) -> None:
     """Name the actor of the active trail once known (an HTTP caller, after its token is
     checked); `acting`'s exit restores what was there before."""
@@ -228,8 +257,14 @@ def _append(
     names = [c[0] for c in cursor.description]
     last = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     seq, prev = (int(last[0]["seq"]) + 1, str(last[0]["hash"])) if last else (1, GENESIS)
-    if last and last[0]["alg"] == KEYED:
-        _check_key(last[0], trail.key)
+    keyed = last[0] if last and last[0]["alg"] == KEYED else None
+    if last and last[0]["alg"] == ACCESS:
+        keyed = last_keyed(conn)
+    alg = KEYED if trail.key else UNKEYED
+    if keyed is not None and trail.key is None and action in ACCESS_ACTIONS:
+        alg = ACCESS  # a reader without the key: its access, chained, but unkeyed
+    elif keyed is not None:
+        _check_key(keyed, trail.key, action)
     elif last and trail.key is not None and not trail.start_key:
         # A keyed event after unkeyed ones is how a trail rechained without the key (a
         # downgrade) would be made to look keyed again: starting the key is a deliberate act.
@@ -248,7 +283,7 @@ def _append(
         "object": target or "",
         "outcome": outcome,
         "details": _clean(details or {}),
-        "alg": KEYED if trail.key else UNKEYED,
+        "alg": alg,
     }
     digest = _hash(event, prev, trail.key)
     if seq == 1:
@@ -279,22 +314,35 @@ def _append(
     return seq
 
 
-def _check_key(row: dict[str, Any], key: bytes | None) -> None:
-    """Refuse to extend a keyed chain without its key, or with another one: the new events
-    would not verify, and the trail would look tampered with from here on."""
+def _check_key(row: dict[str, Any], key: bytes | None, action: str) -> None:
+    """Refuse to extend a keyed chain without its key (but for a reader's access, see
+    ACCESS), or with another one: the new events would not verify, and the trail would look
+    tampered with from here on."""
     if key is None:
         raise ConfigError(
-            "the audit trail of this database is keyed and no audit key is configured: set "
-            "RECON_AUDIT_KEY (or audit_key_file) to the key it was written with (for the "
-            "database of `make demo`: RECON_AUDIT_KEY=demo-only-not-a-secret-either)"
+            f"the audit trail of this database is keyed, and recording {action!r} needs its "
+            "key: set RECON_AUDIT_KEY (or audit_key_file) to the key it was written with. "
+            "Reading (failures, exports) needs no key: a reader's access is recorded without "
+            "it" + _demo_hint(row)
         )
     if not _recomputes(row, key):
         raise ConfigError(
             f"the configured audit key is not the one this trail was written with (its last "
-            f"event, seq {row['seq']}, does not verify with it); nothing was written. Set "
+            f"keyed event, seq {row['seq']}, does not verify with it); nothing was written. Set "
             "RECON_AUDIT_KEY to the right key, or run `recon audit verify` if you suspect "
-            "tampering"
+            "tampering" + _demo_hint(row)
         )
+
+
+DEMO_AUDIT_KEY = b"demo-only-not-a-secret-either"  # `make demo`'s (Makefile), public
+
+
+def _demo_hint(row: dict[str, Any]) -> str:
+    """The demo's key is named only for the demo's store: a trail whose last keyed event
+    verifies with it. Any other store is never told a key."""
+    if not _recomputes(row, DEMO_AUDIT_KEY):
+        return ""
+    return f" (this is the database of `make demo`: RECON_AUDIT_KEY={DEMO_AUDIT_KEY.decode()})"
 
 
 def _clean(value: Any) -> Any:
@@ -325,8 +373,13 @@ def anchor(conn: Connection, path: Path) -> None:
         if not found:
             return
         row = found[0]
-        if row["alg"] == KEYED and (key is None or not _recomputes(row, key)):
-            return  # not this trail's key (nothing was recorded with it either): leave it be
+        keyed = row if row["alg"] == KEYED else None
+        if row["alg"] == ACCESS:
+            keyed = last_keyed(conn)
+        if keyed is not None and (key is None or not _recomputes(keyed, key)):
+            # Not this trail's key (nothing keyed was recorded with it either), or none: a
+            # reader's access events are anchored by the next command that holds the key.
+            return
         last = _last_line(path)
         if last is not None and int(last["seq"]) >= int(row["seq"]):
             return

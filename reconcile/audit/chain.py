@@ -14,6 +14,10 @@ from reconcile.store.db import Connection
 
 GENESIS = "0" * 64
 KEYED, UNKEYED = "hmac-sha256", "sha256"
+# A reader without the audit key records its access on a keyed trail as plain SHA-256 with this
+# alg (see `reconcile.audit`, "Readers without the key"); only the actions below may be.
+ACCESS = "sha256-access"
+ACCESS_ACTIONS = frozenset({"failures.list", "export", "audit.log"})
 MAX_VALUE_CHARS = 2000  # a longer text value in details is cut (with its length noted)
 COLUMNS = "seq, ts, actor, origin, action, object, outcome, details, alg, prev_hash, hash"
 START_KEY = "audit.start-key"  # the event that keys a trail written without a key
@@ -30,6 +34,16 @@ _started_on: weakref.WeakSet[Connection] = weakref.WeakSet()
 def canonical(value: Any) -> str:
     """The one encoding that is hashed: sorted keys, no spaces, UTF-8 as is."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def last_keyed(conn: Connection) -> dict[str, Any] | None:
+    """The last keyed event (None on a trail never keyed)."""
+    cursor = conn.execute(
+        f"SELECT {COLUMNS} FROM audit_events WHERE alg = ? ORDER BY seq DESC LIMIT 1", [KEYED]
+    )
+    names = [c[0] for c in cursor.description]
+    found = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return found[0] if found else None
 
 
 def _hash(event: dict[str, Any], prev: str, key: bytes | None) -> str:

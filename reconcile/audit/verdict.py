@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconcile.audit import register
 from reconcile.audit.chain import (
+    ACCESS,
+    ACCESS_ACTIONS,
     AUDITED_TABLES,
     COLUMNS,
     GENESIS,
@@ -117,7 +120,7 @@ def verify(
     "Wrong key" (unverifiable, not a finding) is said only when nothing verifies with the
     configured key: no event before the first bad one, and no line of the anchor. Once anything
     verifies, the key is right and a hash that does not recompute is tampering."""
-    expected, prev, checked = 1, GENESIS, 0
+    expected, prev, checked, unsealed = 1, GENESIS, 0, 0
     first_keyed: dict[str, Any] | None = None
     warnings: list[str] = []
     anchored = read_anchors(anchor_path, key) if anchor_path else AnchorFile()
@@ -157,6 +160,16 @@ def verify(
                         "RECON_AUDIT_KEY (or audit_key_file) to its key and run again",
                         warnings, unverifiable=True,
                     )  # fmt: skip
+            elif row["alg"] == ACCESS:
+                if first_keyed is None:
+                    return broken(seq, "a reader's unkeyed access event before any keyed one")
+                if row["action"] not in ACCESS_ACTIONS:
+                    return broken(
+                        seq,
+                        f"an event recorded without the key names {str(row['action'])[:40]!r}: "
+                        "only reads may be, so it was forged",
+                    )
+                unsealed += 1
             elif row["alg"] != UNKEYED:
                 return broken(seq, f"unknown alg {str(row['alg'])[:20]!r}")
             elif first_keyed is not None:
@@ -187,6 +200,8 @@ def verify(
                     "the chain was recomputed with another key",
                 )
             proven = proven or row["alg"] == KEYED
+            if row["alg"] == KEYED:
+                unsealed = 0
             if seq in anchored.heads and anchored.heads[seq] != {row["hash"]}:
                 return broken(
                     seq,
@@ -221,6 +236,23 @@ def verify(
             end + 1,
             f"{unaccounted} has no event in the trail, though both are written in one "
             "transaction: events were cut off the end (with the anchor lines naming them)",
+        )
+    if unsealed:
+        warnings.append(
+            f"the last {unsealed} event(s) are reads recorded without the audit key; the next "
+            "command run with the key seals and anchors them"
+        )
+    forged = register.unaccounted(conn) if checked else None
+    if forged:
+        return broken(
+            end + 1,
+            f"{forged}: the break register was changed without the audit trail (a person's "
+            "decision is written with its event in one transaction)",
+        )
+    if checked and (legacy := register.unchecked(conn)):
+        warnings.append(
+            f"{legacy} break decision(s) were made before break actions were audited "
+            "(kept as they were in breaks_unaudited): they cannot be checked against the trail"
         )
     if first_keyed is None and checked:
         if key is not None:

@@ -23,6 +23,8 @@ BREAK_COLUMNS = [
     "age_days",
     "status",
     "assignee",
+    "error_code",
+    "error_message",
     "note",
 ]
 
@@ -42,6 +44,7 @@ def _listing_hint() -> Iterator[None]:
 @date_options
 @click.option("--status", type=click.Choice(breaks.STATUSES), default="open", show_default=True)
 @click.option("--category", "categories", metavar="C,...", default="all", show_default=True)
+@click.option("--assignee", metavar="NAME", help="Only the breaks assigned to NAME.")
 @click.pass_context
 def breaks_group(
     ctx: click.Context,
@@ -51,6 +54,7 @@ def breaks_group(
     source: str | None,
     status: str,
     categories: str,
+    assignee: str | None,
 ) -> None:
     """The break register: every non-matched record, kept across reconciliations.
 
@@ -61,9 +65,11 @@ def breaks_group(
     Examples:
       recon breaks --date 2026-11-13
       recon breaks --status all --category missing,duplicated
+      recon breaks --assignee alice
       recon breaks assign BRK-1a2b3c4d5e6f alice
+      recon breaks assign BRK-1a2b3c4d5e6f BRK-9f8e7d6c5b4a --to alice
       recon breaks comment BRK-1a2b3c4d5e6f "ledger team looking at it"
-      recon breaks resolve BRK-1a2b3c4d5e6f --reason "posted by hand, ref J-1182"
+      recon breaks resolve BRK-1a2b3c4d5e6f BRK-9f8e7d6c5b4a --reason "posted by hand, J-1182"
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -72,7 +78,7 @@ def breaks_group(
     wanted = parse_categories(categories)
     scope = parse_scope(day=day, since=since, until=until, source=source)
     with app.session() as session:
-        rows = breaks.listing(session, scope, status=status, categories=wanted)
+        rows = breaks.listing(session, scope, status=status, categories=wanted, assignee=assignee)
     if app.json:
         emit_json({"breaks": rows})
         return
@@ -109,19 +115,30 @@ def breaks_show(app: App, break_id: str) -> None:
 
 
 @breaks_group.command("assign")
-@click.argument("break_id")
-@click.argument("assignee")
+@click.argument("break_ids", metavar="BREAK_ID... [ASSIGNEE]", nargs=-1, required=True)
+@click.option("--to", "to", metavar="NAME", help="Who to give them to (else the last argument).")
 @pass_app
-def breaks_assign(app: App, break_id: str, assignee: str) -> None:
-    """Give a break to someone to work.
+def breaks_assign(app: App, break_ids: tuple[str, ...], to: str | None) -> None:
+    """Give breaks to someone to work: `assign ID NAME`, or `assign ID... --to NAME`.
+
+    Each break's assignment is an audit event naming who made it; all or none are assigned.
 
     \b
-    Example:
+    Examples:
       recon breaks assign BRK-1a2b3c4d5e6f alice
+      recon breaks assign BRK-1a2b3c4d5e6f BRK-9f8e7d6c5b4a --to alice
     """
+    ids = list(break_ids)
+    if to is None:
+        if len(ids) < 2:
+            raise click.UsageError("name the assignee: `assign BREAK_ID NAME` or `--to NAME`")
+        to = ids.pop()
     with _listing_hint(), app.session() as session:
-        breaks.assign(session.conn, break_id, assignee, now=session.now, user=session.actor)
-    info(f"{break_id} assigned to {assignee}")
+        breaks.assign(session, ids, _safe(to))
+    if app.json:
+        emit_json({"assigned": ids, "assignee": to})
+        return
+    info(f"{', '.join(ids)} assigned to {to}")
 
 
 @breaks_group.command("comment")
@@ -129,28 +146,38 @@ def breaks_assign(app: App, break_id: str, assignee: str) -> None:
 @click.argument("text")
 @pass_app
 def breaks_comment(app: App, break_id: str, text: str) -> None:
-    """Add a note to a break (kept with who wrote it and when).
+    """Add a note to a break (kept with who wrote it and when; an audit event).
 
     \b
     Example:
       recon breaks comment BRK-1a2b3c4d5e6f "ledger team looking at it"
     """
     with _listing_hint(), app.session() as session:
-        breaks.comment(session.conn, break_id, _safe(text), now=session.now, user=session.actor)
+        breaks.comment(session, [break_id], _safe(text))
+    if app.json:
+        emit_json({"commented": [break_id]})
+        return
     info(f"comment added to {break_id}")
 
 
 @breaks_group.command("resolve")
-@click.argument("break_id")
+@click.argument("break_ids", metavar="BREAK_ID...", nargs=-1, required=True)
 @click.option("--reason", required=True, help="Why it is resolved (kept in the register).")
 @pass_app
-def breaks_resolve(app: App, break_id: str, reason: str) -> None:
-    """Resolve a break by hand, with a reason; the resolution stands on later reconciles.
+def breaks_resolve(app: App, break_ids: tuple[str, ...], reason: str) -> None:
+    """Resolve breaks by hand, with a reason; the resolution stands on later reconciles.
+
+    Each resolution is an audit event naming who made it (the OS user running the command);
+    all or none are resolved.
 
     \b
-    Example:
+    Examples:
       recon breaks resolve BRK-1a2b3c4d5e6f --reason "posted by hand, ref J-1182"
+      recon breaks resolve BRK-1a2b3c4d5e6f BRK-9f8e7d6c5b4a --reason "duplicate upload"
     """
     with _listing_hint(), app.session() as session:
-        breaks.resolve(session.conn, break_id, _safe(reason), now=session.now, user=session.actor)
-    info(f"{break_id} resolved")
+        breaks.resolve(session, list(break_ids), _safe(reason))
+    if app.json:
+        emit_json({"resolved": list(break_ids)})
+        return
+    info(f"{', '.join(break_ids)} resolved")

@@ -7,6 +7,7 @@ record (source, run, txn), so the same record keeps its id however often it is r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -31,10 +32,18 @@ def list_breaks(
     since: date | None = None,
     until: date | None = None,
     categories: list[str] | None = None,
+    assignee: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Breaks by status, business date and category; age counts days since the business date."""
+    """Breaks by status, business date, category and assignee; age counts days since the
+    business date."""
     query = breaks_query(
-        now=now, status=status, source=source, since=since, until=until, categories=categories
+        now=now,
+        status=status,
+        source=source,
+        since=since,
+        until=until,
+        categories=categories,
+        assignee=assignee,
     )
     return fetch_dicts(conn, *query)
 
@@ -47,13 +56,20 @@ def breaks_query(
     since: date | None = None,
     until: date | None = None,
     categories: list[str] | None = None,
+    assignee: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The SQL of `list_breaks` and its parameters (the Python API reads it as a DataFrame)."""
+    """The SQL of `list_breaks` and its parameters (the Python API reads it as a DataFrame).
+    `note` is the latest comment a person wrote on the break, else the reconciliation's note
+    on the record (`record_note`)."""
     return (
         """
         SELECT break_id, source, run_id, txn_id, business_date, category,
                coalesce(processed_amount, expected_amount) AS amount, currency,
-               error_code, error_message, note, status,
+               error_code, error_message,
+               coalesce((SELECT c.comment FROM break_comments c WHERE c.break_id = b.break_id
+                         ORDER BY c.commented_at DESC, c.rowid DESC LIMIT 1), note)
+                   AS note,
+               note AS record_note, status,
                greatest(date_diff('day', coalesce(business_date, first_seen::DATE), $now::DATE), 0)
                    AS age_days,
                first_seen, last_seen, assignee, resolved_at, resolved_by, resolution,
@@ -64,6 +80,7 @@ def breaks_query(
           AND ($since IS NULL OR business_date >= $since)
           AND ($until IS NULL OR business_date <= $until)
           AND ($categories IS NULL OR list_contains($categories, category))
+          AND ($assignee IS NULL OR assignee = $assignee)
         ORDER BY business_date, source, run_id, txn_id
         """,
         {
@@ -73,12 +90,18 @@ def breaks_query(
             "since": since,
             "until": until,
             "categories": categories,
+            "assignee": assignee,
         },
     )
 
 
 def listing(
-    session: Session, scope: Scope, *, status: str = "open", categories: list[str] | None = None
+    session: Session,
+    scope: Scope,
+    *,
+    status: str = "open",
+    categories: list[str] | None = None,
+    assignee: str | None = None,
 ) -> list[dict[str, Any]]:
     """The register over `scope` as it stands (not refreshed: it is kept by reconciliation);
     the latest business date resolved, every date while nothing is loaded."""
@@ -91,6 +114,7 @@ def listing(
         since=resolved.since,
         until=resolved.until,
         categories=categories,
+        assignee=assignee,
     )
 
 
@@ -102,44 +126,76 @@ def show(conn: Connection, break_id: str, now: datetime) -> dict[str, Any]:
     found["comments"] = fetch_dicts(
         conn,
         "SELECT commented_at, commented_by, comment FROM break_comments WHERE break_id = ? "
-        "ORDER BY commented_at",
+        "ORDER BY commented_at, rowid",
         [break_id],
     )
     return found
 
 
-def _require(conn: Connection, break_id: str) -> None:
-    row = conn.execute("SELECT count(*) FROM breaks WHERE break_id = ?", [break_id]).fetchone()
-    if not row or not row[0]:
-        raise BreakNotFoundError(f"no break {break_id}")
+def _require(conn: Connection, break_ids: Sequence[str]) -> None:
+    """Every id names a break (the first that does not is refused: nothing is written)."""
+    found = {
+        row[0]
+        for row in conn.execute(
+            "SELECT break_id FROM breaks WHERE list_contains(?, break_id)", [list(break_ids)]
+        ).fetchall()
+    }
+    for break_id in break_ids:
+        if break_id not in found:
+            raise BreakNotFoundError(f"no break {break_id}")
 
 
-def assign(conn: Connection, break_id: str, assignee: str, *, now: datetime, user: str) -> None:
+def _act(
+    session: Session,
+    break_ids: Sequence[str],
+    action: str,
+    comment: str,
+    update: str | None,
+    params: list[Any],
+    details: dict[str, Any],
+) -> None:
+    """One person's action on breaks, all or nothing: per break, the register's change, its
+    comment and its audit event (`breaks.<action>`, naming the session's actor), which is what
+    `recon audit verify` checks the register's manual state against (`audit.register`)."""
+    ids = list(dict.fromkeys(break_ids))
+    conn, now, user = session.conn, session.now, session.actor
     with transaction(conn):
-        _require(conn, break_id)
-        conn.execute("UPDATE breaks SET assignee = ? WHERE break_id = ?", [assignee, break_id])
-        conn.execute(
-            "INSERT INTO break_comments VALUES (?, ?, ?, ?)",
-            [break_id, now, user, f"assigned to {assignee}"],
-        )
+        _require(conn, ids)
+        for break_id in ids:
+            if update is not None:
+                conn.execute(f"UPDATE breaks SET {update} WHERE break_id = ?", [*params, break_id])
+            conn.execute(
+                "INSERT INTO break_comments VALUES (?, ?, ?, ?)", [break_id, now, user, comment]
+            )
+            session.record(f"breaks.{action}", break_id, details=details)
 
 
-def comment(conn: Connection, break_id: str, text: str, *, now: datetime, user: str) -> None:
-    with transaction(conn):
-        _require(conn, break_id)
-        conn.execute("INSERT INTO break_comments VALUES (?, ?, ?, ?)", [break_id, now, user, text])
+def assign(session: Session, break_ids: Sequence[str], assignee: str) -> None:
+    """Give breaks to someone to work (one event per break)."""
+    _act(
+        session,
+        break_ids,
+        "assign",
+        f"assigned to {assignee}",
+        "assignee = ?",
+        [assignee],
+        {"assignee": assignee},
+    )
 
 
-def resolve(conn: Connection, break_id: str, reason: str, *, now: datetime, user: str) -> None:
+def comment(session: Session, break_ids: Sequence[str], text: str) -> None:
+    """A note on breaks, kept with who wrote it and when; the list's `note` shows the latest."""
+    _act(session, break_ids, "comment", text, None, [], {"comment": text})
+
+
+def resolve(session: Session, break_ids: Sequence[str], reason: str) -> None:
     """A person's resolution: it stands even if the record stays unmatched."""
-    with transaction(conn):
-        _require(conn, break_id)
-        conn.execute(
-            "UPDATE breaks SET status = 'resolved', resolved_at = ?, resolved_by = ?, "
-            "resolution = ? WHERE break_id = ?",
-            [now, user, reason, break_id],
-        )
-        conn.execute(
-            "INSERT INTO break_comments VALUES (?, ?, ?, ?)",
-            [break_id, now, user, f"resolved: {reason}"],
-        )
+    _act(
+        session,
+        break_ids,
+        "resolve",
+        f"resolved: {reason}",
+        "status = 'resolved', resolved_at = ?, resolved_by = ?, resolution = ?",
+        [session.now, session.actor, reason],
+        {"reason": reason},
+    )

@@ -141,36 +141,39 @@ def reconcile(
             days_changed = _store_days(conn, reconciliation_id, now)
             opened, resolved = _update_breaks(conn, now)
             digest = _scope_digest(conn)
-            conn.execute(
-                "INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    reconciliation_id,
-                    now,
-                    user,
-                    json.dumps(scope.to_json(), sort_keys=True),
-                    product_version,
-                    digest,
-                    _count(conn, "SELECT count(*) FROM r_runs"),
-                    runs_changed,
-                    days_changed,
-                    versions.current(conn),
-                ],
-            )
-            audit.record(
-                conn,
-                "reconcile",
-                scope.text,
-                now=now,
-                details={
-                    "reconciliation_id": reconciliation_id,
-                    "inputs_sha256": digest,
-                    "runs_changed": runs_changed,
-                    "days_changed": days_changed,
-                    "breaks_opened": opened,
-                    "breaks_resolved": resolved,
-                    "product_version": product_version,
-                },
-            )
+            # A reader without the audit key (issue 13; see reconcile.audit) records nothing
+            # when nothing changed; a change needs the key (audit.record says so).
+            if runs_changed or days_changed or opened or resolved or audit.can_sign(conn):
+                conn.execute(
+                    "INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        reconciliation_id,
+                        now,
+                        user,
+                        json.dumps(scope.to_json(), sort_keys=True),
+                        product_version,
+                        digest,
+                        _count(conn, "SELECT count(*) FROM r_runs"),
+                        runs_changed,
+                        days_changed,
+                        versions.current(conn),
+                    ],
+                )
+                audit.record(
+                    conn,
+                    "reconcile",
+                    scope.text,
+                    now=now,
+                    details={
+                        "reconciliation_id": reconciliation_id,
+                        "inputs_sha256": digest,
+                        "runs_changed": runs_changed,
+                        "days_changed": days_changed,
+                        "breaks_opened": opened,
+                        "breaks_resolved": resolved,
+                        "product_version": product_version,
+                    },
+                )
             runs = _results(conn, "r_runs", "run_results", ["source", "run_id"], "run_id")
             days = _results(
                 conn, "r_days", "day_results", ["source", "business_date"], "business_date"

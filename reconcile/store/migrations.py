@@ -482,6 +482,19 @@ def _unique_audit_seq(conn: Connection) -> None:
         conn.execute("CREATE UNIQUE INDEX audit_events_seq ON audit_events (seq)")
 
 
+# ---- 011 (issue 13): break actions are audit events from here on. The manual decisions a
+# store already holds were made without one: they are kept as they were, so that `recon audit
+# verify` accepts them (and says how many it could not check). Empty on a new store.
+BREAKS_UNAUDITED_SCHEMA = """
+CREATE TABLE breaks_unaudited AS
+SELECT break_id, status, resolved_at, resolved_by, resolution, assignee FROM breaks
+WHERE status = 'resolved' OR assignee IS NOT NULL;
+CREATE TABLE break_comments_unaudited AS
+SELECT break_id, commented_at, commented_by, count(*) AS n FROM break_comments GROUP BY ALL;
+"""
+# ---- end 011 ----
+
+
 MIGRATIONS: list[tuple[str, str | Callable[[Connection], None]]] = [
     ("001_ingest", INGEST_SCHEMA),
     ("002_reconcile", RECONCILE_SCHEMA),
@@ -493,6 +506,9 @@ MIGRATIONS: list[tuple[str, str | Callable[[Connection], None]]] = [
     ("008_replace", REPLACE_SCHEMA),
     ("009_audit_seq", _unique_audit_seq),
     ("010_latest_results", LATEST_RESULTS_SCHEMA),
+    # ---- issue 13, break register audited (reconcile/audit/register.py) ----
+    ("011_breaks_unaudited", BREAKS_UNAUDITED_SCHEMA),
+    # ---- end 011 ----
 ]
 
 
