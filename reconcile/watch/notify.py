@@ -392,30 +392,37 @@ def _native_format(service: Any) -> str:
     return str(getattr(chosen, "value", chosen))
 
 
-MAX_CAUSE = 300  # characters of apprise's reason kept with a failed delivery
+MAX_CAUSE = 600  # characters of apprise's reason kept with a failed delivery
 
 
 class _Said(logging.Handler):
-    """Collects what apprise logs at WARNING or above while it is attached."""
+    """Collects what apprise logs as a problem while it is attached: its warnings and errors,
+    and the exceptions it notes at debug level (a refused connection, a TLS failure)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.DEBUG)
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
-            self.lines.append(record.getMessage())
+            said = record.getMessage()
+            if record.levelno >= logging.WARNING or "Exception" in said:
+                self.lines.append(said)
 
 
 @contextlib.contextmanager
 def _apprise_said() -> Iterator[list[str]]:
-    """What apprise logs (its reasons for a failure) while the block runs."""
+    """What apprise logs (its reasons for a failure) while the block runs. Its logger is set to
+    DEBUG meanwhile; the log's own handlers keep their levels."""
     handler = _Said()
     logger = logging.getLogger("apprise")
+    level = logger.level
     logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
     try:
         yield handler.lines
     finally:
+        logger.setLevel(level)
         logger.removeHandler(handler)
 
 
@@ -430,7 +437,7 @@ def _masked_cause(lines: list[str], url: str) -> str:
     secrets |= {value for _, value in parse_qsl(parts.query) if len(value) >= 6}
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, "****")
-    text = redact.mask_pans(text)
+    text = redact.mask_pans(text) or ""
     return text if len(text) <= MAX_CAUSE else text[: MAX_CAUSE - 6] + " [...]"
 
 
