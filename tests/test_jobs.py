@@ -7,6 +7,7 @@ and `recon run --ok-exit 3` records that as a success."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -101,8 +102,6 @@ def recon_at(home: Path, now: str, *args: str) -> subprocess.CompletedProcess[st
 def status(home: Path, now: str, name: str) -> str:
     shown = recon_at(home, now, "--json", "monitor", "show", name)
     assert shown.returncode in (0, 3), shown.stderr
-    import json
-
     return str(json.loads(shown.stdout)["status"])
 
 

@@ -240,13 +240,19 @@ def notify_group() -> None:
 
 
 @notify_group.command("test")
-@click.option("--tag", help="Only targets with this tag (targets without tags get everything).")
+@click.option(
+    "--tag", help="Only the targets with this tag, and those without tags (default: every target)."
+)
 @pass_app
 def notify_test(app: App, tag: str | None) -> None:
     """Send a test alert through the outbox to the configured targets, now.
 
+    Without --tag it goes to every target, tagged or not. A tag no target has is an error
+    (exit 1, naming the tags there are; nothing is queued). Exit 3 when a target failed.
+
     \b
-    Example:
+    Examples:
+      recon notify test
       recon notify test --tag payments
     """
     try:
