@@ -18,6 +18,7 @@ def serve_command(app: App, host: str, port: int) -> None:
 
     Every acknowledged ping is on disk before the answer, and reaches the store even while an
     ingest holds it. Set RECON_BASE_URL so `recon monitor show` prints each monitor's URL.
+    The banner is printed once the port listens; a port in use is an error (exit 1).
 
     \b
     Examples:
@@ -27,7 +28,6 @@ def serve_command(app: App, host: str, port: int) -> None:
     from reconcile.server import app as web
 
     _record_event(app, "serve.start", f"{host}:{port}", {})  # migrates before serving, too
-    info(f"serving pings on http://{host}:{port}/ping/<uuid>")
     web.serve(
         app.settings,
         host,
@@ -35,6 +35,7 @@ def serve_command(app: App, host: str, port: int) -> None:
         on_stop=lambda: _record_event(
             app, "serve.stop", f"{host}:{port}", {}, now=app.settings.current_time()
         ),
+        on_listening=lambda: info(f"serving pings on http://{host}:{port}/ping/<uuid>"),
     )
 
 

@@ -64,18 +64,29 @@ def ping_command(
 @cli.command("run", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option(
+    "--ok-exit",
+    "ok_exits",
+    type=click.IntRange(1, 255),
+    multiple=True,
+    metavar="CODE",
+    help="An exit code that is a success too (repeatable): 3 for recon commands, whose 3 "
+    "means done, with findings for a human.",
+)
 @pass_app
-def run_command(app: App, name: str, command: tuple[str, ...]) -> None:
+def run_command(app: App, name: str, command: tuple[str, ...], ok_exits: tuple[int, ...]) -> None:
     """Run a command, signalling its start and then its outcome (exit code, duration, output).
 
-    The last lines of the command's output are kept with the signal, masked. Exits with the
+    The run is a success when the command exits 0 or with a code given with --ok-exit (the
+    signal keeps the code either way). The last lines of the command's output are kept with the signal, masked. Exits with the
     command's own exit code. The command runs even when its signal cannot be recorded (an
     unknown monitor, a broken recon.toml, a locked store): the job comes first. Then recon
     says why on stderr and exits 1 if the command itself succeeded.
 
     \b
-    Example:
+    Examples:
       recon run nightly-load -- ./load.sh --date yesterday
+      recon run --ok-exit 3 watchdog -- recon watch --once
     """
     problems = [_try_signal(app, name, "start")]
     started = time.monotonic()
@@ -93,7 +104,7 @@ def run_command(app: App, name: str, command: tuple[str, ...]) -> None:
         _try_signal(
             app,
             name,
-            "success" if code == 0 else "fail",
+            "success" if code == 0 or code in ok_exits else "fail",
             exit_code=code,
             message=tail,
             duration_seconds=duration,
@@ -229,13 +240,19 @@ def notify_group() -> None:
 
 
 @notify_group.command("test")
-@click.option("--tag", help="Only targets with this tag (targets without tags get everything).")
+@click.option(
+    "--tag", help="Only the targets with this tag, and those without tags (default: every target)."
+)
 @pass_app
 def notify_test(app: App, tag: str | None) -> None:
     """Send a test alert through the outbox to the configured targets, now.
 
+    Without --tag it goes to every target, tagged or not. A tag no target has is an error
+    (exit 1, naming the tags there are; nothing is queued). Exit 3 when a target failed.
+
     \b
-    Example:
+    Examples:
+      recon notify test
       recon notify test --tag payments
     """
     try:

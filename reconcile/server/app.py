@@ -565,7 +565,11 @@ async def _read_body(request: Request, limit: int) -> bytes | Response:
 
 
 def serve(
-    settings: Settings, host: str, port: int, on_stop: Callable[[], None] | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    on_stop: Callable[[], None] | None = None,
+    on_listening: Callable[[], None] | None = None,  # once the port accepts (http.run)
 ) -> None:
     """The app, and beside it the drainer that records the spool into the store. `on_stop`
     runs at a graceful shutdown (uvicorn then re-raises SIGTERM, so code after this call
@@ -573,7 +577,7 @@ def serve(
     app = create_app(settings, on_stop)
     drainer = fork_drainer(settings)
     try:
-        run(app, host, port)
+        run(app, host, port, on_listening)
     finally:
         # Killed mid-drain, the drainer leaves its spool file to the next drain: nothing is lost.
         with contextlib.suppress(ProcessLookupError):

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import resource
+import socket
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from reconcile.errors import ReconError
 
 # Limits of a connection (seconds, bytes).
 HEADER_TIMEOUT = 10.0  # from connecting (or the previous answer) to the end of the headers
@@ -128,13 +133,46 @@ def connection_cap() -> int:
     return max(16, min(MAX_CONNECTIONS, soft - RESERVED_FDS))
 
 
-def run(app: Starlette, host: str, port: int) -> None:
-    """Serve `app` as `recon serve` does (the ping benchmark serves its bare app through it)."""
+class CannotListen(ReconError):
+    """The address cannot be bound: taken by another process, not this machine's, refused."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` and listening, or `CannotListen` saying why."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = (
+            ": another process listens there; stop it or choose another --port"
+            if exc.errno == errno.EADDRINUSE
+            else ""
+        )
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise CannotListen(f"cannot listen on {host}:{port}: {reason}{hint}") from None
+    return sock
+
+
+def run(
+    app: Starlette, host: str, port: int, on_listening: Callable[[], None] | None = None
+) -> None:
+    """Serve `app` as `recon serve` does (the ping benchmark serves its bare app through it).
+    The port is bound first (`CannotListen` if it cannot be); `on_listening` runs once it
+    accepts connections."""
     import uvicorn
 
     GuardedHttp.cap = connection_cap()
+    sock = listen(host, port)
     # No access log: ping URLs carry the monitors' unguessable uuids.
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -146,3 +184,12 @@ def run(app: Starlette, host: str, port: int) -> None:
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     )
+    server = uvicorn.Server(config)
+    if on_listening is not None:
+        on_listening()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        raise CannotListen(f"the server on {host}:{port} did not start (see the log above)")

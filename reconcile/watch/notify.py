@@ -24,14 +24,18 @@ is ever stored, printed or logged; its URL carries secrets and stays in settings
 
 from __future__ import annotations
 
+import contextlib
+import html
 import logging
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from reconcile import audit, logs, redact
 from reconcile.errors import ConfigError
@@ -69,6 +73,7 @@ class Claim:
     title: str
     body: str
     lease_until: datetime | None = None  # this claim's fencing token: the lease it set
+    kind: str = "test"  # the alert's kind: its notification type (`NOTIFY_TYPES`)
 
     @property
     def key(self) -> str:
@@ -83,6 +88,7 @@ class NewAlert:
     title: str
     body: str
     tags: tuple[str, ...] | list[str]
+    everyone: bool = False  # to every target given, whatever their tags (a test alert)
 
 
 def enqueue(
@@ -100,7 +106,8 @@ def enqueue(
     ]
     ids = [f"A-{number:06d}" for number in numbers]
     chosen = [
-        [t.alias for t in targets if t.wants(list(a.tags))] or ["(no target)"] for a in alerts
+        [t.alias for t in targets if a.everyone or t.wants(list(a.tags))] or ["(no target)"]
+        for a in alerts
     ]
     conn.execute(
         "INSERT INTO alerts SELECT unnest($ids), unnest($monitor_ids), unnest($monitors), "
@@ -167,13 +174,16 @@ def claim(
         if not rows:
             return []
         texts = {
-            alert_id: (title, body)
-            for alert_id, title, body in conn.execute(
-                "SELECT alert_id, title, body FROM alerts WHERE list_contains(?, alert_id)",
+            alert_id: (title, body, kind)
+            for alert_id, title, body, kind in conn.execute(
+                "SELECT alert_id, title, body, kind FROM alerts WHERE list_contains(?, alert_id)",
                 [sorted({r[0] for r in rows})],
             ).fetchall()
         }
-    return [Claim(a, t, n, *texts[a], lease_until=u) for a, t, n, u in sorted(rows)]
+    return [
+        Claim(a, t, n, *texts[a][:2], lease_until=u, kind=texts[a][2])
+        for a, t, n, u in sorted(rows)
+    ]
 
 
 def running_clock(start: datetime) -> Callable[[], datetime]:
@@ -229,6 +239,14 @@ class NoTargets(ConfigError):
     """No notification target is configured."""
 
 
+class NoTargetWithTag(ConfigError):
+    """`recon notify test --tag T`: no target would receive an alert tagged T."""
+
+
+class BadTarget(ConfigError):
+    """A target's apprise URL is not one apprise understands, or its fallback is unknown."""
+
+
 @dataclass(frozen=True)
 class SentTestAlert:
     alert_id: str
@@ -245,15 +263,24 @@ TEST_BODY = "This is a test from recon notify test: alerts reach this target."
 
 
 def send_test_alert(sessions: Sessions, tag: str | None) -> SentTestAlert:
-    """Queue a test alert for the targets (those with `tag`, and those without tags, when
-    given) and deliver it now, through the outbox like any alert. Only its own deliveries are
-    claimed: alerts already waiting keep their turn, their lease and their attempt count."""
+    """Queue a test alert for the targets (every target; with `tag`, those with the tag and
+    those without tags) and deliver it now, through the outbox like any alert. Only its own
+    deliveries are claimed: alerts already waiting keep their turn, their lease and their
+    attempt count. When no target would receive it, nothing is queued (`NoTargetWithTag`)."""
     with sessions() as session:
         targets = targets_of(session.settings)
         if not targets:
             raise NoTargets("no notification targets are configured")
         chosen = [t for t in targets if tag is None or t.wants([tag])]
-        test = NewAlert(None, None, "test", TEST_TITLE, TEST_BODY, [tag] if tag else [])
+        if not chosen:
+            tags = sorted({t for target in targets for t in target.tags})
+            raise NoTargetWithTag(
+                f"no notification target has the tag {tag!r}; the targets' tags are: "
+                f"{', '.join(tags)} (without --tag the test goes to every target)"
+            )
+        test = NewAlert(
+            None, None, "test", TEST_TITLE, TEST_BODY, [tag] if tag else [], everyone=True
+        )
         with transaction(session.conn):
             [(alert_id, aliases)] = enqueue(session.conn, [test], chosen, session.now)
         clock = running_clock(session.now)
@@ -262,8 +289,55 @@ def send_test_alert(sessions: Sessions, tag: str | None) -> SentTestAlert:
     return SentTestAlert(alert_id, aliases, outcomes)
 
 
+# The notification type of each kind of alert: chat tools colour them, mail clients may sort
+# them. An alert of any other kind is a warning.
+NOTIFY_TYPES = {"down": "failure", "still_down": "failure", "recovered": "success", "test": "info"}
+
+
+def notify_type(kind: str) -> str:
+    return NOTIFY_TYPES.get(kind, "warning")
+
+
+FENCE = "`" * 3
+
+
+def render(body: str, body_format: str) -> str:
+    """An alert's plain-text body in a target's format: "text" as it is; "html" and "markdown"
+    with its structure kept: a blank line parts paragraphs, each line stays a line, and lines
+    indented by two spaces (a command's output, quoted) are preformatted."""
+    if body_format not in ("html", "markdown"):
+        return body
+    blocks: list[str] = []
+    for paragraph in body.split("\n\n"):
+        run: list[str] = []  # consecutive lines of one kind: said, or quoted
+        for line in [*paragraph.splitlines(), None]:
+            quoted = line is not None and line.startswith("  ")
+            if run and (line is None or quoted != run[0].startswith("  ")):
+                blocks.append(_block(run, body_format))
+                run = []
+            if line is not None:
+                run.append(line)
+    if body_format == "markdown":
+        return "\n\n".join(blocks)
+    return "<html><body>\n" + "\n".join(blocks) + "\n</body></html>"
+
+
+def _block(lines: list[str], body_format: str) -> str:
+    if lines[0].startswith("  "):  # quoted output: as it was
+        text = "\n".join(lines)
+        if body_format == "markdown":
+            return FENCE + "\n" + text.replace(FENCE, "'" * 3) + "\n" + FENCE
+        return f"<pre>{html.escape(text)}</pre>"
+    if body_format == "markdown":
+        return "  \n".join(re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", line) for line in lines)
+    return "<p>" + "<br>".join(html.escape(line) for line in lines) + "</p>"
+
+
 def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tuple[Claim, str]]:
-    """Deliver each claim through apprise; '' for success, else why not (never the URL)."""
+    """Deliver each claim through apprise; '' for success, else why not (never the URL): the
+    reason apprise logged, masked. Each target gets the body in its own format (HTML for email,
+    with a text part apprise derives from it; markdown where the service takes it; a URL's
+    `format=` wins) and the alert's notification type."""
     import apprise  # imported here: only sending needs it
 
     # apprise logs URLs with their tokens: the handlers' filter (logs.py) masks them.
@@ -280,13 +354,22 @@ def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tup
                 (item, f"apprise does not understand the URL of target {target.alias!r}")
             )
             continue
-        with logs.correlate(alert_id=item.alert_id):
+        body_format = _native_format(sender[0])
+        with logs.correlate(alert_id=item.alert_id), _apprise_said() as said:
             try:
-                result = sender.notify(body=item.body, title=item.title, timeout=timeout)
+                result = sender.notify(
+                    body=render(item.body, body_format),
+                    title=item.title,
+                    notify_type=apprise.NotifyType(notify_type(item.kind)),
+                    body_format=apprise.NotifyFormat(body_format),
+                    timeout=timeout,
+                )
                 status = result.status.name
                 error = "" if status == "SUCCESS" else f"apprise reported {status}"
             except Exception as exc:  # a plugin's bug is one failed attempt, not a stop
                 error = f"apprise raised {type(exc).__name__}"
+            if error and said:
+                error += ": " + _masked_cause(said, target.url)
             logs.event(
                 log,
                 logging.WARNING if error else logging.INFO,
@@ -299,9 +382,70 @@ def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tup
     return outcomes
 
 
+def _native_format(service: Any) -> str:
+    """The format a loaded apprise service renders in when not told otherwise: its URL's
+    `format=`, else the first it declares."""
+    resolve = getattr(service, "resolve_format", None)
+    chosen = resolve(None) if resolve is not None else service.notify_format
+    if isinstance(chosen, tuple | list):
+        chosen = chosen[0]
+    return str(getattr(chosen, "value", chosen))
+
+
+MAX_CAUSE = 600  # characters of apprise's reason kept with a failed delivery
+
+
+class _Said(logging.Handler):
+    """Collects what apprise logs as a problem while it is attached: its warnings and errors,
+    and the exceptions it notes at debug level (a refused connection, a TLS failure)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            said = record.getMessage()
+            if record.levelno >= logging.WARNING or "Exception" in said:
+                self.lines.append(said)
+
+
+@contextlib.contextmanager
+def _apprise_said() -> Iterator[list[str]]:
+    """What apprise logs (its reasons for a failure) while the block runs. Its logger is set to
+    DEBUG meanwhile; the log's own handlers keep their levels."""
+    handler = _Said()
+    logger = logging.getLogger("apprise")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.lines
+    finally:
+        logger.setLevel(level)
+        logger.removeHandler(handler)
+
+
+def _masked_cause(lines: list[str], url: str) -> str:
+    """apprise's reasons, without the URL or any part of it that could be a secret (user,
+    password, every longer path segment and query value), card numbers masked, cut to
+    MAX_CAUSE characters."""
+    text = "; ".join(dict.fromkeys(line.strip() for line in lines if line.strip()))
+    parts = urlsplit(url)
+    secrets = {url, parts.netloc, parts.username or "", parts.password or ""}
+    secrets |= {segment for segment in parts.path.split("/") if len(segment) >= 6}
+    secrets |= {value for _, value in parse_qsl(parts.query) if len(value) >= 6}
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "****")
+    text = redact.mask_pans(text) or ""
+    return text if len(text) <= MAX_CAUSE else text[: MAX_CAUSE - 6] + " [...]"
+
+
 def targets_of(settings: Settings) -> list[Target]:
     """The notification targets of the settings: `[notify.targets.ALIAS]` (alias, apprise URL,
-    tags, escalation), then the URLs of `notify.config_file`."""
+    tags, escalation), then the URLs of `notify.config_file`. A URL apprise does not
+    understand, or a fallback that is not a target, is refused here (`BadTarget`, naming the
+    target, never its URL): every command that sends starts with this."""
     configured = [
         Target(
             alias,
@@ -312,9 +456,36 @@ def targets_of(settings: Settings) -> list[Target]:
         )
         for alias, target in sorted(settings.notify.targets.items())
     ]
+    if configured:
+        check_urls(configured)
     if settings.notify.config_file is not None:
         configured += targets_from_apprise_config(settings.notify.config_file)
+    aliases = {t.alias for t in configured}
+    for target in configured:
+        if target.fallback is not None and target.fallback not in aliases:
+            raise BadTarget(
+                f"notify target {target.alias!r}: its fallback {target.fallback!r} is not a "
+                f"target (targets: {', '.join(sorted(aliases))})"
+            )
     return configured
+
+
+def check_urls(targets: list[Target]) -> None:
+    """Refuse the targets whose URL apprise cannot load, naming each alias and its URL's
+    scheme (the rest of a URL may hold a token or a password)."""
+    import apprise
+
+    with _apprise_said():  # apprise logs the whole URL: kept out of the output
+        bad = [t for t in targets if apprise.Apprise.instantiate(t.url) is None]
+    if bad:
+        raise BadTarget(
+            "; ".join(
+                f"notify target {t.alias!r}: apprise does not understand its URL "
+                f"(scheme {urlsplit(t.url).scheme or 'missing'!r})"
+                for t in bad
+            )
+            + " (see https://github.com/caronc/apprise/wiki for each service's URL)"
+        )
 
 
 def targets_from_apprise_config(path: Path) -> list[Target]:
