@@ -160,11 +160,11 @@ def test_the_daily_list_shows_open_breaks_of_each_source_on_its_own_latest_day(
 ) -> None:
     _load_both(recon, recon.workdir)
     daily = recon("--json", "failures", "--date", "last").json()
-    assert daily["latest"] == {"ber": "2026-03-23", "nyc": "2026-03-24"}
     assert [(r["source"], r["txn_id"]) for r in daily["failures"]] == [
-        ("ber", "B2"),
+        ("ber", "B2"),  # Berlin's latest day is listed, though New York is a day ahead
         ("nyc", "N6"),
     ]
+    assert daily["latest"] == {"ber": "2026-03-23", "nyc": "2026-03-24"}
     shown = recon("failures")
     assert "latest of each source: ber 2026-03-23, nyc 2026-03-24" in shown.stderr
     assert shown.stdout.split("\n")[0].split()[0] == "source"

@@ -149,12 +149,12 @@ def list_for(
     *,
     fmt: str = "table",
     output: Path | None = None,
-    status: str = "open",
+    status: str = "all",
 ) -> Listing | None:
     """The failures of `scope` (one date, `last` or a range; no date: the latest; its run is
     not used), refreshed first; written to `output` in `fmt` when given (xlsx and parquet need
-    one). `status`: the records whose break is open (default: the daily to-do list), resolved,
-    or all. The latest date, with no source given, is each source's own (a source a day
+    one). `status`: the records whose break is open (the command line's default: the daily
+    to-do list), resolved, or all (the default here). The latest date, with no source given, is each source's own (a source a day
     behind is listed on its latest day, not dropped). None when the latest date was asked and
     nothing is loaded yet."""
     if fmt not in FORMATS:
