@@ -138,18 +138,22 @@ def test_date_only_processed_at_is_local_midnight_not_utc(recon: Recon, write_fi
     ]
 
 
-def test_a_source_missing_from_the_settings_is_loaded_with_a_warning(
+def test_a_source_missing_from_the_settings_is_refused_unless_new(
     recon: Recon,
     write_file,  # type: ignore[no-untyped-def]
 ) -> None:
     recon.write_config('[sources.payments]\ntimezone = "Europe/London"\n')
     log = write_file("log.csv", "txn_id,amount,status,run_id\nT1,1.00,OK,R1\n")
-    typo = recon("ingest", "--source", "paymnets", log)
-    assert typo.code == 0
-    assert "source 'paymnets' is not in the settings (configured: payments)" in typo.stderr
+    typo = recon("ingest", "--source", "paymnets", log)  # a typo would be a source for good
+    assert typo.code == 2
+    assert "source 'paymnets' is not configured in recon.toml (configured: payments)" in (
+        " ".join(typo.stderr.split())
+    )
     right = recon("ingest", "--source", "payments", log)
-    assert right.code == 0 and "not in the settings" not in right.stderr
+    assert right.code == 0 and "not configured" not in right.stderr
+    new = recon("ingest", "--source", "refunds", "--new-source", log)
+    assert new.code == 0 and "new source 'refunds'" in new.stderr
     assert recon.query("SELECT DISTINCT source FROM transactions ORDER BY 1") == [
         ("payments",),
-        ("paymnets",),
+        ("refunds",),
     ]

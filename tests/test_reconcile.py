@@ -421,7 +421,7 @@ def test_cutoff_in_a_non_utc_zone_and_control_totals_without_a_manifest(
 
 
 def test_balanced_exits_0_and_tolerance_is_per_source(recon: Recon, write_file) -> None:  # type: ignore[no-untyped-def]
-    recon.write_config('[sources.tol]\namount_tolerance = "0.05"\n')
+    recon.write_config('[sources.tol]\namount_tolerance = "0.05"\n[sources.exact]\n')
     manifest = write_file("m.csv", "txn_id,amount,run_id\nA,10.00,R1\nB,20.00,R1\n")
     log = write_file("l.csv", "txn_id,amount,status,run_id\nA,10.04,OK,R1\nB,20.00,OK,R1\n")
     for source in ("tol", "exact"):

@@ -106,7 +106,7 @@ def test_people_see_why_a_record_is_missing_and_the_whole_reason(recon: Recon, w
     recon.ingest(write_file("r1.csv", BROKEN))
     listed = recon("failures", "--date", "2026-07-01", "--category", "missing")
     text = " ".join(listed.stdout.split())  # the note column wraps onto further lines
-    assert "a row for it was quarantined" in text and "line 3)" in text
+    assert "row quarantined (r1.csv line 3: " in text
     shown = recon("quarantine").stdout
     assert "..." not in shown.split("raw")[0]  # the reason is wrapped, not cut
     assert "success_values or failure_values in recon.toml)" in shown

@@ -26,6 +26,9 @@ from reconcile.cli.output import emit_json, emit_table, format_amount, info, ter
 from reconcile.ingest import expected, kinds, runs
 from reconcile.ingest.batch import Input, Refused, ingest_files
 from reconcile.ingest.files import FileResult
+from reconcile.ingest.forget import ForgetError, Forgotten, forget
+from reconcile.reconciliation.refresh import refresh
+from reconcile.reconciliation.scope import Scope
 from reconcile.store import migrations
 from reconcile.watch import signals
 
@@ -80,6 +83,11 @@ def init(app: App) -> None:
     help="The files are corrected versions: what earlier files loaded for the same runs (for "
     "reports: the same dates), and an earlier load of the same bytes, is removed first.",
 )
+@click.option(
+    "--new-source",
+    is_flag=True,
+    help="The --source is new: load it although recon.toml does not configure it.",
+)
 @pass_app
 def ingest_command(
     app: App,
@@ -89,6 +97,7 @@ def ingest_command(
     kind: str,
     report_date: datetime | None,
     replace: bool,
+    new_source: bool,
 ) -> None:
     """Load run logs (CSV, JSON Lines, Parquet) into the store, validated and masked.
 
@@ -110,10 +119,18 @@ def ingest_command(
     settings = app.settings
     source_name = _pick_source(settings, source)
     if settings.sources and source_name not in settings.sources:
+        # A typo in --source would make a source of its own whose rows stay: refused, unless
+        # the new source is meant.
+        configured = ", ".join(sorted(settings.sources))
+        if not new_source:
+            raise click.UsageError(
+                f"source {source_name!r} is not configured in recon.toml (configured: "
+                f"{configured}); check the name, or give --new-source to load a new source "
+                "with the defaults (canonical columns, UTC)"
+            )
         info(
-            f"warning: source {source_name!r} is not in the settings (configured: "
-            f"{', '.join(sorted(settings.sources))}); loading with the defaults (canonical "
-            "columns, UTC). If that is a typo, nothing is lost: fix the name and ingest again."
+            f"note: new source {source_name!r} (configured: {configured}); loading with the "
+            "defaults (canonical columns, UTC)"
         )
 
     def show(outcome: FileResult | Refused) -> None:
@@ -225,9 +242,11 @@ class Progress:
 
 def _describe_ingest(result: FileResult) -> str:
     if result.already_ingested:
+        when = f" on {result.ingested_at:%Y-%m-%d %H:%M} UTC" if result.ingested_at else ""
         return (
-            f"skipped {result.path}: already ingested for {result.source} "
-            f"(same SHA-256 {result.sha256[:12]}…); nothing changed"
+            f"skipped {result.path}: already ingested for {result.source} as {result.kind}"
+            f"{when} (file {result.file_id}, same SHA-256 {result.sha256[:12]}…); nothing "
+            f"changed. To load it again: --replace, or `recon forget {result.file_id}` first"
         )
     runs_text = ", ".join(result.run_ids[:5]) + (" …" if len(result.run_ids) > 5 else "")
     replaced = result.replaced
@@ -347,3 +366,61 @@ def quarantine_command(app: App, source: str | None, run_id: str | None, limit: 
         info("nothing quarantined")
         return
     emit_table(rows, ["path", "line", "column", "reason", "raw"], wrap=["reason"])
+
+
+@cli.command("forget")
+@click.argument("target", metavar="FILE-OR-ID")
+@click.option("--source", "-s", metavar="NAME", help="Only a load of this source.")
+@click.option("--kind", type=click.Choice(kinds.NAMES), help="Only a load of this kind.")
+@pass_app
+def forget_command(app: App, target: str, source: str | None, kind: str | None) -> None:
+    """Take back what one load put in: a file loaded with the wrong --kind or --source.
+
+    FILE-OR-ID is the file (matched by its bytes, so any copy will do), the name it was loaded
+    under, or its file id (`recon ingest --json`: file_id). Its rows and quarantined rows are
+    removed, and its record, so the same bytes can be loaded again; runs that only it made are
+    gone. The business dates it touched are then reconciled again: results of runs that no
+    longer exist are withdrawn and their open breaks resolved. Audited as `forget`.
+
+    \b
+    Examples:
+      recon forget runs/PL-20261026.csv --kind expected
+      recon forget 17
+    """
+    with app.session() as session:
+        try:
+            forgotten = forget(session, target, source=source, kind=kind)
+        except ForgetError as exc:
+            info(f"error: {exc}")
+            sys.exit(EXIT_ERROR)
+        scope = Scope(forgotten.source, since=forgotten.since, until=forgotten.until)
+        outcome = refresh(session, scope)
+    if app.json:
+        emit_json(
+            {
+                **forgotten.as_json(),
+                "reconciliation_id": outcome.reconciliation_id,
+                "breaks_resolved": outcome.breaks_resolved,
+            }
+        )
+        return
+    info(_describe_forget(forgotten))
+    info(
+        f"reconciled {scope.describe()} again (reconciliation {outcome.reconciliation_id}): "
+        f"breaks resolved {outcome.breaks_resolved}, opened {outcome.breaks_opened}"
+    )
+
+
+def _describe_forget(forgotten: Forgotten) -> str:
+    lines = [
+        f"forgot file {forgotten.file_id}: {forgotten.path} ({forgotten.kind} for "
+        f"{forgotten.source}, loaded {forgotten.ingested_at:%Y-%m-%d %H:%M} UTC): "
+        f"{forgotten.rows} row(s) and {forgotten.quarantined} quarantined row(s) removed"
+    ]
+    if forgotten.runs_removed:
+        lines.append(f"  runs gone (only this file made them): {', '.join(forgotten.runs_removed)}")
+    if forgotten.released:
+        lines.append(
+            f"  files it had replaced can be loaded again: {', '.join(forgotten.released)}"
+        )
+    return "\n".join(lines)

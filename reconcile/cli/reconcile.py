@@ -118,33 +118,47 @@ def _describe_reconciliation(outcome: reconciliation.Outcome, show_runs: bool) -
     if not outcome.runs:
         info("nothing to reconcile in that scope: ingest run logs and manifests first")
         return
+    # With more than one source, a row is a source's day (or run): the source is shown, and
+    # days are counted as source-days (7 days of 2 sources are 14 source-days).
+    several = len({r["source"] for r in outcome.runs}) > 1
+    sourced = ["source"] if several else []
+    days_word = "source-day(s)" if several else "day(s)"
     if outcome.days:
-        emit_table(outcome.days, DAY_COLUMNS)
+        emit_table(outcome.days, [*sourced, *DAY_COLUMNS])
     if show_runs or not outcome.days:
         click.echo()
-        emit_table(outcome.runs, RUN_COLUMNS)
+        emit_table(outcome.runs, [*sourced, *RUN_COLUMNS])
     if currencies.mixed(outcome.currency_totals):
         click.echo()
         click.echo("amounts per currency (the amounts above add all currencies together, as")
         click.echo("control totals do; per day and currency: --json, or recon export):")
         emit_table(outcome.currency_totals, ["source", *currencies.TOTAL_COLUMNS])
     changed = (
-        f"{outcome.runs_changed} run(s) and {outcome.days_changed} day(s) changed since the "
+        f"{outcome.runs_changed} run(s) and {outcome.days_changed} {days_word} changed since the "
         "last reconciliation"
         if outcome.runs_changed or outcome.days_changed
         else "no change since the last reconciliation (inputs unchanged)"
     )
     info(
         f"reconciliation {outcome.reconciliation_id}: {len(outcome.runs)} run(s), "
-        f"{len(outcome.days)} day(s); {changed}; breaks opened {outcome.breaks_opened}, "
+        f"{len(outcome.days)} {days_word}; {changed}; breaks opened {outcome.breaks_opened}, "
         f"resolved {outcome.breaks_resolved}"
     )
     troubled = [d for d in outcome.days if d["status"] == "breaks"]
     pending = [r for r in outcome.runs if r["status"] == "pending"]
     if troubled:
-        latest = troubled[-1]
+        latest = max(troubled, key=lambda d: (d["business_date"], d["source"]))
+        sources = sorted({d["source"] for d in troubled})
+        per_source = (
+            " ("
+            + ", ".join(f"{n}: {sum(d['source'] == n for d in troubled)}" for n in sources)
+            + ")"
+            if several
+            else ""
+        )
         info(
-            f"{len(troubled)} day(s) have breaks. Latest: {latest['business_date']}; see it with\n"
+            f"{len(troubled)} {days_word} have breaks{per_source}. Latest: "
+            f"{latest['business_date']}; see it with\n"
             f"  recon failures --date {latest['business_date']} --category all\n"
             f"  recon breaks --date {latest['business_date']}"
         )
@@ -190,6 +204,14 @@ FAILURE_FORMATS = list(failures.FORMATS)
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write to this file (needed for xlsx and parquet).",
 )
+@click.option(
+    "--status",
+    type=click.Choice(failures.STATUSES),
+    default="open",
+    show_default=True,
+    help="Records whose break is open (the to-do list), resolved (by a person or by recon), "
+    "or all.",
+)
 @pass_app
 def failures_command(
     app: App,
@@ -200,12 +222,15 @@ def failures_command(
     categories: str,
     fmt: str,
     output: Path | None,
+    status: str,
 ) -> None:
     """The failed-record list for a day or range: what the daily email carried, masked.
 
     The range is reconciled first (nothing changes when nothing new arrived), so the list
     always matches `recon reconcile`. A failure that a retry in the same run fixed is matched,
-    not listed. Default: the latest business date loaded.
+    not listed. Default: the latest business date loaded, each source's own (a source a day
+    behind is listed on its latest day). By default only records whose break is still open
+    are listed (the line above the table says how many resolved ones are not shown).
 
     \b
     Examples:
@@ -218,17 +243,20 @@ def failures_command(
         raise click.UsageError(f"--format {fmt} writes a file: give it with -o FILE")
     scope = parse_scope(day=day, since=since, until=until, source=source, default_last=True)
     with app.session() as session:
-        listing = failures.list_for(session, scope, wanted, fmt=fmt, output=output)
+        listing = failures.list_for(session, scope, wanted, fmt=fmt, output=output, status=status)
     if listing is None:
         info("no transactions loaded yet: nothing to list")
         return
-    rows, label, span_text = listing.rows, listing.label, listing.scope.days
+    rows, label, span_text = listing.rows, listing.label, listing.days_text
     if app.json:
         emit_json(
             {
                 "since": listing.scope.since,
                 "until": listing.scope.until,
+                "latest": listing.latest,
                 "categories": wanted,
+                "status": status,
+                "not_shown": listing.hidden,
                 "failures": rows,
             }
         )
@@ -248,11 +276,18 @@ def failures_command(
         else:
             writer(rows, failures.COLUMNS, sys.stdout)
     else:
-        info(f"{len(rows)} {label}, business date {span_text}")
+        status_text = "" if status == "all" else f" ({status})"
+        hidden = ", ".join(f"{n} {name}" for name, n in listing.hidden.items())
+        more = f"; not shown: {hidden} (--status all)" if hidden else ""
+        info(f"{len(rows)} {label}{status_text}, business date {span_text}{more}")
         if rows:
-            # The note says why a record is here when its row never loaded (quarantined).
+            # The source when the list covers more than one; the note says why a record is
+            # here when its row never loaded (quarantined).
+            several = len(listing.sources) > 1 or (source is None and len(app.settings.sources) > 1)
+            columns = [c for c in failures.COLUMNS if c not in ("source", "note")]
+            sourced = ["source"] if several else []
             noted = ["note"] if any(row.get("note") for row in rows) else []
-            emit_table(rows, [*failures.COLUMNS, *noted], wrap=noted)
+            emit_table(rows, [*sourced, *columns, *noted], wrap=noted)
 
 
 @cli.command("export")
@@ -339,9 +374,18 @@ def history_command(app: App, day: str | None, run_id: str | None, source: str |
     if not rows:
         info("no stored results: run `recon reconcile` first")
         return
+    # The same date or run in more than one source: each version says whose it is.
+    sourced = ["source"] if len({row["source"] for row in rows}) > 1 else []
     emit_table(
         rows,
-        ["version", "reconciled_at", *COUNT_COLUMNS, "amount_difference", "inputs_sha256"],
+        [
+            *sourced,
+            "version",
+            "reconciled_at",
+            *COUNT_COLUMNS,
+            "amount_difference",
+            "inputs_sha256",
+        ],
     )
 
 

@@ -126,6 +126,8 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
     # With --replace: what earlier loads this file took the place of (see `supersede.py`).
     replaced: dict[str, Any] | None = None
+    # When these bytes were loaded (now, or by the earlier load that makes them already ingested).
+    ingested_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -261,9 +263,11 @@ def _store(
     given = {"source": source, "file_id": file_id, "now": now, "user": user}
     conn.execute(insert, {k: v for k, v in given.items() if f"${k}" in insert})
     quarantine_params = [file_id, source, kind.name, shown, now]
+    # Its txn_id as staged (masked like a loaded row's), so a record it leaves missing can say why.
+    txn_id = "txn_id" if "txn_id" in kind.outputs else "NULL"
     conn.execute(
         "INSERT INTO quarantine SELECT ?, ?, ?, ?, run_id, __line, __problem_column, __problem_reason, "
-        "__raw, ? FROM recon_lined WHERE __problem_reason IS NOT NULL ORDER BY __rec",
+        f"__raw, ?, {txn_id} FROM recon_lined WHERE __problem_reason IS NOT NULL ORDER BY __rec",
         quarantine_params,
     )
     rejected = 0
@@ -275,7 +279,7 @@ def _store(
         conn.execute(
             "INSERT INTO quarantine SELECT ?, ?, ?, ?, NULL, __line, recon_mask(column_name), "
             f"CASE error_type::VARCHAR {reasons} ELSE 'unreadable line: ' || error_type::VARCHAR END, "
-            f"json_object('line', {raw_line})::VARCHAR, ? FROM recon_rejects_lined ORDER BY line",
+            f"json_object('line', {raw_line})::VARCHAR, ?, NULL FROM recon_rejects_lined ORDER BY line",
             quarantine_params,
         )
         count = conn.execute("SELECT count(*) FROM recon_reject_lines").fetchone()
@@ -370,18 +374,21 @@ class _AlreadyIngested(Exception):
         self.result = result
 
 
-def _prior(conn: Connection, shown: str, source: str, digest: str) -> FileResult | None:
+def _prior(conn: Connection, shown: str, source: str, kind: str, digest: str) -> FileResult | None:
+    """The earlier load of these bytes as this source and kind (one record per the three)."""
     row = conn.execute(
         "SELECT f.file_id, f.kind, f.format, f.run_ids, f.rows_read, f.rows_loaded, "
-        "f.rows_quarantined, r.path FROM ingested_files f "
+        "f.rows_quarantined, r.path, f.ingested_at, f.path FROM ingested_files f "
         "LEFT JOIN ingested_files r ON r.file_id = f.replaced_by "
-        "WHERE f.source = ? AND f.sha256 = ?",
-        [source, digest],
+        "WHERE f.source = ? AND f.kind = ? AND f.sha256 = ?",
+        [source, kind, digest],
     ).fetchone()
     if row is None:
         return None
-    file_id, kind, fmt, run_ids, read, loaded, quarantined, replaced_by = row
+    file_id, kind, fmt, run_ids, read, loaded, quarantined, replaced_by, at, path = row
     notes = [f"its rows were replaced later by {replaced_by}"] if replaced_by else []
+    if path != shown:
+        notes.append(f"loaded then as {path}")
     return FileResult(
         shown,
         digest,
@@ -395,7 +402,22 @@ def _prior(conn: Connection, shown: str, source: str, digest: str) -> FileResult
         True,
         file_id,
         notes,
+        ingested_at=at,
     )
+
+
+def _other_kinds(conn: Connection, source: str, kind: str, digest: str) -> list[str]:
+    """Earlier loads of the same bytes for the source as another kind: likely a wrong --kind."""
+    rows = conn.execute(
+        "SELECT kind, file_id FROM ingested_files WHERE source = ? AND sha256 = ? AND kind <> ? "
+        "ORDER BY file_id",
+        [source, digest, kind],
+    ).fetchall()
+    return [
+        f"the same bytes were loaded before as {k} (file {i}); if that was a mistake, remove "
+        f"that load with `recon forget {i}`"
+        for k, i in rows
+    ]
 
 
 def ingest_file(
@@ -488,9 +510,10 @@ def _ingest_file(
                     plan = read(conn, path, fmt, config)
                     scan = hashing.result()
                     digest = scan.sha256
-                    prior = _prior(conn, shown, source, digest)
-                    if prior and not (replace and prior.kind == kind):
+                    prior = _prior(conn, shown, source, kind, digest)
+                    if prior and not replace:
                         raise _AlreadyIngested(prior)
+                    warnings.extend(_other_kinds(conn, source, kind, digest))
                     map_columns(plan, kind, config, run_id, source)
                     if fmt == "csv" and scan.plain and config.encoding in ("utf-8", "latin-1"):
                         plan.may_hold_nul, plan.may_span_lines = scan.has_nul, scan.has_quotes
@@ -604,6 +627,7 @@ def _ingest_file(
         file_id,
         warnings,
         asdict(replaced) if replaced is not None else None,
+        now,
     )
 
 

@@ -127,7 +127,7 @@ def supersede(
             "ORDER BY file_id"
         )
     ]
-    # The same bytes make way for their new record (one record per SHA-256); the others stay,
+    # The same bytes make way for their new record (one per source, kind and SHA-256); the others stay,
     # marked, so that their bytes are still refused.
     run(f"DELETE FROM ingested_files f WHERE f.file_id = $same AND {emptied}")
     run(f"UPDATE ingested_files f SET replaced_by = $new WHERE {emptied}")

@@ -30,7 +30,7 @@ from reconcile.store.db import Connection
 BREAK_CATEGORIES = ("failed", "missing", "duplicated", "unexpected", "amount_mismatch")
 CATEGORIES = ("matched", *BREAK_CATEGORIES)
 # Bumped when the classification changes, so stored results are recomputed, not trusted.
-ALGORITHM = "compare-3"
+ALGORITHM = "compare-4"
 ALL = "all"  # every break category
 
 
@@ -265,9 +265,9 @@ _STATEMENTS = [
     manifests AS (SELECT DISTINCT source, run_id FROM r_exp),
     run_days AS (  -- a run's business date, for expected records that carry none
         SELECT source, run_id, min(business_date) AS business_date FROM r_groups GROUP BY ALL),
-    quarantined AS (
-        SELECT source, run_id, json_extract_string(raw, '$.txn_id') AS txn_id,
-               min(line) AS line, arg_min(path, line) AS path
+    quarantined AS (  -- the staged txn_id (older rows: the raw row's, if named so)
+        SELECT source, run_id, coalesce(txn_id, json_extract_string(raw, '$.txn_id')) AS txn_id,
+               min(line) AS line, arg_min(path, line) AS path, arg_min(reason, line) AS reason
         FROM quarantine WHERE kind = 'processed' AND run_id IS NOT NULL
         GROUP BY ALL),
     joined AS (
@@ -324,7 +324,8 @@ _STATEMENTS = [
                     THEN 'currency ' || coalesce(j.expected_currency, o.owner_currency)
                          || ' expected, ' || j.success_currency || ' processed' END,
                CASE WHEN coalesce(j.attempts, 0) = 0 AND q.line IS NOT NULL
-                    THEN 'a row for it was quarantined (' || q.path || ' line ' || q.line || ')'
+                    THEN 'row quarantined (' || regexp_extract(q.path, '[^/]*$') || ' line '
+                         || q.line || ': ' || q.reason || ')'
                END) AS note,
            j.first_file_id, j.last_file_id, j.expected_file_id
     FROM joined j

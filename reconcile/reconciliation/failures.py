@@ -35,16 +35,30 @@ COLUMNS = [
     "error_message",
     "age_days",
     "break_status",
+    # Appended (positional readers of the CSV keep their columns): whose record, and why a
+    # record is listed when its row never loaded ("row quarantined (FILE line N: REASON)").
+    "source",
+    "note",
 ]
+STATUSES = ("open", "resolved", "all")  # of the record's break; open: the daily to-do list
 FORMATS = ("table", "csv", "jsonl", "xlsx", "parquet")
 FILE_FORMATS = ("xlsx", "parquet")  # these are written to a file, never to a stream
 TEXT_WRITERS = {"csv": formats.write_csv, "jsonl": formats.write_jsonl}
 
 
 def failures_query(
-    since: date, until: date, categories: list[str], source: str | None, now: datetime
+    since: date,
+    until: date,
+    categories: list[str],
+    source: str | None,
+    now: datetime,
+    *,
+    status: str = "all",
+    latest: dict[str, date] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The SQL (and its parameters) of the list, so exports can hand it to DuckDB's writers."""
+    """The SQL (and its parameters) of the list, so exports can hand it to DuckDB's writers.
+    `status`: of the record's break (a matched record has none: it counts as open). `latest`:
+    each source's own latest business date, the only date listed for it (`--date last`)."""
     sql = """
         SELECT r.txn_id, r.run_id, r.business_date,
                coalesce(r.processed_amount, r.expected_amount)::DECIMAL(18, 2) AS amount,
@@ -57,14 +71,20 @@ def failures_query(
         WHERE list_contains($categories, r.category)
           AND r.business_date BETWEEN $since AND $until
           AND ($source IS NULL OR r.source = $source)
+          AND ($status = 'all' OR b.status = $status OR (b.status IS NULL AND $status = 'open'))
+          AND ($latest IS NULL OR list_contains($latest, r.source || '=' || r.business_date))
         ORDER BY r.business_date, r.source, r.run_id, r.txn_id
     """
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}")
     params = {
         "now": now,
         "categories": categories,
         "since": since,
         "until": until,
         "source": source,
+        "status": status,
+        "latest": [f"{name}={day}" for name, day in latest.items()] if latest else None,
     }
     return sql, params
 
@@ -94,6 +114,25 @@ class Listing:
     rows: list[dict[str, Any]]
     output: Path | None = None
     written: dict[str, str | None] = field(default_factory=dict)
+    status: str = "all"
+    # `last` with no source: each source's own latest business date (one may be a day behind).
+    latest: dict[str, date] | None = None
+    # Records of the scope's categories and dates left out by the status filter, per status.
+    hidden: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> list[str]:
+        """The sources the listing covers (each source's latest date, or the rows')."""
+        return sorted(self.latest or {row["source"] for row in self.rows})
+
+    @property
+    def days_text(self) -> str:
+        """The business dates listed, per source when each has its own latest."""
+        if self.latest and len(set(self.latest.values())) > 1:
+            return "latest of each source: " + ", ".join(
+                f"{name} {day}" for name, day in sorted(self.latest.items())
+            )
+        return self.scope.days
 
     @property
     def label(self) -> str:
@@ -110,25 +149,38 @@ def list_for(
     *,
     fmt: str = "table",
     output: Path | None = None,
+    status: str = "all",
 ) -> Listing | None:
     """The failures of `scope` (one date, `last` or a range; no date: the latest; its run is
     not used), refreshed first; written to `output` in `fmt` when given (xlsx and parquet need
-    one). None when the latest date was asked and nothing is loaded yet."""
+    one). `status`: the records whose break is open (the command line's default: the daily
+    to-do list), resolved, or all (the default here). The latest date, with no source given, is each source's own (a source a day
+    behind is listed on its latest day, not dropped). None when the latest date was asked and
+    nothing is loaded yet."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
     if fmt in FILE_FORMATS and output is None:
         raise ValueError(f"{fmt} is written to a file: give its path")
     if scope.since is None and scope.until is None:
         scope = replace(scope, last=True)
-    resolved = scope.resolve(session.conn)
-    if resolved is None:
-        return None
-    first, last = resolved.since, resolved.until
+    latest = latest_per_source(session.conn) if scope.last and scope.source is None else None
+    first: date | None
+    last: date | None
+    if latest:
+        first, last = min(latest.values()), max(latest.values())
+    else:
+        resolved = scope.resolve(session.conn)
+        if resolved is None:
+            return None
+        first, last = resolved.since, resolved.until
     assert first is not None and last is not None, "a parsed scope of days has both ends"
-    days = Scope(resolved.source, since=first, until=last)
+    days = Scope(scope.source, since=first, until=last)
     refresh(session, days)
     conn, now = session.conn, session.now
-    sql, params = failures_query(first, last, categories, days.source, now)
+    hidden = _hidden(conn, first, last, categories, days.source, now, status, latest)
+    sql, params = failures_query(
+        first, last, categories, days.source, now, status=status, latest=latest
+    )
     rows: list[dict[str, Any]] = []
     if fmt == "parquet" and output is not None:
         formats.write_parquet(conn, sql, params, output)
@@ -148,6 +200,42 @@ def list_for(
         "failures.list",
         f"{days.source or 'all'}:{days.days}",
         [output] if output else [],
-        {"categories": categories, "format": fmt, "rows": len(rows) if fmt != "parquet" else None},
+        {
+            "categories": categories,
+            "format": fmt,
+            "status": status,
+            "rows": len(rows) if fmt != "parquet" else None,
+        },
     )
-    return Listing(days, categories, fmt, rows, output, written)
+    return Listing(days, categories, fmt, rows, output, written, status, latest, hidden)
+
+
+def latest_per_source(conn: Connection) -> dict[str, date]:
+    """Each source's latest business date loaded."""
+    rows = conn.execute(
+        "SELECT source, max(business_date) FROM transactions WHERE business_date IS NOT NULL "
+        "GROUP BY source ORDER BY source"
+    ).fetchall()
+    return {name: day for name, day in rows}
+
+
+def _hidden(
+    conn: Connection,
+    first: date,
+    last: date,
+    categories: list[str],
+    source: str | None,
+    now: datetime,
+    status: str,
+    latest: dict[str, date] | None,
+) -> dict[str, int]:
+    """How many records the status filter leaves out, per break status (so a list can say)."""
+    if status == "all":
+        return {}
+    sql, params = failures_query(first, last, categories, source, now, latest=latest)
+    rows = conn.execute(
+        f"SELECT break_status, count(*) FROM ({sql}) WHERE break_status IS DISTINCT FROM "
+        "$shown AND NOT (break_status IS NULL AND $shown = 'open') GROUP BY ALL ORDER BY 1",
+        {**params, "shown": status},
+    ).fetchall()
+    return {str(name): int(count) for name, count in rows}

@@ -140,10 +140,19 @@ def reconcile(
             runs_changed = _store_runs(conn, reconciliation_id, now)
             days_changed = _store_days(conn, reconciliation_id, now)
             opened, resolved = _update_breaks(conn, now)
+            withdrawn = _withdraw_vanished(conn, scope, now)
+            resolved += withdrawn["breaks"]
             digest = _scope_digest(conn)
             # A reader without the audit key (issue 13; see reconcile.audit) records nothing
             # when nothing changed; a change needs the key (audit.record says so).
-            if runs_changed or days_changed or opened or resolved or audit.can_sign(conn):
+            if (
+                runs_changed
+                or days_changed
+                or opened
+                or resolved
+                or withdrawn["runs"]
+                or audit.can_sign(conn)
+            ):
                 conn.execute(
                     "INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
@@ -171,6 +180,7 @@ def reconcile(
                         "days_changed": days_changed,
                         "breaks_opened": opened,
                         "breaks_resolved": resolved,
+                        "runs_withdrawn": withdrawn["runs"],
                         "product_version": product_version,
                     },
                 )
@@ -379,6 +389,66 @@ def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
     opened = _count(conn, "SELECT count(*) FROM breaks") - before_total
     after_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
     return opened, max(after_resolved - before_resolved, 0)
+
+
+def _withdraw_vanished(conn: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
+    """Runs with stored results in `scope` whose inputs are all gone (`recon forget` removed
+    the only load that made them): their results are withdrawn (every version: they were
+    computed from data taken back as a mistake), and so are the results of days left with no
+    run; their open breaks are resolved by recon, saying why."""
+    conn.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE r_vanished AS
+        SELECT l.source, l.run_id, l.business_date FROM latest_run_results l
+        WHERE ($source IS NULL OR l.source = $source) AND ($run_id IS NULL OR l.run_id = $run_id)
+          AND ($since IS NULL OR l.business_date >= $since)
+          AND ($until IS NULL OR l.business_date <= $until)
+          AND (l.business_date IS NOT NULL OR ($since IS NULL AND $until IS NULL))
+          AND NOT EXISTS (SELECT 1 FROM r_scope s WHERE s.source = l.source AND s.run_id = l.run_id)
+          AND NOT EXISTS (SELECT 1 FROM transactions t
+                          WHERE t.source = l.source AND t.run_id = l.run_id)
+          AND NOT EXISTS (SELECT 1 FROM expected_transactions e
+                          WHERE e.source = l.source AND e.run_id = l.run_id)
+          AND NOT EXISTS (SELECT 1 FROM control_totals c
+                          WHERE c.source = l.source AND c.run_id = l.run_id)
+        """,
+        {
+            "source": scope.source,
+            "run_id": scope.run_id,
+            "since": scope.since,
+            "until": scope.until,
+        },
+    )
+    runs = _count(conn, "SELECT count(*) FROM r_vanished")
+    if not runs:
+        conn.execute("DROP TABLE r_vanished")
+        return {"runs": 0, "breaks": 0}
+    before = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
+    conn.execute(
+        """
+        UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
+               resolution = 'its run is no longer in the store: the file was forgotten'
+        FROM r_vanished v
+        WHERE breaks.status = 'open' AND breaks.source = v.source AND breaks.run_id = v.run_id
+        """,
+        {"now": now},
+    )
+    for table in ("record_results", "run_results"):
+        conn.execute(
+            f"DELETE FROM {table} t USING r_vanished v "
+            "WHERE t.source = v.source AND t.run_id = v.run_id"
+        )
+    conn.execute(
+        """
+        DELETE FROM day_results d USING (SELECT DISTINCT source, business_date FROM r_vanished) v
+        WHERE d.source = v.source AND d.business_date = v.business_date
+          AND NOT EXISTS (SELECT 1 FROM r_days r
+                          WHERE r.source = d.source AND r.business_date = d.business_date)
+        """
+    )
+    resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'") - before
+    conn.execute("DROP TABLE r_vanished")
+    return {"runs": runs, "breaks": resolved}
 
 
 def _results(

@@ -512,6 +512,53 @@ MIGRATIONS: list[tuple[str, str | Callable[[Connection], None]]] = [
 ]
 
 
+# --- 013 (issue 13, item 5 and 6) -------------------------------------------------------------
+def _dedupe_by_kind(conn: Connection) -> None:
+    """The same bytes may be read again as another kind (a run log first loaded as a manifest by
+    mistake): one record per (source, kind, SHA-256), not per (source, SHA-256). DuckDB cannot
+    drop a constraint, so the table is made again with its rows. And each quarantined row keeps
+    the txn_id it was staged with (its raw row names the column as the file did), so a record
+    that is missing because its row was quarantined can say so."""
+    columns = [
+        row[0]
+        for row in conn.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'ingested_files' "
+            "ORDER BY column_index"
+        ).fetchall()
+    ]
+    conn.execute("ALTER TABLE ingested_files RENAME TO ingested_files_012")
+    conn.execute(INGESTED_FILES_013)
+    listed = ", ".join(columns)
+    conn.execute(f"INSERT INTO ingested_files ({listed}) SELECT {listed} FROM ingested_files_012")
+    conn.execute("DROP TABLE ingested_files_012")
+    conn.execute("ALTER TABLE quarantine ADD COLUMN txn_id VARCHAR")
+
+
+INGESTED_FILES_013 = """
+CREATE TABLE ingested_files (
+    file_id          BIGINT PRIMARY KEY,
+    source           VARCHAR NOT NULL,
+    kind             VARCHAR NOT NULL,
+    path             VARCHAR NOT NULL,
+    sha256           VARCHAR NOT NULL,
+    size_bytes       BIGINT NOT NULL,
+    format           VARCHAR NOT NULL,
+    rows_read        BIGINT NOT NULL,
+    rows_loaded      BIGINT NOT NULL,
+    rows_quarantined BIGINT NOT NULL,
+    run_ids          VARCHAR[] NOT NULL,
+    ingested_at      TIMESTAMPTZ NOT NULL,
+    ingested_by      VARCHAR NOT NULL,
+    config_version   BIGINT,
+    product_version  VARCHAR,
+    replaced_by      BIGINT,
+    UNIQUE (source, kind, sha256)
+)
+"""
+
+MIGRATIONS.append(("013_dedupe_by_kind", _dedupe_by_kind))
+
+
 def migrate(conn: Connection) -> list[str]:
     """Apply the steps not yet recorded; return the names applied (empty when up to date).
     Another connection of this process may be migrating at the same moment (the server's request
