@@ -279,10 +279,13 @@ def export_command(
 ) -> None:
     """The finance export: control totals per day and per run, breaks, and source files.
 
-    XLSX: a Summary sheet (generation time in UTC, product version, per-day and per-run totals,
-    the source files with their SHA-256) and a Breaks sheet whose differences add up to each
-    day's amount difference. CSV and Parquet: days, runs, breaks and files in a folder. The
-    scope is reconciled first; the same inputs give the same files.
+    XLSX: a Summary sheet (generation time in UTC, product version, per-day totals, per day and
+    currency, a grand total per currency, per-run totals, the source files with their SHA-256,
+    replaced ones marked) and a Breaks sheet whose differences add up to each day's amount
+    difference, with assignee, resolution, resolver and comments. Every sheet prints landscape,
+    one page wide, its header repeated, frozen and filtered. CSV and Parquet: days, currencies,
+    totals, runs, breaks and files in a folder. The scope is reconciled first; the same inputs
+    give the same files.
 
     \b
     Examples:
