@@ -210,51 +210,100 @@ class Table:
 @dataclass
 class Sheet:
     """One worksheet: (label, value) lines on top, then tables one under the other. A sheet of
-    one long table continues on "<title> (2)" and so on past the worksheet's row limit."""
+    one long table continues on "<title> (2)" and so on past the worksheet's row limit.
+
+    Every worksheet prints landscape, fitted to one page wide, with its first table's header
+    row repeated on every page, kept in view (frozen) on screen, and filtered (autofilter)."""
 
     title: str
     tables: Sequence[Table]
     preamble: Sequence[tuple[str, Any]] = ()
 
 
+MIN_WIDTH, MAX_WIDTH = 10, 60  # column widths, in characters
+WIDTH_SAMPLE = 5_000  # rows of a table whose text sets its columns' widths
+
+
 def write_xlsx(
     path: Path, sheets: Sequence[Sheet], created: datetime, max_rows: int = XLSX_MAX_ROWS
 ) -> None:
+    """Stream the sheets into a workbook (openpyxl's write-only mode: each row is written once,
+    in order, so time grows with the rows and memory does not), amounts exact."""
     from openpyxl import Workbook  # imported here: only exports need it
-    from openpyxl.utils import get_column_letter
 
-    book = Workbook()
-    book.remove(book.active)
+    book = Workbook(write_only=True)
     # Fixed document times, so the same inputs give the same workbook content.
     book.properties.created = book.properties.modified = created.replace(tzinfo=None)
     book.properties.creator = "recon"
     for sheet in sheets:
         for number, (preamble, tables) in enumerate(_pages(sheet, max_rows), start=1):
             title = sheet.title if number == 1 else f"{sheet.title} ({number})"
-            ws = book.create_sheet(title[:31])
-            for label, value in preamble:
-                ws.append([label])
-                _put(ws.cell(ws.max_row, 2), value)
-            for index, table in enumerate(tables):
-                if index or preamble:
-                    ws.append([])
-                if table.heading:
-                    ws.append([table.heading])
-                ws.append(list(table.columns))
-                if len(tables) == 1 and not preamble:
-                    ws.freeze_panes = f"A{ws.max_row + 1}"  # the header stays in view
-                for number_of_column, column in enumerate(table.columns, start=1):
-                    letter = get_column_letter(number_of_column)
-                    width = max(12, len(column) + 2, ws.column_dimensions[letter].width or 0)
-                    ws.column_dimensions[letter].width = width
-                line = ws.max_row  # counted on from here: max_row scans every cell
-                for row in table.rows:
-                    ws.append([None] * len(table.columns))
-                    line += 1
-                    for column_number, column in enumerate(table.columns, start=1):
-                        _put(ws.cell(line, column_number), row.get(column))
+            _write_sheet(book.create_sheet(title[:31]), preamble, tables)
     with private_file(path) as handle:
         book.save(handle)
+
+
+def _write_sheet(ws: Any, preamble: Sequence[tuple[str, Any]], tables: Sequence[Table]) -> None:
+    """One worksheet, rows counted here (asking openpyxl for the row count scans the sheet)."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.properties import PageSetupProperties
+
+    # Where each table's header row falls: the layout is known before a row is written.
+    line, headers = len(preamble), []
+    for index, table in enumerate(tables):
+        line += (1 if index or preamble else 0) + (1 if table.heading else 0) + 1
+        headers.append(line)
+        line += len(table.rows)
+    widths: dict[int, float] = {}
+    for label, value in preamble:
+        widths[1] = max(widths.get(1, 0), len(label) + 2)
+        widths[2] = max(widths.get(2, 0), min(len(_text_cell(value)) + 2, MAX_WIDTH))
+    for table in tables:
+        for n, column in enumerate(table.columns, start=1):
+            texts = (_text_cell(row.get(column)) for row in table.rows[:WIDTH_SAMPLE])
+            longest = max((len(t) for t in texts), default=0)
+            widths[n] = max(widths.get(n, 0), len(column) + 2, longest + 2)
+    for n, width in widths.items():
+        ws.column_dimensions[get_column_letter(n)].width = min(max(width, MIN_WIDTH), MAX_WIDTH)
+    # For print and screen: landscape, one page wide, the first table's header on every page
+    # and in view, and a filter on it.
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    ws.print_options.gridLines = True
+    if tables:
+        first, header = tables[0], headers[0]
+        last_column = get_column_letter(max(len(first.columns), 1))
+        ws.freeze_panes = f"A{header + 1}"
+        ws.print_title_rows = f"{header}:{header}"
+        ws.auto_filter.ref = f"A{header}:{last_column}{header + max(len(first.rows), 1)}"
+
+    def cells(values: Sequence[Any]) -> list[Any]:
+        """Plain values as they are; a styled cell only for amounts and dates."""
+        out: list[Any] = []
+        for value in values:
+            if isinstance(value, Decimal | date) and not isinstance(value, datetime):
+                cell = WriteOnlyCell(ws)
+                _put(cell, value)
+                out.append(cell)
+            elif value is None or isinstance(value, bool | int):
+                out.append(value)
+            else:
+                out.append(_text_cell(value))
+        return out
+
+    for label, value in preamble:
+        ws.append(cells([label, value]))
+    for index, table in enumerate(tables):
+        if index or preamble:
+            ws.append([])
+        if table.heading:
+            ws.append([table.heading])
+        ws.append(list(table.columns))
+        for row in table.rows:
+            ws.append(cells([row.get(column) for column in table.columns]))
 
 
 def _pages(sheet: Sheet, max_rows: int) -> list[tuple[Sequence[tuple[str, Any]], list[Table]]]:

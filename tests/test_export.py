@@ -102,7 +102,7 @@ def test_exporting_the_same_inputs_twice_gives_identical_files(
         later = {"RECON_NOW": "2026-12-01T00:00:00+00:00"}
         assert loaded("export", "--format", fmt, "-o", second, env=later).code == 0
         names = sorted(p.name for p in first.iterdir())
-        assert names == sorted(p.name for p in second.iterdir()) and len(names) == 5
+        assert names == sorted(p.name for p in second.iterdir()) and len(names) == 6
         for name in names:
             assert (first / name).read_bytes() == (second / name).read_bytes(), name
     with duckdb.connect() as conn:

@@ -383,7 +383,7 @@ def test_the_finance_export_refreshes_writes_and_records_in_one_session(
 def test_bisect_counts_reconciled_metrics_on_current_results(
     session: Session, tmp_path: Path
 ) -> None:
-    story = make_story(7)
+    story = make_story(7, runs=2 * bisect.MIN_SIDE)  # enough runs for a split
     manifests, logs = write_story(story, tmp_path / "in")
     for path in manifests:
         load(session, path, kind="expected")

@@ -393,7 +393,8 @@ def test_the_read_api_serves_monitors_runs_a_day_and_its_failures(
     )
     assert recon.ingest(log, source="pay")[0].code == 0
     assert recon("reconcile").code == 3
-    assert recon("monitor", "add", "job", "--every", "1d", "--grace", "1h").code == 0
+    linked = ("monitor", "add", "job", "--every", "1d", "--grace", "1h", "--source", "pay")
+    assert recon(*linked).code == 0  # a source's token lists the monitors linked to it
     token = recon("token", "create", "reader", "--source", "pay").stdout.strip()
     with server(recon) as base:
         api = f"{base}/api/v1"

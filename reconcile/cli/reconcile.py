@@ -314,10 +314,13 @@ def export_command(
 ) -> None:
     """The finance export: control totals per day and per run, breaks, and source files.
 
-    XLSX: a Summary sheet (generation time in UTC, product version, per-day and per-run totals,
-    the source files with their SHA-256) and a Breaks sheet whose differences add up to each
-    day's amount difference. CSV and Parquet: days, runs, breaks and files in a folder. The
-    scope is reconciled first; the same inputs give the same files.
+    XLSX: a Summary sheet (generation time in UTC, product version, per-day totals, per day and
+    currency, a grand total per currency, per-run totals, the source files with their SHA-256,
+    replaced ones marked) and a Breaks sheet whose differences add up to each day's amount
+    difference, with assignee, resolution, resolver and comments. Every sheet prints landscape,
+    one page wide, its header repeated, frozen and filtered. CSV and Parquet: days, currencies,
+    totals, runs, breaks and files in a folder. The scope is reconciled first; the same inputs
+    give the same files.
 
     \b
     Examples:
@@ -398,9 +401,11 @@ def history_command(app: App, day: str | None, run_id: str | None, source: str |
 def bisect_command(app: App, source: str, metric: str) -> None:
     """Find the first run where a metric shifted, and what changed just before it.
 
-    The per-run series is split where two levels fit it best; the shift counts when the levels
-    differ by more than three times the noise. Then: configuration versions recorded between
-    the run before and that run (who, why), and the application versions their logs carry.
+    The per-run series is split where two levels fit it best (at least 3 runs on each side);
+    the split is a shift only when the two sides' proportions (failed rows among rows loaded;
+    missing or mismatched records among expected ones) differ significantly: Fisher's exact
+    test, p < 0.01. Then: configuration versions recorded between the run before and that run
+    (who, why), and the application versions their logs carry. Exit 3 for a shift, 0 for none.
 
     \b
     Examples:
@@ -410,7 +415,10 @@ def bisect_command(app: App, source: str, metric: str) -> None:
     with app.session() as session:
         shift = changepoint.examine(session, source, metric)
     if shift is None:
-        info(f"too few runs of {source} to look for a shift (at least 4 are needed)")
+        info(
+            f"too few runs of {source} to look for a shift "
+            f"(at least {2 * changepoint.MIN_SIDE} are needed)"
+        )
         sys.exit(EXIT_ERROR)
     run = shift.run
     if app.json:
@@ -420,16 +428,25 @@ def bisect_command(app: App, source: str, metric: str) -> None:
         for point in shift.series:
             mark = "  <- shift" if point["run_id"] == run["run_id"] and shift.significant else ""
             click.echo(f"  {_cell(point['run_id'], True):<24} {point['value']:8.2f}{unit}{mark}")
+        (events_before, trials_before), (events_after, trials_after) = (
+            shift.counts["before"],
+            shift.counts["after"],
+        )
+        evidence = (
+            f"{events_before} of {trials_before} before, {events_after} of {trials_after} "
+            f"from it on; Fisher's exact test p = {shift.p_value:.2g}"
+        )
         if not shift.significant:
             info(
-                f"no clear shift in {metric}: the best split (before {run['run_id']}) moves it "
-                f"from {shift.before:.2f} to {shift.after:.2f}, within the noise ({shift.noise:.2f})"
+                f"no significant shift in {metric}: the best split (at run {run['run_id']}) "
+                f"moves it from {shift.before:.2f}{unit} to {shift.after:.2f}{unit} "
+                f"({evidence}; a shift needs p < {changepoint.ALPHA:g})"
             )
             sys.exit(EXIT_OK)
         info(
             f"{metric} shifted at run {run['run_id']} (first processed "
             f"{run['started']:%Y-%m-%d %H:%M} UTC): from {shift.before:.2f}{unit} to "
-            f"{shift.after:.2f}{unit} on average"
+            f"{shift.after:.2f}{unit} on average ({evidence})"
         )
         info("what changed just before it:")
         (before_run, apps_before), (this_run, apps_now) = shift.app_versions.items()

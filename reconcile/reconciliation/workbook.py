@@ -38,10 +38,25 @@ BREAK_COLUMNS = [
     "break_id",
     "break_status",
     "note",
+    "assignee",
+    "resolved_at",
+    "resolved_by",
+    "resolution",
+    "comments",
 ]
-FILE_COLUMNS = ["source", "kind", "path", "sha256", "rows_read", "rows_loaded", "ingested_at"]
+FILE_COLUMNS = [
+    "source",
+    "kind",
+    "path",
+    "sha256",
+    "rows_read",
+    "rows_loaded",
+    "ingested_at",
+    "replaced_by",
+]
 DAY_COLUMNS = ["source", "business_date", "version", *DAY_FIELDS]
 CURRENCY_COLUMNS = ["source", "business_date", *currencies.TOTAL_COLUMNS]
+GRAND_TOTAL_COLUMNS = ["source", *currencies.TOTAL_COLUMNS]
 RUN_COLUMNS = ["source", "run_id", "version", *RUN_FIELDS]
 
 
@@ -84,10 +99,16 @@ def _queries(scope: Scope) -> dict[str, tuple[str, dict[str, Any]]]:
                (r.processed_total - CASE WHEN r.is_expected THEN r.expected_amount ELSE 0 END)
                    ::DECIMAL(38, 4) AS difference,
                r.currency, r.error_code, r.error_message, r.break_id, b.status AS break_status,
-               r.note
+               r.note, b.assignee, b.resolved_at, b.resolved_by, b.resolution, c.comments
         FROM latest_record_results r
         JOIN latest_run_results l USING (source, run_id, version)
         LEFT JOIN breaks b USING (break_id)
+        LEFT JOIN (
+            SELECT break_id,
+                   string_agg(strftime(commented_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M UTC')
+                              || ' ' || commented_by || ': ' || comment, chr(10)
+                              ORDER BY commented_at, commented_by, comment) AS comments
+            FROM break_comments GROUP BY break_id) c USING (break_id)
         WHERE (r.category IN {compare.BREAK_CATEGORIES}
                OR (l.has_manifest AND r.processed_total
                    <> CASE WHEN r.is_expected THEN r.expected_amount ELSE 0 END))
@@ -97,16 +118,23 @@ def _queries(scope: Scope) -> dict[str, tuple[str, dict[str, Any]]]:
     latest_records = f"(SELECT r.* FROM latest_record_results r WHERE {record_where})"
     fine = f"({currencies.fine_sql(latest_records, 'latest_run_results')})"
     per_currency = currencies.totals_sql(fine, ["business_date"])
+    grand_totals = currencies.totals_sql(fine, [])
+    # A file whose rows a corrected file took over (`ingest --replace`) is listed too, marked
+    # with the file that replaced it: the auditor sees every file the scope was read from.
     files = f"""
-        SELECT f.source, f.kind, f.path, f.sha256, f.rows_read, f.rows_loaded, f.ingested_at
-        FROM ingested_files f
-        WHERE f.replaced_by IS NULL AND EXISTS (SELECT 1 FROM ({runs}) s
+        SELECT f.source, f.kind, f.path, f.sha256, f.rows_read, f.rows_loaded, f.ingested_at,
+               CASE WHEN f.replaced_by IS NOT NULL
+                    THEN 'replaced by ' || coalesce(n.path, '#' || f.replaced_by::VARCHAR)
+                         || coalesce(' (' || n.sha256[:12] || ')', '') END AS replaced_by
+        FROM ingested_files f LEFT JOIN ingested_files n ON n.file_id = f.replaced_by
+        WHERE EXISTS (SELECT 1 FROM ({runs}) s
                       WHERE s.source = f.source AND list_contains(f.run_ids, s.run_id))
         ORDER BY f.source, f.kind, f.path, f.sha256
     """
     return {
         "days": (days, params),
         "currencies": (per_currency, params),
+        "totals": (grand_totals, params),
         "runs": (runs, params),
         "breaks": (breaks, params),
         "files": (files, params),
@@ -141,6 +169,7 @@ def write(
     columns = {
         "days": DAY_COLUMNS,
         "currencies": CURRENCY_COLUMNS,
+        "totals": GRAND_TOTAL_COLUMNS,
         "runs": RUN_COLUMNS,
         "breaks": BREAK_COLUMNS,
         "files": FILE_COLUMNS,
@@ -171,6 +200,11 @@ def write(
                 "Per business day and currency (the day's amounts above add all currencies)",
                 CURRENCY_COLUMNS,
                 tables["currencies"],
+            ),
+            formats.Table(
+                "Grand total per currency (each source, every day of the scope)",
+                GRAND_TOTAL_COLUMNS,
+                tables["totals"],
             ),
             formats.Table("Per run", RUN_COLUMNS, tables["runs"]),
             formats.Table("Source files", FILE_COLUMNS, tables["files"]),

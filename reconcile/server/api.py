@@ -321,13 +321,15 @@ def complete_run(
 def read(
     settings: Settings, token: str, what: str, query: dict[str, str], client: str | None = None
 ) -> JSONResponse | Refusal:
-    """Token-protected reads: monitors, runs, a day's reconciliation, a day's failures. Rows of
-    runs, reconciliation and failures are limited to the token's source; results are as of the
-    last reconcile."""
+    """Token-protected reads: monitors, runs, a day's reconciliation, a day's failures, all
+    limited to the token's source (monitors: those linked to it, as `monitor add --source`; a
+    monitor of no source, a heartbeat, is no source's and is not listed). A day's
+    reconciliation and failures are reconciled first, as the command line does."""
     from datetime import date as Date
 
     from reconcile.ingest import runs
     from reconcile.reconciliation import compare, failures, refresh
+    from reconcile.reconciliation.scope import Scope
 
     if what not in READS:
         return _error(404, f"no such resource; the API reads {', '.join(READS)}")
@@ -348,8 +350,14 @@ def read(
                 return caller
             conn, now = caller.session.conn, caller.session.now
             source = caller.source
+            if what in ("reconciliation", "failures"):
+                # Reading commands reconcile first, as on the command line: a run posted a
+                # moment ago is in the answer (unchanged inputs add no version).
+                refresh.refresh(caller.session, Scope(source, since=day, until=day))
             if what == "monitors":
-                payload: dict[str, Any] = {"monitors": monitors.list_monitors(conn, now)}
+                payload: dict[str, Any] = {
+                    "monitors": monitors.list_monitors(conn, now, source=source)
+                }
             elif what == "runs":
                 payload = {"runs": runs.list_runs(conn, source, day, day)}
             elif what == "reconciliation":

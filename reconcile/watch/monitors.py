@@ -304,14 +304,17 @@ def describe(conn: Connection, name: str, now: datetime, slots: int = 20) -> dic
     return row
 
 
-def list_monitors(conn: Connection, now: datetime) -> list[dict[str, Any]]:
-    """Every monitor with its status at `now` and the slot it waits for."""
+def list_monitors(
+    conn: Connection, now: datetime, source: str | None = None
+) -> list[dict[str, Any]]:
+    """Every monitor with its status at `now` and the slot it waits for; with `source`, only
+    the monitors linked to that source (a monitor with no source is nobody's source's)."""
     return fetch_dicts(
         conn,
         f"SELECT name, {SCHEDULE_TEXT_SQL} AS schedule, tz, grace_seconds, tags, "
         f"{STATUS_SQL} AS status, awaited_due AS next_due, last_signal_at "
-        "FROM monitors ORDER BY name",
-        {"now": now},
+        "FROM monitors WHERE $source IS NULL OR source = $source ORDER BY name",
+        {"now": now, "source": source},
     )
 
 
