@@ -115,7 +115,8 @@ bench: bytecode
 	$(BIN)/python -m tests.bench.bench_ping; d=$$?; \
 	$(BIN)/python -m tests.bench.bench_audit; e=$$?; \
 	$(BIN)/python -m tests.bench.bench_redact; f=$$?; \
-	exit $$(( a || b || c || d || e || f ))
+	$(BIN)/python -m tests.bench.bench_export; g=$$?; \
+	exit $$(( a || b || c || d || e || f || g ))
 
 clean:
 	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor $(DEMO_DB).pankey demo-inbox.port .pytest_cache .mypy_cache .ruff_cache
