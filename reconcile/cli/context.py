@@ -20,6 +20,36 @@ log = logging.getLogger("reconcile")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
 
+# The commands that may create the store where there is none: `init`, and those that write
+# what arrives from outside (files, control totals, signals, tokens, monitors, a test alert) or
+# serve others who do. Every other command reads, or changes what is already in a store
+# (breaks, monitors, tokens, the audit key): where there is no store it refuses, "no database
+# at PATH", exit 1, and creates nothing, so a command run in the wrong folder says so instead
+# of answering from a new empty store.
+CREATING_COMMANDS = frozenset(
+    {
+        "init",
+        "ingest",
+        "expect",
+        "monitor add",
+        "token create",
+        "ping",
+        "run",
+        "watch",
+        "serve",
+        "notify test",
+    }
+)
+
+
+def command_name() -> str:
+    """The running command as typed after `recon` (`monitor add`), options left out."""
+    ctx, names = click.get_current_context(silent=True), []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
 
 @dataclass
 class App:
@@ -58,13 +88,15 @@ class App:
         """This command's one session: the store, its audit trail (the OS user, via cli),
         `now` (the command's, unless given: a server's stop is later than its start); the
         chain's head is anchored on the way out, whatever happened. `sync_config=False` leaves
-        the configuration file's changes unrecorded (`recon audit start-key` writes first)."""
+        the configuration file's changes unrecorded (`recon audit start-key` writes first).
+        Only the CREATING_COMMANDS create a store where there is none."""
         settings = self.settings
         with open_session(
             settings,
             trail_for(settings, "cli"),
             now=now or self.now_time,
             sync_config=sync_config,
+            create=command_name() in CREATING_COMMANDS,
         ) as session:
             yield session
 
