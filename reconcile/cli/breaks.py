@@ -121,6 +121,9 @@ def breaks_assign(app: App, break_id: str, assignee: str) -> None:
     """
     with _listing_hint(), app.session() as session:
         breaks.assign(session.conn, break_id, assignee, now=session.now, user=session.actor)
+    if app.json:
+        emit_json({"break_id": break_id, "assignee": assignee})
+        return
     info(f"{break_id} assigned to {assignee}")
 
 
@@ -137,6 +140,9 @@ def breaks_comment(app: App, break_id: str, text: str) -> None:
     """
     with _listing_hint(), app.session() as session:
         breaks.comment(session.conn, break_id, _safe(text), now=session.now, user=session.actor)
+    if app.json:
+        emit_json({"break_id": break_id, "comment": _safe(text)})
+        return
     info(f"comment added to {break_id}")
 
 
@@ -153,4 +159,7 @@ def breaks_resolve(app: App, break_id: str, reason: str) -> None:
     """
     with _listing_hint(), app.session() as session:
         breaks.resolve(session.conn, break_id, _safe(reason), now=session.now, user=session.actor)
+    if app.json:
+        emit_json({"break_id": break_id, "status": "resolved", "reason": _safe(reason)})
+        return
     info(f"{break_id} resolved")

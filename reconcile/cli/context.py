@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import click
 
 from reconcile import __version__, logs, redact
+from reconcile.ingest.batch import Input
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings, load_settings, parse_duration, parse_now
 
@@ -120,13 +125,41 @@ def _masked(value: Any) -> Any:
     return value
 
 
+def _json_after(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    app = ctx.find_object(App)
+    if value and app is not None:
+        app.json = True
+
+
+JSON_HELP = "Machine-readable output on stdout."
+
+
 class _MaskedParameters(click.Command):
     """Every identifier typed on the command line enters here: each text argument and option
     value (run ids, source, monitor and token names, tags, reasons...) has its card numbers
     masked before any command sees it, so none reaches a table, a log or an alert. Paths are
     the exception (the file must still be found): what is stored or printed of a file name is
     masked where the file is read (`ingest.ingest_file`), and the command run by `recon run` is
-    passed through as given."""
+    passed through as given.
+
+    Every command also takes `--json` after its name (`recon runs --json`), as the group takes
+    it before; but a command that passes unknown options on (`recon run`, whose output is its
+    job's) keeps every option after its name for the job."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.context_settings.get("ignore_unknown_options") and not any(
+            "--json" in getattr(p, "opts", ()) for p in self.params
+        ):
+            self.params.append(
+                click.Option(
+                    ["--json", "json_after"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_json_after,
+                    help=JSON_HELP,
+                )
+            )
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         rest = super().parse_args(ctx, args)
@@ -160,7 +193,7 @@ class _MaskedGroup(_MaskedParameters, click.Group):
     help="recon.toml to read (env RECON_CONFIG; default ./recon.toml if present).",
 )
 @click.option("--now", metavar="ISO8601", help="Pretend it is this time (env RECON_NOW).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.version_option(__version__, prog_name="recon")
 @click.pass_context
 def cli(
@@ -244,3 +277,49 @@ def _record_event(
     command's `now` unless given."""
     with app.session(now=now) as session:
         session.record_alone(action, target, details=details)
+
+
+DASH = Path("-")
+
+
+@contextmanager
+def stdin_inputs(files: Sequence[Path]) -> Iterator[list[Path | Input]]:
+    """The files to ingest, with `-` read from stdin: its bytes are kept in a private temporary
+    file (a file loads in one transaction, and its SHA-256 is its identity), called `stdin` in
+    the store, the audit trail and messages."""
+    if DASH not in files:
+        yield list(files)
+        return
+    with tempfile.TemporaryDirectory(prefix="recon-stdin-") as folder:
+        path = Path(folder) / "stdin"
+        with path.open("wb") as copy:
+            shutil.copyfileobj(sys.stdin.buffer, copy)
+        yield [Input(path, name="stdin") if given == DASH else given for given in files]
+
+
+@contextmanager
+def stdout_output(
+    output: Path | None, fmt: str, *, binary: bool, as_json: bool
+) -> Iterator[Path | None]:
+    """`-o -`: the output goes to stdout. A text format is written there as without `-o`
+    (None); a binary one (xlsx, parquet) is written to a private temporary file, then copied
+    to stdout, unless stdout is a terminal."""
+    if output != DASH:
+        yield output
+        return
+    if as_json:
+        raise click.UsageError("--json and -o - both write to stdout: give -o FILE")
+    if not binary:
+        yield None
+        return
+    if sys.stdout.isatty():
+        raise click.UsageError(
+            f"{fmt} is binary: redirect stdout to a file or a pipe, or give -o FILE"
+        )
+    with tempfile.TemporaryDirectory(prefix="recon-stdout-") as folder:
+        path = Path(folder) / f"stdout.{fmt}"
+        yield path
+        sys.stdout.flush()
+        with path.open("rb") as written:
+            shutil.copyfileobj(written, sys.stdout.buffer)
+        sys.stdout.buffer.flush()

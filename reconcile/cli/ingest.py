@@ -19,6 +19,7 @@ from reconcile.cli.context import (
     cli,
     parse_day,
     pass_app,
+    stdin_inputs,
 )
 from reconcile.cli.output import emit_json, emit_table, format_amount, info
 from reconcile.ingest import expected, kinds, runs
@@ -123,10 +124,10 @@ def ingest_command(
         for warning in outcome.warnings:
             info(f"  warning: {warning}")
 
-    with app.session() as session:
+    with stdin_inputs(files) as inputs, app.session() as session:
         batch = ingest_files(
             session,
-            files,
+            inputs,
             source=source_name,
             kind=kind,
             run_id=run_id,
