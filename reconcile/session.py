@@ -87,13 +87,15 @@ def open_session(
     now: datetime | None = None,
     lock_timeout: float | None = None,
     sync_config: bool = True,
+    create: bool = True,
 ) -> Iterator[Session]:
     """Open the store (migrating it), make `trail` the active audit trail, record what changed
     in the configuration file since the last command (`sync_config`), and anchor the chain's
-    head on the way out."""
+    head on the way out. `create=False` (a reading command): refuse where there is no store
+    (`store.NoDatabase`), creating nothing."""
     when = now or settings.current_time()
     timeout = settings.lock_timeout if lock_timeout is None else lock_timeout
-    with store.connect(Path(settings.db), timeout) as conn, audit.acting(trail):
+    with store.connect(Path(settings.db), timeout, create=create) as conn, audit.acting(trail):
         try:
             if sync_config:
                 versions.sync_file_config(conn, settings, when)

@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -401,6 +402,10 @@ class Settings(BaseSettings):
     spool_dir: Path | None = None  # where `recon serve` spools pings; default <db>.spool
     spool_drain_interval: float = 1.0  # seconds between drains of the spool into the store
     ping_rate_limit: int = Field(default=600, ge=1)  # pings a minute per monitor over HTTP
+    # What the configuration file itself says (None: no file was read), for the configuration
+    # history: it versions what a person wrote in recon.toml, not the environment a process
+    # happened to run in.
+    _file_values: dict[str, Any] | None = PrivateAttr(default=None)
 
     @field_validator("notify_timeout", mode="before")
     @classmethod
@@ -459,6 +464,11 @@ class Settings(BaseSettings):
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+    def file_values(self) -> dict[str, Any] | None:
+        """recon.toml as read (before the environment and flags override it); None when no
+        configuration file was read."""
+        return self._file_values
 
     def current_time(self) -> datetime:
         """`--now` / `RECON_NOW` when given (tests, replays), else the clock; always aware UTC."""
@@ -558,15 +568,17 @@ def _describe(error: Any, toml_file: Path | None) -> str:
 def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read and validate all settings; raise ConfigError naming each bad key and its form."""
     toml_file = config_path(config)
+    file_values: dict[str, Any] | None = None
     if toml_file is not None:
         try:
-            tomllib.loads(toml_file.read_text(encoding="utf-8"))
+            file_values = tomllib.loads(toml_file.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{toml_file} is not valid TOML: {exc}") from None
     given = {key: value for key, value in overrides.items() if value is not None}
     token = _toml_path.set(toml_file)
     try:
         settings = Settings(**given)
+        settings._file_values = file_values
         redact.remember_secrets(settings.secret_values())  # masked wherever they show up
         return settings
     except ValidationError as exc:
@@ -575,3 +587,33 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
         raise ConfigError(f"invalid settings{origin}:\n  {problems}") from None
     finally:
         _toml_path.reset(token)
+
+
+class _FileOnly(Settings):
+    """Settings from the values given to it alone: no environment, no file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def filed_settings(settings: Settings, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named top-level settings as recon.toml alone sets them, validated (`"5s"` -> 5.0),
+    defaults where it says nothing: what the environment and flags give is left out. A value
+    the environment overrides is not validated on load; if invalid, it is kept as written."""
+    raw = settings.file_values() or {}
+    found = _FileOnly().model_dump(mode="json", include=set(names))
+    for name in names:
+        if name in raw:
+            try:
+                found[name] = _FileOnly(**{name: raw[name]}).model_dump(mode="json")[name]
+            except ValidationError:
+                found[name] = str(raw[name])
+    return found

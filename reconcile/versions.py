@@ -2,9 +2,12 @@
 version, with who, when, how and why, so "which change broke it" has an answer.
 
 Monitors live in the store: their commands write a version in the same transaction as the
-change. Sources, targets, mailboxes and settings live in recon.toml and the environment: each
-command compares what it runs with against the latest versions and records what differs
-(`via` = recon.toml, by the OS user who ran the command: the first to run with it). Secrets are
+change. Sources, targets, mailboxes and settings live in recon.toml: each command that reads
+the file compares what it says with the latest versions and records what differs (`via` =
+settings, by the OS user who ran the command: the first to run with it). The environment is
+not versioned: `RECON_LOCK_TIMEOUT=5s` for one command, or targets given in `RECON_NOTIFY`,
+describe the process that runs, not a change a person made; a command that reads no
+recon.toml records nothing. Secrets are
 never kept: a target's URL and a mailbox's password become a fingerprint, enough to see that
 they changed. Version numbers are global, so one number names the whole configuration at a
 moment; each ingested file and each reconciliation records it.
@@ -17,9 +20,17 @@ import json
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from reconcile import audit
 from reconcile.errors import ReconError
-from reconcile.settings import Settings
+from reconcile.settings import (
+    MailboxConfig,
+    NotifyTarget,
+    Settings,
+    SourceConfig,
+    filed_settings,
+)
 from reconcile.store.db import Connection, fetch_dicts, transaction
 
 # Settings that change behaviour (paths, secrets and the injected clock are not configuration).
@@ -41,21 +52,61 @@ def _fingerprint(secret: str) -> str:
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
-def file_config(settings: Settings) -> dict[str, Any]:
-    """The configuration that comes from recon.toml and the environment, per object, without
-    secrets."""
-    found: dict[str, Any] = {
-        f"source:{name}": source.model_dump(mode="json")
-        for name, source in settings.sources.items()
+# What a version records for a part recon.toml leaves to the environment (a target's URL or a
+# mailbox's password kept out of the file): the environment is not the configuration.
+OUTSIDE_THE_FILE = "(not in recon.toml)"
+
+
+def _as_filed(model: type[BaseModel], raw: Any, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One object as its section of recon.toml gives it, with the model's defaults and
+    normalisation; a required field the file leaves to the environment is recorded as
+    OUTSIDE_THE_FILE, and a secret as its fingerprint."""
+    given = dict(raw) if isinstance(raw, dict) else {}
+    missing = {
+        name: "x"  # a stand-in, only to validate the rest
+        for name, field in model.model_fields.items()
+        if field.is_required() and name not in given
     }
-    for alias, target in settings.notify.targets.items():
-        value = target.model_dump(mode="json", exclude={"url"})
-        found[f"target:{alias}"] = {**value, "url": _fingerprint(target.url.get_secret_value())}
-    for alias, box in settings.mailboxes.items():
-        value = box.model_dump(mode="json", exclude={"password", "password_file"})
-        secret = box.password.get_secret_value() if box.password else str(box.password_file)
-        found[f"mailbox:{alias}"] = {**value, "password": _fingerprint(secret)}
-    found["settings"] = settings.model_dump(mode="json", include=set(TRACKED_SETTINGS))
+    try:
+        value = model.model_validate({**given, **missing}).model_dump(
+            mode="json", exclude=set(secrets)
+        )
+    except ValidationError:  # only valid once the environment completes it: as written
+        written = json.loads(json.dumps(given, default=str))
+        value = {k: v for k, v in written.items() if k not in secrets}
+    for name in missing:
+        value[name] = OUTSIDE_THE_FILE
+    for name in secrets:
+        if name in given:
+            value[name] = _fingerprint(str(given[name]))
+        elif name not in missing:
+            value[name] = OUTSIDE_THE_FILE
+    return value
+
+
+def file_config(settings: Settings) -> dict[str, Any] | None:
+    """The configuration recon.toml holds, per object, without secrets; None when no file was
+    read. Only the file is versioned: what the environment adds or overrides (a lock timeout
+    for one command, targets given in RECON_NOTIFY, a log level) belongs to the process that
+    runs, not to the configuration, so cron and a login shell record the same thing."""
+    raw = settings.file_values()
+    if raw is None:
+        return None
+    found: dict[str, Any] = {
+        f"source:{name}": _as_filed(SourceConfig, section)
+        for name, section in (raw.get("sources") or {}).items()
+    }
+    notify = raw.get("notify") or {}
+    for alias, section in (notify.get("targets") or {}).items():
+        found[f"target:{alias}"] = _as_filed(NotifyTarget, section, ("url",))
+    for alias, section in (raw.get("mailboxes") or {}).items():
+        box = dict(section) if isinstance(section, dict) else {}
+        password, password_file = box.pop("password", None), box.pop("password_file", None)
+        secret = password or password_file
+        value = _as_filed(MailboxConfig, box)
+        value["password"] = _fingerprint(str(secret)) if secret else OUTSIDE_THE_FILE
+        found[f"mailbox:{alias}"] = value
+    found["settings"] = filed_settings(settings, TRACKED_SETTINGS)
     return found
 
 
@@ -114,6 +165,8 @@ def record(
 def sync_file_config(conn: Connection, settings: Settings, now: datetime) -> list[int]:
     """Record the file-based objects that changed since the last command (one transaction)."""
     current = file_config(settings)
+    if current is None:  # no recon.toml read: nothing said about the configuration
+        return []
     known = _latest(conn)
     changed = {
         name: value for name, value in current.items() if known.get(name) != audit.canonical(value)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from reconcile.cli import cli
@@ -31,6 +32,7 @@ def test_init_creates_a_private_database_and_is_idempotent(recon: Recon) -> None
 
 
 def test_every_command_migrates_on_open(recon: Recon) -> None:
+    duckdb.connect(str(recon.db)).close()  # a store of a version before any schema step
     result = recon("--json", "runs")
     assert result.code == 0, result.stderr
     assert result.json() == {"runs": []}

@@ -96,11 +96,15 @@ def audit_start_key(app: App) -> None:
     with app.session(sync_config=False) as session:  # nothing unkeyed may be written first
         started = auditing.start_key(session)
     if started is None:
+        if app.json:
+            emit_json({"keyed": True, "started": False})
         info("the audit trail is keyed already: nothing to do")
         return
     verdict, start = started
     if not verdict.intact:
         _report_verdict(app, verdict)
+    if app.json:
+        emit_json({"keyed": True, "started": True, "checked": verdict.checked, "from_seq": start})
     info(
         f"{verdict.checked} unkeyed event(s) checked; the audit trail is keyed from seq {start} on"
     )

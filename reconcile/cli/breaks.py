@@ -155,7 +155,7 @@ def breaks_comment(app: App, break_id: str, text: str) -> None:
     with _listing_hint(), app.session() as session:
         breaks.comment(session, [break_id], _safe(text))
     if app.json:
-        emit_json({"commented": [break_id]})
+        emit_json({"commented": [break_id], "comment": _safe(text)})
         return
     info(f"comment added to {break_id}")
 
@@ -178,6 +178,6 @@ def breaks_resolve(app: App, break_ids: tuple[str, ...], reason: str) -> None:
     with _listing_hint(), app.session() as session:
         breaks.resolve(session, list(break_ids), _safe(reason))
     if app.json:
-        emit_json({"resolved": list(break_ids)})
+        emit_json({"resolved": list(break_ids), "status": "resolved", "reason": _safe(reason)})
         return
     info(f"{', '.join(break_ids)} resolved")

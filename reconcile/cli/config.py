@@ -8,7 +8,7 @@ import sys
 import click
 
 from reconcile import audit, versions
-from reconcile.cli.context import EXIT_ERROR, App, cli, pass_app
+from reconcile.cli.context import EXIT_ERROR, EXIT_OK, App, cli, pass_app
 from reconcile.cli.output import emit_json, emit_table, info
 from reconcile.watch import configure
 
@@ -94,6 +94,12 @@ def config_revert(app: App, target: str, version: int, reason: str | None) -> No
             done = configure.revert(session, target, version, reason=reason)
     except configure.NotThisObject as exc:
         raise click.BadParameter(str(exc)) from None
+    if app.json:
+        emit_json(
+            {"object": target, "version": version, "applied": done.applied,
+             "recorded_as": done.recorded_as, "value": done.value}
+        )  # fmt: skip
+        sys.exit(EXIT_OK if done.applied else EXIT_ERROR)
     if not done.applied:
         info(f"{target} comes from recon.toml; version {version} was:")
         click.echo(json.dumps(done.value, indent=2))

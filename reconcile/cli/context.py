@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import click
 
 from reconcile import __version__, logs, redact
+from reconcile.ingest.batch import Input
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings, load_settings, parse_duration, parse_now
 
@@ -19,6 +24,36 @@ log = logging.getLogger("reconcile")
 
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
+
+# The commands that may create the store where there is none: `init`, and those that write
+# what arrives from outside (files, control totals, signals, tokens, monitors, a test alert) or
+# serve others who do. Every other command reads, or changes what is already in a store
+# (breaks, monitors, tokens, the audit key): where there is no store it refuses, "no database
+# at PATH", exit 1, and creates nothing, so a command run in the wrong folder says so instead
+# of answering from a new empty store.
+CREATING_COMMANDS = frozenset(
+    {
+        "init",
+        "ingest",
+        "expect",
+        "monitor add",
+        "token create",
+        "ping",
+        "run",
+        "watch",
+        "serve",
+        "notify test",
+    }
+)
+
+
+def command_name() -> str:
+    """The running command as typed after `recon` (`monitor add`), options left out."""
+    ctx, names = click.get_current_context(silent=True), []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
 
 
 @dataclass
@@ -58,13 +93,15 @@ class App:
         """This command's one session: the store, its audit trail (the OS user, via cli),
         `now` (the command's, unless given: a server's stop is later than its start); the
         chain's head is anchored on the way out, whatever happened. `sync_config=False` leaves
-        the configuration file's changes unrecorded (`recon audit start-key` writes first)."""
+        the configuration file's changes unrecorded (`recon audit start-key` writes first).
+        Only the CREATING_COMMANDS create a store where there is none."""
         settings = self.settings
         with open_session(
             settings,
             trail_for(settings, "cli"),
             now=now or self.now_time,
             sync_config=sync_config,
+            create=command_name() in CREATING_COMMANDS,
         ) as session:
             yield session
 
@@ -88,13 +125,41 @@ def _masked(value: Any) -> Any:
     return value
 
 
+def _json_after(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    app = ctx.find_object(App)
+    if value and app is not None:
+        app.json = True
+
+
+JSON_HELP = "Machine-readable output on stdout."
+
+
 class _MaskedParameters(click.Command):
     """Every identifier typed on the command line enters here: each text argument and option
     value (run ids, source, monitor and token names, tags, reasons...) has its card numbers
     masked before any command sees it, so none reaches a table, a log or an alert. Paths are
     the exception (the file must still be found): what is stored or printed of a file name is
     masked where the file is read (`ingest.ingest_file`), and the command run by `recon run` is
-    passed through as given."""
+    passed through as given.
+
+    Every command also takes `--json` after its name (`recon runs --json`), as the group takes
+    it before; but a command that passes unknown options on (`recon run`, whose output is its
+    job's) keeps every option after its name for the job."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.context_settings.get("ignore_unknown_options") and not any(
+            "--json" in getattr(p, "opts", ()) for p in self.params
+        ):
+            self.params.append(
+                click.Option(
+                    ["--json", "json_after"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_json_after,
+                    help=JSON_HELP,
+                )
+            )
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         rest = super().parse_args(ctx, args)
@@ -128,7 +193,7 @@ class _MaskedGroup(_MaskedParameters, click.Group):
     help="recon.toml to read (env RECON_CONFIG; default ./recon.toml if present).",
 )
 @click.option("--now", metavar="ISO8601", help="Pretend it is this time (env RECON_NOW).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.version_option(__version__, prog_name="recon")
 @click.pass_context
 def cli(
@@ -212,3 +277,49 @@ def _record_event(
     command's `now` unless given."""
     with app.session(now=now) as session:
         session.record_alone(action, target, details=details)
+
+
+DASH = Path("-")
+
+
+@contextmanager
+def stdin_inputs(files: Sequence[Path]) -> Iterator[list[Path | Input]]:
+    """The files to ingest, with `-` read from stdin: its bytes are kept in a private temporary
+    file (a file loads in one transaction, and its SHA-256 is its identity), called `stdin` in
+    the store, the audit trail and messages."""
+    if DASH not in files:
+        yield list(files)
+        return
+    with tempfile.TemporaryDirectory(prefix="recon-stdin-") as folder:
+        path = Path(folder) / "stdin"
+        with path.open("wb") as copy:
+            shutil.copyfileobj(sys.stdin.buffer, copy)
+        yield [Input(path, name="stdin") if given == DASH else given for given in files]
+
+
+@contextmanager
+def stdout_output(
+    output: Path | None, fmt: str, *, binary: bool, as_json: bool
+) -> Iterator[Path | None]:
+    """`-o -`: the output goes to stdout. A text format is written there as without `-o`
+    (None); a binary one (xlsx, parquet) is written to a private temporary file, then copied
+    to stdout, unless stdout is a terminal."""
+    if output != DASH:
+        yield output
+        return
+    if as_json:
+        raise click.UsageError("--json and -o - both write to stdout: give -o FILE")
+    if not binary:
+        yield None
+        return
+    if sys.stdout.isatty():
+        raise click.UsageError(
+            f"{fmt} is binary: redirect stdout to a file or a pipe, or give -o FILE"
+        )
+    with tempfile.TemporaryDirectory(prefix="recon-stdout-") as folder:
+        path = Path(folder) / f"stdout.{fmt}"
+        yield path
+        sys.stdout.flush()
+        with path.open("rb") as written:
+            shutil.copyfileobj(written, sys.stdout.buffer)
+        sys.stdout.buffer.flush()

@@ -21,6 +21,7 @@ from reconcile.cli.context import (
     cli,
     parse_day,
     pass_app,
+    stdin_inputs,
 )
 from reconcile.cli.output import emit_json, emit_table, format_amount, info, terminal_text
 from reconcile.ingest import expected, kinds, runs
@@ -148,10 +149,10 @@ def ingest_command(
         progress.done("refused" if isinstance(outcome, Refused) else None)
         show(outcome)
 
-    with app.session() as session, progress:
+    with stdin_inputs(files) as inputs, app.session() as session, progress:
         batch = ingest_files(
             session,
-            files,
+            inputs,
             source=source_name,
             kind=kind,
             run_id=run_id,

@@ -410,6 +410,9 @@ def monitor_pause(app: App, name: str, until: datetime | None, reason: str | Non
     """
     with app.session() as session:
         configure.pause(session, name, until=until, reason=reason)
+    if app.json:
+        emit_json({"monitor": name, "paused": True, "until": until, "reason": reason})
+        return
     info(f"{name} paused" + (f" until {until.isoformat()}" if until else ""))
 
 
@@ -425,6 +428,9 @@ def monitor_resume(app: App, name: str) -> None:
     """
     with app.session() as session:
         configure.resume(session, name)
+    if app.json:
+        emit_json({"monitor": name, "paused": False})
+        return
     info(f"{name} resumed")
 
 
@@ -441,4 +447,7 @@ def monitor_remove(app: App, name: str, reason: str | None) -> None:
     """
     with app.session() as session:
         configure.remove(session, name, reason=reason)
+    if app.json:
+        emit_json({"monitor": name, "removed": True, "reason": reason})
+        return
     info(f"{name} removed")

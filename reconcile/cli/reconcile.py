@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from reconcile.cli.context import (
+    DASH,
     EXIT_ERROR,
     EXIT_FINDINGS,
     EXIT_OK,
@@ -23,6 +24,7 @@ from reconcile.cli.context import (
     cli,
     date_options,
     pass_app,
+    stdout_output,
 )
 from reconcile.cli.output import _cell, emit_json, emit_table, info, terminal_text
 from reconcile.reconciliation import bisect as changepoint
@@ -242,8 +244,13 @@ def failures_command(
     if fmt in failures.FILE_FORMATS and output is None:
         raise click.UsageError(f"--format {fmt} writes a file: give it with -o FILE")
     scope = parse_scope(day=day, since=since, until=until, source=source, default_last=True)
-    with app.session() as session:
-        listing = failures.list_for(session, scope, wanted, fmt=fmt, output=output, status=status)
+    binary = fmt in failures.FILE_FORMATS
+    with (
+        stdout_output(output, fmt, binary=binary, as_json=app.json) as target,
+        app.session() as session,
+    ):
+        listing = failures.list_for(session, scope, wanted, fmt=fmt, output=target, status=status)
+    output = output if target else None  # `-o -` of a text format: written to stdout below
     if listing is None:
         info("no transactions loaded yet: nothing to list")
         return
@@ -328,8 +335,13 @@ def export_command(
       recon export --date 2026-11-13 --format csv -o export-2026-11-13/
     """
     scope = parse_scope(day=day, since=since, until=until, source=source)
-    with app.session() as session:
-        exported = export.finance(session, scope, fmt, output)
+    if output == DASH and fmt != "xlsx":
+        raise click.UsageError(f"--format {fmt} writes a folder of files: give -o FOLDER")
+    with (
+        stdout_output(output, fmt, binary=True, as_json=app.json) as target,
+        app.session() as session,
+    ):
+        exported = export.finance(session, scope, fmt, target or output)
     written, outcome = exported.written, exported.outcome
     if app.json:
         emit_json(

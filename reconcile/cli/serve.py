@@ -102,4 +102,7 @@ def token_revoke(app: App, name: str) -> None:
     """
     with app.session() as session:
         tokens.revoke(session.conn, name, now=session.now)
+    if app.json:
+        emit_json({"name": name, "revoked": True})
+        return
     info(f"token {name} revoked")

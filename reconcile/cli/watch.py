@@ -166,9 +166,9 @@ def _watch_loop(app: App, once: bool, interval: float) -> None:
             time.sleep(interval)
             continue
         _show_tick(report)
+        if app.json:  # one JSON line per tick
+            emit_json(report.as_json())
         if once:
-            if app.json:
-                emit_json(report.as_json())
             sys.exit(EXIT_FINDINGS if report.needs_attention else EXIT_OK)
         time.sleep(interval)
 

@@ -13,16 +13,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from reconcile.errors import DatabaseError
 from reconcile.store import db, migrations
 from reconcile.store.db import Connection
 
-__all__ = ["Connection", "connect", "db", "migrations"]
+__all__ = ["Connection", "NoDatabase", "connect", "db", "migrations"]
+
+
+class NoDatabase(DatabaseError):
+    """A command that only reads was pointed where there is no store: it creates none."""
 
 
 @contextmanager
-def connect(path: Path, lock_timeout: float = 30.0) -> Iterator[Connection]:
-    """A migrated connection to the store, closed on exit."""
+def connect(path: Path, lock_timeout: float = 30.0, *, create: bool = True) -> Iterator[Connection]:
+    """A migrated connection to the store, closed on exit. `create=False`: a missing file is
+    refused (NoDatabase), and nothing is created."""
     new_file = not path.exists()
+    if new_file and not create:
+        raise NoDatabase(f"no database at {path.absolute()} (set RECON_DB or --db)")
     conn = db.open_connection(path, lock_timeout)
     try:
         if new_file:
