@@ -55,7 +55,7 @@ def test_every_command_that_changes_things_answers_in_json(recon: Recon) -> None
     for command, done in answers.items():
         assert done.code == 0, (command, done.stderr)
         assert isinstance(done.json(), dict), command
-    assert answers["breaks assign"].json() == {"break_id": brk, "assignee": "alice"}
+    assert answers["breaks assign"].json() == {"assigned": [brk], "assignee": "alice"}
     assert answers["breaks resolve"].json()["status"] == "resolved"
     assert answers["monitor pause"].json()["paused"] is True
     assert answers["monitor remove"].json()["removed"] is True

@@ -82,6 +82,9 @@ ARGS = {
     "monitor remove": ["x"],
     "monitor resume": ["x"],
     "monitor show": ["x"],
+    "monitor edit": ["x", "--grace", "1h"],
+    "monitor log": ["x"],
+    "forget": ["1"],
     "token revoke": ["x"],
 }
 NO_STORE = {"monitor preview"}  # works on its arguments alone
