@@ -35,6 +35,7 @@ from reconcile.redact.names import (
     column_key,
     column_tokens,
     is_card_column,
+    is_id_column,
     is_never_stored,
     normalise_name,
 )
@@ -48,6 +49,7 @@ from reconcile.redact.pans import (
     PAN_PREFILTER_SQL,
     _ascii_digits,
     find_pans,
+    issuer_plausible,
     luhn_valid,
     mask_digits,
     mask_pans,
@@ -84,10 +86,13 @@ __all__ = [
     "cut_urls",
     "find_pans",
     "is_card_column",
+    "is_id_column",
     "is_never_stored",
+    "issuer_plausible",
     "luhn_valid",
     "mask_card_value",
     "mask_digits",
+    "mask_id",
     "mask_key",
     "mask_nested",
     "mask_pans",
@@ -102,7 +107,7 @@ _PROCESS_KEY = secrets.token_bytes(32)  # `mask_key` without a key: never unkeye
 WHOLE_MASK = "[masked]"
 
 
-def mask_key(text: str | None, key: bytes | None) -> str | None:
+def mask_key(text: str | None, key: bytes | None, ids: bool = True) -> str | None:
     """Mask a PAN inside an identifier (txn_id, run_id) and keep the identifier distinct.
 
     Masking alone would turn two different ids into the same `************1111`; the short
@@ -110,12 +115,27 @@ def mask_key(text: str | None, key: bytes | None) -> str | None:
     unkeyed hash of an id is reversed by trying the 10^5 Luhn-valid cards of a known BIN.
     Callers pass `Settings.pan_key_bytes()` (RECON_PAN_KEY, else the store's key file); without
     a key, a random key of this process keeps ids distinct, but not stable across commands.
+
+    An identifier is judged as one (`ids`, see `mask_id`): `CG202603230030` stays as it is.
     """
-    masked = mask_pans(text)
+    masked = mask_pans(text, ids=ids)
     if masked == text or text is None or masked is None:
         return masked
     digest = hmac.new(key or _PROCESS_KEY, text.encode(), hashlib.sha256).hexdigest()
     return f"{masked}#{digest[:8]}"
+
+
+def mask_id(text: str | None) -> str | None:
+    """Mask the card numbers in an identifier (a txn_id, run_id or reference column).
+
+    Ids are made of prefixes, dates and sequences, and one in ten 12-19 digit runs passes Luhn
+    by chance. In an id, a Luhn-valid run is a card number only when it could be one by its
+    issuer prefix and length (`issuer_plausible`: a date, 2026..., or a zero-padded sequence
+    cannot) and it is not glued to letters (`CG202603230030` is one token of an id). A card
+    written alone or after a separator (`4111111111111111`, `TX-4111111111111111`) is masked.
+    Free text keeps the stricter rule of `mask_pans`.
+    """
+    return mask_pans(text, ids=True)
 
 
 def mask_card_value(text: str | None) -> str | None:
