@@ -496,14 +496,16 @@ def _follow_tails(groups: _Groups, last: int) -> int:
 def issuer_plausible(digits: str) -> bool:
     """Whether `digits` (12 to 19 ASCII digits) could be a card by its issuer prefix (IIN) and
     length: 3, 4, 5 and 6 (Amex, Diners, JCB, Visa, Mastercard, Maestro, Discover, UnionPay) at
-    any length, Mastercard's and Mir's 2200-2720, UATP's 1 at 15 digits, 81 and 82 (UnionPay,
-    RuPay) and Troy's 9792. Generous on purpose: a prefix that some card uses is enough. It
-    leaves out what ids are made of: dates (19..., 20...), zero-padded sequences (0...), 7."""
+    any length, Mir's 2200-2204 (16 to 19 digits) and Mastercard's 2221-2720 (16), UATP's 1 at
+    15 digits, 81 and 82 (UnionPay, RuPay) at 16 to 19 and Troy's 9792 at 16. Generous on
+    purpose: a prefix some card uses is enough. It leaves out what ids are made of: dates
+    (19..., 20...; 26... unless 16 digits long), zero-padded sequences (0...), 7."""
     first, length = digits[0], len(digits)
     if first in "3456":
         return True
     if first == "2":
-        return 2200 <= int(digits[:4]) <= 2720
+        prefix = int(digits[:4])
+        return (2200 <= prefix <= 2204 and length >= 16) or (2221 <= prefix <= 2720 and length == 16)
     if first == "1":
         return length == 15
     if first == "8":
