@@ -339,3 +339,56 @@ def test_the_id_rule_masks_a_subset_and_is_idempotent(text: str) -> None:
 )
 def test_issuer_prefix_and_length(digits: str, plausible: bool) -> None:
     assert redact.issuer_plausible(digits) is plausible
+
+
+def _numeric_ids(count: int) -> list[str]:
+    """14-digit numeric ids starting with 5 (a Maestro-like prefix): one in ten passes Luhn."""
+    rng = random.Random(5)
+    return [f"5{rng.randrange(10**13):013d}" for _ in range(count)]
+
+
+def test_a_declared_id_format_leaves_matching_ids_alone(recon, tmp_path: Path) -> None:
+    """Numeric ids with a card-like prefix cannot be told from cards by their digits; a source
+    declares the column's format (`id_formats`) and its ids are kept, while a card in the same
+    column (not of that format) is still masked."""
+    ids = _numeric_ids(60)
+    lines = [f"{value},1.00,OK,R1" for value in ids] + ["4111111111111111,1.00,OK,R1"]
+    path = tmp_path / "run.csv"
+    path.write_text("txn_id,amount,status,run_id\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    recon.write_config('[sources.cg]\nid_formats = { txn_id = "5[0-9]{13}" }\n')
+    result, _ = recon.ingest(path, source="cg")
+    assert result.code == 0, result.stderr
+    stored = [row[0] for row in recon.query("SELECT txn_id FROM transactions ORDER BY line")]
+    assert stored[:-1] == ids
+    assert stored[-1].startswith("************1111#")
+    [run] = recon("--json", "runs").json()["runs"]
+    assert run["masked"] == {"txn_id": 1}
+
+
+def test_without_the_declared_format_such_ids_are_judged_by_their_digits(
+    recon, tmp_path: Path
+) -> None:
+    """The same ids without the setting: those that pass Luhn are masked (a 14-digit number
+    starting with 5 may be a Maestro card), and `recon runs` says how many."""
+    ids = _numeric_ids(60)
+    path = tmp_path / "run.csv"
+    path.write_text(
+        "txn_id,amount,status,run_id\n" + "".join(f"{v},1.00,OK,R1\n" for v in ids),
+        encoding="utf-8",
+    )
+    result, _ = recon.ingest(path, source="cg")
+    assert result.code == 0, result.stderr
+    expected = sum(redact.luhn_valid(value) for value in ids)
+    assert expected > 0
+    [run] = recon("--json", "runs").json()["runs"]
+    assert run["masked"] == {"txn_id": expected}
+
+
+@pytest.mark.parametrize("pattern", [".*", "[0-9]{12,19}", "[0-9]{16}", "[A-Z0-9]*"])
+def test_a_format_that_takes_card_numbers_is_refused(recon, tmp_path: Path, pattern: str) -> None:
+    recon.write_config(f'[sources.cg]\nid_formats = {{ txn_id = "{pattern}" }}\n')
+    path = tmp_path / "run.csv"
+    path.write_text("txn_id,amount,status,run_id\nT1,1.00,OK,R1\n", encoding="utf-8")
+    result, _ = recon.ingest(path, source="cg")
+    assert result.code != 0
+    assert "id_formats" in result.stderr and "matches card numbers" in result.stderr

@@ -120,10 +120,11 @@ class Stage:
     def is_card(self, name: str) -> bool:
         return redact.is_card_column(name, self.config.card_columns)
 
-    def is_id(self, name: str) -> bool:
-        """A column of identifiers: a key (txn_id, run_id) or an id by its name (`order_id`,
-        `bank_ref`): judged as an id (`redact.mask_id`), not as free text."""
-        return self.mapped_to.get(name) in KEY_COLUMNS or redact.is_id_column(name)
+    def id_format(self, name: str) -> str | None:
+        """The format the source declares for this column (by its name in the file, or the
+        canonical name it maps to), if any (`SourceConfig.id_formats`)."""
+        formats = self.config.id_formats
+        return formats.get(normalise_name(name)) or formats.get(self.mapped_to.get(name, ""))
 
     def mask_sql(self, name: str) -> str:
         """The masked value of column `name`, by the column's role: sensitive (whole),
@@ -133,14 +134,24 @@ class Stage:
             return f"CASE WHEN {column} IS NOT NULL THEN {sql_literal(redact.WHOLE_MASK)} END"
         if self.is_card(name):
             return f"recon_mask_card({column})"
+        declared = self.id_format(name)
         function = (
             "recon_mask_key"
             if self.mapped_to.get(name) in KEY_COLUMNS
             else "recon_mask_id"
-            if redact.is_id_column(name)
+            if declared or redact.is_id_column(name)
             else "recon_mask"
         )
-        return f"CASE WHEN {may_hold_pan_sql(column)} THEN {function}({column}) ELSE {column} END"
+        # A value of the declared id format is an id: left as it is.
+        keep = (
+            f"WHEN regexp_full_match({column}, {sql_literal(declared)}) THEN {column} "
+            if declared
+            else ""
+        )
+        return (
+            f"CASE {keep}WHEN {may_hold_pan_sql(column)} THEN {function}({column}) "
+            f"ELSE {column} END"
+        )
 
     def masked(self, name: str) -> str:
         """The masked value of a text column, computed once (`__m_<n>`)."""

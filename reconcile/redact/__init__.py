@@ -77,6 +77,7 @@ __all__ = [
     "PAN_MIN_DIGITS",
     "PAN_PREFILTER_SQL",
     "SECRET",
+    "TEST_CARDS",
     "URL_SQL",
     "WHOLE_MASK",
     "WITHHELD",
@@ -136,6 +137,26 @@ def mask_id(text: str | None) -> str | None:
     Free text keeps the stricter rule of `mask_pans`.
     """
     return mask_pans(text, ids=True)
+
+
+# Well-known test card numbers: a declared id format (`SourceConfig.id_formats`) that matches
+# one of them would let card numbers through unmasked, and is refused.
+TEST_CARDS = (
+    "4111111111111111",
+    "4012888888881881",
+    "4222222222222",
+    "5555555555554444",
+    "5105105105105100",
+    "2221000000000009",
+    "378282246310005",
+    "371449635398431",
+    "6011111111111117",
+    "6011000990139424",
+    "3530111333300000",
+    "30569309025904",
+    "6200000000000005",
+    "6759649826438453",
+)
 
 
 def mask_card_value(text: str | None) -> str | None:
