@@ -31,6 +31,12 @@ characters or more are scanned with NumPy arrays (same rules, checked to agree i
 `tests/test_redact_linear.py`), so 1 MB of hostile digit groups costs about what 1 MB of prose
 does (`tests/bench/bench_redact.py`). No regular expression here repeats over digit groups.
 
+Identifiers are judged as identifiers (`ids`, `mask_id`; issue 13): ids are made of prefixes,
+dates and sequences, and one 12-19 digit run in ten passes Luhn by chance (`CG202603230030`).
+In an id a Luhn-valid run is a card number only when its issuer prefix and length fit a card
+(`issuer_plausible`) and it is not glued to letters; a card alone or after a separator
+(`TX-4111111111111111`) is masked. Free text keeps the rule above, cards glued to words included.
+
 Hex that our own code writes is not scanned when it stands alone as a word: digests (32, 40, 56,
 64, 96 or 128 hex characters with at least one letter), UUIDs (8-4-4-4-12), break ids
 `BRK-<12 hex>` and secret aliases `sha256:<12 hex>`. Their digit runs are chance, and masking them
