@@ -149,8 +149,10 @@ class SourceConfig(BaseModel):
             # A format that takes a 16-digit card, or cards of several lengths, or nothing at
             # all, describes card numbers as well as ids: it would let cards through unmasked.
             cards = [c for c in redact.TEST_CARDS if compiled.fullmatch(c)]
-            if compiled.fullmatch("") or len({len(c) for c in cards}) > 1 or any(
-                len(c) == 16 for c in cards
+            if (
+                compiled.fullmatch("")
+                or len({len(c) for c in cards}) > 1
+                or any(len(c) == 16 for c in cards)
             ):
                 shown = cards[0] if cards else "an empty value"
                 raise ValueError(

@@ -511,7 +511,9 @@ def issuer_plausible(digits: str) -> bool:
         return True
     if first == "2":
         prefix = int(digits[:4])
-        return (2200 <= prefix <= 2204 and length >= 16) or (2221 <= prefix <= 2720 and length == 16)
+        return (2200 <= prefix <= 2204 and length >= 16) or (
+            2221 <= prefix <= 2720 and length == 16
+        )
     if first == "1":
         return length == 15
     if first == "8":
