@@ -116,6 +116,10 @@ class SourceConfig(BaseModel):
     cutoff: time = time(0, 0)
     sensitive_columns: list[str] = Field(default_factory=list)
     card_columns: list[str] = Field(default_factory=list)
+    # Issue 13: an id column's format, declared (column name -> regular expression matching a
+    # whole value, e.g. txn_id = "CG[0-9]{12}"): values that match are ids, never masked; the
+    # column is judged as an id column (`redact.mask_id`) otherwise.
+    id_formats: dict[str, str] = Field(default_factory=dict)
     # How far a processed amount may differ from the expected one and still match: the larger
     # of an absolute amount and a percentage of the expected amount. Default: exact.
     amount_tolerance: Decimal = Decimal(0)
@@ -161,6 +165,33 @@ class SourceConfig(BaseModel):
         if not number.is_finite() or number < 0:
             raise ValueError('expected a number >= 0, such as "0.01" (absolute) or 0.5 (percent)')
         return number
+
+    @field_validator("id_formats")
+    @classmethod
+    def _id_formats(cls, value: dict[str, str]) -> dict[str, str]:
+        formats = {}
+        for column, pattern in value.items():
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{column}: not a regular expression ({exc})") from None
+            if re.search(r"\(\?<?[=!]|\\[1-9]", pattern):  # DuckDB's RE2 has neither
+                raise ValueError(f"{column}: lookarounds and back-references are not supported")
+            # A format that takes a 16-digit card, or cards of several lengths, or nothing at
+            # all, describes card numbers as well as ids: it would let cards through unmasked.
+            cards = [c for c in redact.TEST_CARDS if compiled.fullmatch(c)]
+            if (
+                compiled.fullmatch("")
+                or len({len(c) for c in cards}) > 1
+                or any(len(c) == 16 for c in cards)
+            ):
+                shown = cards[0] if cards else "an empty value"
+                raise ValueError(
+                    f"{column}: the format also matches card numbers ({shown}); "
+                    "describe the ids themselves, e.g. CG[0-9]{12}"
+                )
+            formats[redact.normalise_name(column)] = pattern
+        return formats
 
     @field_validator("encoding")
     @classmethod

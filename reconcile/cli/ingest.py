@@ -328,7 +328,7 @@ def runs_command(app: App, source: str | None, since: str | None, until: str | N
         info("no runs yet: load a run log with `recon ingest --source NAME FILE`")
         return
     emit_table(
-        rows,
+        [{**row, "masked": runs.masked_text(row["masked"])} for row in rows],  # per column
         [
             "source",
             "run_id",
@@ -336,6 +336,7 @@ def runs_command(app: App, source: str | None, since: str | None, until: str | N
             "rows_loaded",
             "rows_failed",
             "rows_quarantined",
+            "masked",
             "first_processed_at",
             "ingested_by",
         ],

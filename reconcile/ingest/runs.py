@@ -14,8 +14,14 @@ def list_runs(
     since: date | None = None,
     until: date | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per run: loaded, succeeded, failed and quarantined rows, and when and by whom."""
+    """One row per run: loaded, succeeded, failed and quarantined rows, when and by whom, and
+    how many values of each column were masked (`masked`: column -> count)."""
     return fetch_dicts(conn, *runs_query(source, since, until))
+
+
+def masked_text(masked: dict[str, int] | None) -> str:
+    """A run's masked values per column, for a table: `card_number 120, txn_id 3`."""
+    return ", ".join(f"{column} {count}" for column, count in (masked or {}).items())
 
 
 def runs_query(
@@ -30,7 +36,14 @@ def runs_query(
                      WHERE t.source = r.source AND t.run_id = r.run_id) AS business_date,
                    r.rows_loaded, r.rows_succeeded, r.rows_failed, r.rows_quarantined,
                    r.first_processed_at, r.last_processed_at, r.last_ingested_at AS ingested_at,
-                   r.ingested_by, len(r.file_ids) AS files
+                   r.ingested_by, len(r.file_ids) AS files,
+                   -- values masking changed, per column (card numbers, sensitive values)
+                   (SELECT coalesce(map(list(column_name ORDER BY column_name),
+                                        list(n ORDER BY column_name)), MAP {})
+                    FROM (SELECT column_name, sum(masked)::BIGINT AS n FROM masked_values m
+                          WHERE m.source = r.source AND m.run_id = r.run_id
+                            AND list_contains(r.file_ids, m.file_id)
+                          GROUP BY column_name)) AS masked
             FROM runs r
             WHERE (?::VARCHAR IS NULL OR r.source = ?))
         WHERE (?::DATE IS NULL OR business_date >= ?) AND (?::DATE IS NULL OR business_date <= ?)

@@ -15,7 +15,7 @@ from reconcile.canonical import KEY_COLUMNS, TYPED_COLUMNS
 from reconcile.ingest.kinds import kind_of
 from reconcile.ingest.readers import Plan, normalise_name
 from reconcile.settings import SourceConfig
-from reconcile.store.db import sql_ident, sql_literal
+from reconcile.store.db import Connection, sql_ident, sql_literal
 
 WITHHELD = redact.WITHHELD
 PREFILTER = "'" + redact.PAN_PREFILTER_SQL.replace("'", "''") + "'"  # as a SQL literal
@@ -175,6 +175,10 @@ class Stage:
         # Column-name rules run here, once per column of the file, never per row.
         self.kept = [name for name in plan.columns if not redact.is_never_stored(name)]
         self.values: dict[str, str] = {}
+        # Each column's masked value (`__m_<n>`), computed once in the first layer and read by
+        # the values, the attributes, the raw row of a quarantined row and the masked counts.
+        self.masks: dict[str, str] = {}  # column -> its masked expression
+        self.mask_names: dict[str, str] = {}  # column -> `__m_<n>`
         self.derived: dict[str, str] = {}  # computed from `values`, one layer further out
         # (condition, column, reason, all SQL): the first that holds is the row's problem.
         self.problems: list[tuple[str, str, str]] = []
@@ -182,13 +186,45 @@ class Stage:
     def is_card(self, name: str) -> bool:
         return redact.is_card_column(name, self.config.card_columns)
 
-    def masked(self, name: str) -> str:
+    def id_format(self, name: str) -> str | None:
+        """The format the source declares for this column (by its name in the file, or the
+        canonical name it maps to), if any (`SourceConfig.id_formats`)."""
+        formats = self.config.id_formats
+        return formats.get(normalise_name(name)) or formats.get(self.mapped_to.get(name, ""))
+
+    def mask_sql(self, name: str) -> str:
+        """The masked value of column `name`, by the column's role: sensitive (whole),
+        card (last four), key (masked and kept distinct), id, or free text."""
         column = sql_ident(name)
         if normalise_name(name) in self.sensitive:
             return f"CASE WHEN {column} IS NOT NULL THEN {sql_literal(redact.WHOLE_MASK)} END"
         if self.is_card(name):
             return f"recon_mask_card({column})"
-        return f"CASE WHEN {may_hold_pan_sql(column)} THEN recon_mask({column}) ELSE {column} END"
+        declared = self.id_format(name)
+        function = (
+            "recon_mask_key"
+            if self.mapped_to.get(name) in KEY_COLUMNS
+            else "recon_mask_id"
+            if declared or redact.is_id_column(name)
+            else "recon_mask"
+        )
+        # A value of the declared id format is an id: left as it is.
+        keep = (
+            f"WHEN regexp_full_match({column}, {sql_literal(declared)}) THEN {column} "
+            if declared
+            else ""
+        )
+        return (
+            f"CASE {keep}WHEN {may_hold_pan_sql(column)} THEN {function}({column}) "
+            f"ELSE {column} END"
+        )
+
+    def masked(self, name: str) -> str:
+        """The masked value of a text column, computed once (`__m_<n>`)."""
+        if name not in self.mask_names:
+            self.mask_names[name] = f"__m_{len(self.mask_names)}"
+            self.masks[name] = self.mask_sql(name)
+        return self.mask_names[name]
 
     def raw(self, canonical: str) -> str:
         actual = self.plan.mapping.get(canonical)
@@ -198,13 +234,7 @@ class Stage:
         actual = self.plan.mapping.get(canonical)
         if actual is None:
             return "NULL::VARCHAR"
-        column = sql_ident(actual)
-        if canonical in KEY_COLUMNS and self.masked(actual).startswith("CASE WHEN strlen"):
-            # A key that holds a card number is masked but must stay distinct from other keys.
-            return (
-                f"nullif(CASE WHEN {may_hold_pan_sql(column)} "
-                f"THEN recon_mask_key({column}) ELSE {column} END, '')"
-            )
+        # A key that holds a card number is masked but stays distinct from other keys.
         return f"nullif({self.masked(actual)}, '')"
 
     def _replaced(self) -> str:
@@ -486,27 +516,32 @@ class Stage:
             if self.plan.format == "csv" and self.plan.may_span_lines
             else "0"
         )
-        flagged = (
-            f"SELECT * EXCLUDE (__cat), {nul} AS __nul, {newlines} AS __nl "
-            f"FROM (SELECT *{self._replaced()}, {concat} AS __cat FROM {self.plan.raw_sql})"
-        )
-        # The raw row is built only for quarantined rows. Whole-masked and card columns are
-        # masked in it as well; the rest of it goes through recon_mask.
+        # The raw row is built only for quarantined rows, each column masked by its role.
+        # Typed columns (amounts, dates) are masked there only.
         raw_values = ", ".join(
             f"{sql_literal(n)}, "
-            + (
-                self.masked(n)
-                if normalise_name(n) in self.sensitive or self.is_card(n)
-                else sql_ident(n)
-            )
+            + (self.mask_names[n] if n in self.mask_names else self.mask_sql(n))
             for n in self.kept
+        )
+        masks = "".join(f", {expr} AS {self.mask_names[n]}" for n, expr in self.masks.items())
+        # The columns whose value masking changed, per row (`record_masked` counts them).
+        changed = ", ".join(
+            f"CASE WHEN {m} IS DISTINCT FROM {sql_ident(n)} THEN {sql_literal(n)} END"
+            for n, m in self.mask_names.items()
+        )
+        masked_columns = (
+            f"list_filter([{changed}], lambda x: x IS NOT NULL)" if changed else "[]::VARCHAR[]"
+        )
+        flagged = (
+            f"SELECT * EXCLUDE (__cat), {nul} AS __nul, {newlines} AS __nl{masks} "
+            f"FROM (SELECT *{self._replaced()}, {concat} AS __cat FROM {self.plan.raw_sql})"
         )
         raw_row = f"json_object({raw_values})::VARCHAR" if self.kept else "'{}'"
         if self.plan.format == "jsonl":
             # A line that is not a JSON object is withheld whole when it may name a field that
             # is never stored or holds a card number (`redact.mask_nested`). Such lines are few
             # (each is quarantined), so each goes to Python.
-            raw_row = f"coalesce({self.plan.nested_masker}(__broken), {raw_row})"
+            raw_row = f"coalesce(recon_mask({self.plan.nested_masker}(__broken)), {raw_row})"
         typed = (
             "SELECT *, "
             + ", ".join(f"{expr} AS __v_{name}" for name, expr in self.values.items())
@@ -531,6 +566,19 @@ class Stage:
             f"SELECT {record} AS __rec, __nl, "
             + ", ".join(f"{expr} AS {name}" for name, expr in final.items())
             + ", __problem.column AS __problem_column, __problem.reason AS __problem_reason, "
-            f"CASE WHEN __problem IS NOT NULL THEN recon_mask({raw_row}) END AS __raw "
+            f"CASE WHEN __problem IS NOT NULL THEN {raw_row} END AS __raw, "
+            f"{masked_columns} AS __masked "
             f"FROM (SELECT *, {problem} AS __problem FROM ({typed}))"
         )
+
+
+def record_masked(conn: Connection, source: str, kind: str, file_id: int) -> None:
+    """Count, per run and column, the values of the staged file (`recon_staged`) that masking
+    changed (a card number masked, a sensitive value replaced), loaded or quarantined alike:
+    `recon runs` shows them, so a person notices when ids are masked."""
+    conn.execute(
+        "INSERT INTO masked_values SELECT ?, ?, ?, run_id, column_name, count(*) FROM "
+        "(SELECT run_id, unnest(__masked) AS column_name FROM recon_staged) "
+        "GROUP BY run_id, column_name ORDER BY run_id, column_name",
+        [file_id, source, kind],
+    )

@@ -35,6 +35,7 @@ from reconcile.redact.names import (
     column_key,
     column_tokens,
     is_card_column,
+    is_id_column,
     is_never_stored,
     normalise_name,
 )
@@ -48,6 +49,7 @@ from reconcile.redact.pans import (
     PAN_PREFILTER_SQL,
     _ascii_digits,
     find_pans,
+    issuer_plausible,
     luhn_valid,
     mask_digits,
     mask_pans,
@@ -75,6 +77,7 @@ __all__ = [
     "PAN_MIN_DIGITS",
     "PAN_PREFILTER_SQL",
     "SECRET",
+    "TEST_CARDS",
     "URL_SQL",
     "WHOLE_MASK",
     "WITHHELD",
@@ -84,10 +87,13 @@ __all__ = [
     "cut_urls",
     "find_pans",
     "is_card_column",
+    "is_id_column",
     "is_never_stored",
+    "issuer_plausible",
     "luhn_valid",
     "mask_card_value",
     "mask_digits",
+    "mask_id",
     "mask_key",
     "mask_nested",
     "mask_pans",
@@ -102,7 +108,7 @@ _PROCESS_KEY = secrets.token_bytes(32)  # `mask_key` without a key: never unkeye
 WHOLE_MASK = "[masked]"
 
 
-def mask_key(text: str | None, key: bytes | None) -> str | None:
+def mask_key(text: str | None, key: bytes | None, ids: bool = True) -> str | None:
     """Mask a PAN inside an identifier (txn_id, run_id) and keep the identifier distinct.
 
     Masking alone would turn two different ids into the same `************1111`; the short
@@ -110,12 +116,47 @@ def mask_key(text: str | None, key: bytes | None) -> str | None:
     unkeyed hash of an id is reversed by trying the 10^5 Luhn-valid cards of a known BIN.
     Callers pass `Settings.pan_key_bytes()` (RECON_PAN_KEY, else the store's key file); without
     a key, a random key of this process keeps ids distinct, but not stable across commands.
+
+    An identifier is judged as one (`ids`, see `mask_id`): `CG202603230030` stays as it is.
     """
-    masked = mask_pans(text)
+    masked = mask_pans(text, ids=ids)
     if masked == text or text is None or masked is None:
         return masked
     digest = hmac.new(key or _PROCESS_KEY, text.encode(), hashlib.sha256).hexdigest()
     return f"{masked}#{digest[:8]}"
+
+
+def mask_id(text: str | None) -> str | None:
+    """Mask the card numbers in an identifier (a txn_id, run_id or reference column).
+
+    Ids are made of prefixes, dates and sequences, and one in ten 12-19 digit runs passes Luhn
+    by chance. In an id, a Luhn-valid run is a card number only when it could be one by its
+    issuer prefix and length (`issuer_plausible`: a date, 2026..., or a zero-padded sequence
+    cannot) and it is not glued to letters (`CG202603230030` is one token of an id). A card
+    written alone or after a separator (`4111111111111111`, `TX-4111111111111111`) is masked.
+    Free text keeps the stricter rule of `mask_pans`.
+    """
+    return mask_pans(text, ids=True)
+
+
+# Well-known test card numbers: a declared id format (`SourceConfig.id_formats`) that matches
+# one of them would let card numbers through unmasked, and is refused.
+TEST_CARDS = (
+    "4111111111111111",
+    "4012888888881881",
+    "4222222222222",
+    "5555555555554444",
+    "5105105105105100",
+    "2221000000000009",
+    "378282246310005",
+    "371449635398431",
+    "6011111111111117",
+    "6011000990139424",
+    "3530111333300000",
+    "30569309025904",
+    "6200000000000005",
+    "6759649826438453",
+)
 
 
 def mask_card_value(text: str | None) -> str | None:

@@ -180,6 +180,18 @@ def is_card_column(name: str, extra: Iterable[str] = ()) -> bool:
     return _card_name(name) or column_key(name) in {column_key(other) for other in extra}
 
 
+# A column whose last word is one of these holds identifiers (`order_id`, `bank_ref`,
+# `paymentReference`, `uuid`): its values are judged as ids (`mask_id`), not as free text.
+ID_TOKENS = frozenset({"id", "ids", "ref", "refs", "reference", "uuid", "guid"})
+
+
+def is_id_column(name: str) -> bool:
+    """A column of identifiers by its name, and neither a card column nor a never-stored one
+    (`card_id`, `pan_ref` keep the card rules)."""
+    words = _words(name)
+    return bool(words) and words[-1] in ID_TOKENS and _kind(name) is None
+
+
 def normalise_name(name: str) -> str:
     """How column names are compared: trimmed, without a BOM, case-insensitive."""
     return name.strip().lstrip("\ufeff").strip().lower()

@@ -31,6 +31,12 @@ characters or more are scanned with NumPy arrays (same rules, checked to agree i
 `tests/test_redact_linear.py`), so 1 MB of hostile digit groups costs about what 1 MB of prose
 does (`tests/bench/bench_redact.py`). No regular expression here repeats over digit groups.
 
+Identifiers are judged as identifiers (`ids`, `mask_id`; issue 13): ids are made of prefixes,
+dates and sequences, and one 12-19 digit run in ten passes Luhn by chance (`CG202603230030`).
+In an id a Luhn-valid run is a card number only when its issuer prefix and length fit a card
+(`issuer_plausible`) and it is not glued to letters; a card alone or after a separator
+(`TX-4111111111111111`) is masked. Free text keeps the rule above, cards glued to words included.
+
 Hex that our own code writes is not scanned when it stands alone as a word: digests (32, 40, 56,
 64, 96 or 128 hex characters with at least one letter), UUIDs (8-4-4-4-12), break ids
 `BRK-<12 hex>` and secret aliases `sha256:<12 hex>`. Their digit runs are chance, and masking them
@@ -493,8 +499,53 @@ def _follow_tails(groups: _Groups, last: int) -> int:
         last = longer[0]
 
 
+def issuer_plausible(digits: str) -> bool:
+    """Whether `digits` (12 to 19 ASCII digits) could be a card by its issuer prefix (IIN) and
+    length: 3, 4, 5 and 6 (Amex, Diners, JCB, Visa, Mastercard, Maestro, Discover, UnionPay) at
+    any length, Mir's 2200-2204 (16 to 19 digits) and Mastercard's 2221-2720 (16), UATP's 1 at
+    15 digits, 81 and 82 (UnionPay, RuPay) at 16 to 19 and Troy's 9792 at 16. Generous on
+    purpose: a prefix some card uses is enough. It leaves out what ids are made of: dates
+    (19..., 20...; 26... unless 16 digits long), zero-padded sequences (0...), 7."""
+    first, length = digits[0], len(digits)
+    if first in "3456":
+        return True
+    if first == "2":
+        prefix = int(digits[:4])
+        return (2200 <= prefix <= 2204 and length >= 16) or (
+            2221 <= prefix <= 2720 and length == 16
+        )
+    if first == "1":
+        return length == 15
+    if first == "8":
+        return digits[:2] in ("81", "82") and length >= 16
+    return first == "9" and digits.startswith("9792") and length == 16
+
+
+def _glued(text: str, index: int, step: int) -> bool:
+    """Whether the first visible character from `index` going `step` (-1 or 1) is a letter or
+    other alphanumeric: the digits are part of a longer token (`CG202603230030`)."""
+    while 0 <= index < len(text):
+        kind = _classify(text[index])[0]
+        if kind != _HIDDEN:
+            return kind == _WORD
+        index += step
+    return False
+
+
+def _card_in_id(text: str, groups: _Groups, first: int, found: tuple[int, str]) -> bool:
+    """In an identifier, a PAN (from group `first` to `found`) is a card number only when its
+    issuer prefix and length fit a card (`issuer_plausible`) and it is not glued to letters on
+    either side: `CG202603230030`, `INV4539...X` are ids whose digits passed Luhn by chance."""
+    last, digits = found
+    return (
+        issuer_plausible(digits)
+        and not _glued(text, groups.starts[first] - 1, -1)
+        and not _glued(text, groups.ends[last], 1)
+    )
+
+
 def _pans(
-    text: str, arrays: bool | None = None
+    text: str, arrays: bool | None = None, ids: bool = False
 ) -> tuple[str, list[tuple[int, int, int, int, int]]]:
     """Every PAN in `text`: the digits of all groups, and per PAN (start, end) in the text and
     (low, middle, high) in those digits: its own digits are [low, middle), its masked form
@@ -504,8 +555,10 @@ def _pans(
     mask leaves are scanned again with the groups that follow, as a second pass over the masked
     text would see them (`4111111111111111 1111 1111 1118`), so masking is idempotent.
     `arrays` forces the NumPy scan on or off (tests); by default long texts use it.
+    `ids`: the text is an identifier (a txn_id, a run_id, a reference column): a PAN counts only
+    when `_card_in_id` says it could be a card (always the loop, never the arrays).
     """
-    if arrays if arrays is not None else len(text) >= _ARRAY_SCAN:
+    if not ids and (arrays if arrays is not None else len(text) >= _ARRAY_SCAN):
         groups, rows = _array_scan(_blank_own_hex(text))
         return groups.digits, rows
     if text.isascii() and not _ASCII_DIGIT.search(text):  # most short values: no digit at all
@@ -529,7 +582,7 @@ def _pans(
             index += 1
             continue
         longest = _longest(groups, groups.group(index), groups.plus[index], index + 1)
-        if longest is None:
+        if longest is None or (ids and not _card_in_id(text, groups, index, longest)):
             index += 1
             continue
         first_last = longest[0]
@@ -541,7 +594,7 @@ def _pans(
         while probe <= last:
             if reach[probe] - offsets[probe] >= PAN_MIN_DIGITS:
                 inner = _longest(groups, groups.group(probe), groups.plus[probe], probe + 1)
-                if inner is not None:
+                if inner is not None and not (ids and not _card_in_id(text, groups, probe, inner)):
                     last = max(last, _follow_tails(groups, inner[0]))
             probe += 1
         start, end = groups.starts[index], groups.ends[last]
@@ -569,11 +622,12 @@ def mask_digits(digits: str) -> str:
     return MASK_CHAR * (len(digits) - 4) + digits[-4:]
 
 
-def mask_pans(text: str | None) -> str | None:
-    """Replace every PAN in `text` by its masked form, leaving everything around it intact."""
+def mask_pans(text: str | None, ids: bool = False) -> str | None:
+    """Replace every PAN in `text` by its masked form, leaving everything around it intact.
+    `ids`: `text` is an identifier, judged by `_card_in_id`."""
     if not text:
         return text
-    digits, rows = _pans(text)
+    digits, rows = _pans(text, ids=ids)
     if not rows:
         return text
     pieces: list[str] = []

@@ -470,6 +470,20 @@ JOIN (SELECT source, run_id, max(version) AS version FROM run_results GROUP BY s
 """
 
 
+# 012 (issue 13): how many values of each column masking changed, per file and run, so a
+# person notices when ids are masked (`recon runs`).
+MASKED_VALUES_SCHEMA = """
+CREATE TABLE masked_values (
+    file_id     BIGINT NOT NULL,
+    source      VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,
+    run_id      VARCHAR,
+    column_name VARCHAR NOT NULL,
+    masked      BIGINT NOT NULL
+);
+"""
+
+
 def _unique_audit_seq(conn: Connection) -> None:
     """One event per seq, enforced by the store: two writers that both read the same head can
     no longer both append after it (the second one's commit fails, and it retries). A store
@@ -509,6 +523,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[Connection], None]]] = [
     # ---- issue 13, break register audited (reconcile/audit/register.py) ----
     ("011_breaks_unaudited", BREAKS_UNAUDITED_SCHEMA),
     # ---- end 011 ----
+    ("012_masked_values", MASKED_VALUES_SCHEMA),
 ]
 
 
