@@ -494,10 +494,13 @@ def test_no_canary_leaks_from(sweep: Sweep, vector: str) -> None:
 
 
 _CARD_LIKE = re.compile(r"(?<![0-9])[0-9](?:[ \-./]?[0-9]){11,18}(?![0-9])")
-# Digests (SHA-256, HMAC: the audit chain, file hashes, fingerprints) are hex: a run of decimal
-# digits inside one is chance, not a card number (about one sweep in thirty found a Luhn-valid
-# run with a canary's issuer prefix in some audit hash).
-_DIGEST = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{32,}(?![0-9A-Za-z])")
+# Digests (SHA-256, HMAC: the audit chain, file hashes, fingerprints) and UUIDs (ping URLs) are
+# hex: a run of decimal digits inside one is chance, not a card number (about one sweep in
+# thirty found a Luhn-valid run with a canary's issuer prefix in an audit hash or a ping UUID).
+_DIGEST = re.compile(
+    r"(?<![0-9A-Za-z])(?:[0-9a-f]{32,}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+    r"(?![0-9A-Za-z])"
+)
 
 
 def _in_digest(text: str, start: int, end: int) -> bool:

@@ -106,6 +106,9 @@ class MaskedStream(io.TextIOBase):
     def errors(self) -> Any:  # type: ignore[override]
         return self._stream.errors
 
+    def isatty(self) -> bool:  # the terminal is the wrapped stream's
+        return bool(self._stream.isatty()) if hasattr(self._stream, "isatty") else False
+
     def writable(self) -> bool:
         return True
 

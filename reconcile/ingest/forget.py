@@ -145,6 +145,7 @@ def forget(
         dates = [d for d in (first, last, stored_first, stored_last) if d is not None]
         conn.execute(f"DELETE FROM {table} WHERE file_id = ?", [file_id])
         conn.execute("DELETE FROM quarantine WHERE file_id = ?", [file_id])
+        conn.execute("DELETE FROM masked_values WHERE file_id = ?", [file_id])
         released = [
             path
             for (path,) in conn.execute(

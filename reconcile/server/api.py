@@ -43,7 +43,7 @@ from reconcile.ingest.batch import Input, Refused, ingest_files
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import Settings
 from reconcile.store import db
-from reconcile.watch import completion, monitors
+from reconcile.watch import completion, views
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 READS = ("monitors", "runs", "reconciliation", "failures")
@@ -355,9 +355,8 @@ def read(
                 # moment ago is in the answer (unchanged inputs add no version).
                 refresh.refresh(caller.session, Scope(source, since=day, until=day))
             if what == "monitors":
-                payload: dict[str, Any] = {
-                    "monitors": monitors.list_monitors(conn, now, source=source)
-                }
+                # Every acknowledged ping counted, as `recon monitor list` counts them.
+                payload: dict[str, Any] = {"monitors": views.listing(caller.session, source)}
             elif what == "runs":
                 payload = {"runs": runs.list_runs(conn, source, day, day)}
             elif what == "reconciliation":

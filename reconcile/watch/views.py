@@ -25,10 +25,11 @@ def drain_spool(session: Session) -> int:
     return spool.drain(session.conn, folder)
 
 
-def listing(session: Session) -> list[dict[str, Any]]:
-    """Every monitor with its status now (`monitors.list_monitors`), every ping counted."""
+def listing(session: Session, source: str | None = None) -> list[dict[str, Any]]:
+    """Every monitor (of `source`, when given) with its status now (`monitors.list_monitors`),
+    every ping counted."""
     drain_spool(session)
-    return monitors.list_monitors(session.conn, session.now)
+    return monitors.list_monitors(session.conn, session.now, source=source)
 
 
 def show(session: Session, name: str) -> dict[str, Any]:
