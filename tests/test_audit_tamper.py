@@ -184,6 +184,7 @@ def test_an_emptied_trail_in_a_store_with_data_is_broken(trail: Path, tmp_path: 
     )
     fresh.workdir.mkdir()
     fresh.env["RECON_DB"] = str(fresh.db)
+    assert fresh("init").code == 0  # reading commands do not create a store
     assert fresh("audit", "verify").code == 0
 
 

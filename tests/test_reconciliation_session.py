@@ -375,6 +375,7 @@ def test_the_finance_export_refreshes_writes_and_records_in_one_session(
         "days.csv",
         "files.csv",
         "runs.csv",
+        "totals.csv",
     ]
     for path, digest in written.items():
         assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
