@@ -16,7 +16,15 @@ import duckdb
 import pytest
 
 from tests.dovecot import INSTALL_HINT, Dovecot, DovecotServer, dovecot_binary
-from tests.support import ROOT, SAMPLE, Result, recon_env, run_recon, run_recon_in_process
+from tests.support import (
+    ROOT,
+    SAMPLE,
+    Result,
+    free_port,
+    recon_env,
+    run_recon,
+    run_recon_in_process,
+)
 
 __all__ = ["ROOT", "SAMPLE", "HttpTarget", "Recon", "Result"]
 
@@ -109,6 +117,43 @@ def dovecot_server() -> Iterator[DovecotServer]:
 def dovecot(dovecot_server: DovecotServer) -> Dovecot:
     """A fresh account, with an empty INBOX, on the session's Dovecot."""
     return dovecot_server.account()
+
+
+@dataclass
+class Mailbox:
+    """An SMTP server on loopback (aiosmtpd) receiving apprise's email: `raw` as received,
+    `messages` decoded."""
+
+    port: int
+    raw: list[bytes] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[str]:
+        return [message.decode(errors="replace") for message in self.raw]
+
+    @property
+    def url(self) -> str:
+        return (
+            f"mailto://127.0.0.1:{self.port}?from=recon@example.com&to=ops@example.com"
+            "&mode=insecure"
+        )
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox(free_port())
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            box.raw.append(envelope.content)
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=box.port)
+    controller.start()
+    yield box
+    controller.stop()
 
 
 @dataclass

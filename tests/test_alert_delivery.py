@@ -8,45 +8,14 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from .conftest import HttpTarget, Recon
+from .conftest import HttpTarget, Mailbox, Recon
 from .support import free_port
 
 pytestmark = pytest.mark.in_process
-
-
-@dataclass
-class Mailbox:
-    port: int
-    messages: list[bytes] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return (
-            f"mailto://127.0.0.1:{self.port}?from=recon@example.com&to=ops@example.com"
-            "&mode=insecure"
-        )
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox(free_port())
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            box.messages.append(envelope.content)
-            return "250 OK"
-
-    controller = Controller(Handler(), hostname="127.0.0.1", port=box.port)
-    controller.start()
-    yield box
-    controller.stop()
 
 
 def configure(recon: Recon, text: str) -> None:
@@ -78,7 +47,7 @@ def test_an_email_alert_has_an_html_part_with_its_lines_and_a_readable_text_part
     configure(recon, target("mail", mailbox.url))
     incident(recon)
     assert len(mailbox.messages) == 2
-    down = email.message_from_bytes(mailbox.messages[0], policy=email.policy.default)
+    down = email.message_from_bytes(mailbox.raw[0], policy=email.policy.default)
     assert down["Subject"].startswith("[recon] DOWN: load")
     assert down.get_content_type() == "multipart/alternative"
     html_part = down.get_body(("html",))

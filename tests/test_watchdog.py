@@ -8,15 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-from aiosmtpd.controller import Controller
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -25,41 +22,12 @@ from reconcile.watch import monitors
 from reconcile.watch.configure import create as create_monitor
 from reconcile.watch.signals import Signal, apply_signal, apply_signals
 
-from .conftest import HttpTarget, Recon
-from .support import free_port, start_recon
+from .conftest import HttpTarget, Mailbox, Recon
+from .support import start_recon
 
 # Many input cases through the CLI: run in this process (tests/support.py), not one
 # interpreter each; the real-process contract is kept by test_setup, test_sample_data and others.
 pytestmark = pytest.mark.in_process
-
-
-@dataclass
-class Mailbox:
-    port: int
-    messages: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return (
-            f"mailto://127.0.0.1:{self.port}?from=recon@example.com&to=ops@example.com"
-            "&mode=insecure"
-        )
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    port = free_port()
-    box = Mailbox(port)
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            box.messages.append(envelope.content.decode(errors="replace"))
-            return "250 OK"
-
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box
-    controller.stop()
 
 
 def configure(recon: Recon, **urls: str) -> None:
