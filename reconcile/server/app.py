@@ -418,7 +418,9 @@ def create_app(settings: Settings, on_stop: Callable[[], None] | None = None) ->
         assert isinstance(outcome, Response)
         return outcome
 
-    async def transactions(request: Request) -> Response:
+    async def run_caller(request: Request) -> tuple[str | None, str, str, str] | JSONResponse:
+        """For a request about one run (`/sources/{source}/runs/{run_id}/...`): the client,
+        source and run id (masked) and the token, or the refusal to answer."""
         client, source, run_id = await masked(
             _client(request), request.path_params["source"], request.path_params["run_id"]
         )
@@ -426,6 +428,13 @@ def create_app(settings: Settings, on_stop: Callable[[], None] | None = None) ->
         allowed = await authorised(request, client, source)
         if isinstance(allowed, JSONResponse):
             return allowed
+        return client, source, run_id, allowed[0]
+
+    async def transactions(request: Request) -> Response:
+        caller = await run_caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        client, source, run_id, token = caller
         length = request.headers.get("content-length")
         if length is not None and not length.isdigit():
             return api._error(400, "Content-Length must be a number of bytes")
@@ -448,7 +457,7 @@ def create_app(settings: Settings, on_stop: Callable[[], None] | None = None) ->
                 folder,
                 source,
                 run_id,
-                allowed[0],
+                token,
                 body,
                 client,
             )
@@ -465,15 +474,12 @@ def create_app(settings: Settings, on_stop: Callable[[], None] | None = None) ->
         return await in_store(client, what, api.read, settings, allowed[0], what, query, client)
 
     async def complete(request: Request) -> Response:
-        client, source, run_id = await masked(
-            _client(request), request.path_params["source"], request.path_params["run_id"]
-        )
-        assert source is not None and run_id is not None
-        allowed = await authorised(request, client, source)
-        if isinstance(allowed, JSONResponse):
-            return allowed
+        caller = await run_caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        client, source, run_id, token = caller
         return await in_store(
-            client, source, api.complete_run, settings, source, run_id, allowed[0], client
+            client, source, api.complete_run, settings, source, run_id, token, client
         )
 
     def _client(request: Request) -> str | None:
