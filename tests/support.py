@@ -277,6 +277,10 @@ def run_recon_in_process(
             os.environ.update(env)
             os.chdir(cwd)
             sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+            # A new process knows no secrets and no keys yet: what an earlier test of this
+            # worker configured (the Python API's, say) must not mask this run's output.
+            redact._KNOWN.clear()
+            pankey._CACHE.clear()
             try:
                 with warnings.catch_warnings():
                     _fresh_interpreter_warning_filters()
