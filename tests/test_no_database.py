@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import click
 import pytest
 
 from reconcile.cli import cli
@@ -53,10 +54,13 @@ def test_a_missing_db_given_by_flag_is_named(tmp_path: Path) -> None:
 def _leaf_commands() -> list[str]:
     found = []
 
-    def walk(group: object, prefix: str) -> None:
-        for name, command in getattr(group, "commands", {}).items():
+    def walk(group: click.Group, prefix: str) -> None:
+        # Through click's API: `recon` loads a command's module when it is asked for (lazily).
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
             path = f"{prefix} {name}".strip()
-            if getattr(command, "commands", None):
+            if isinstance(command, click.Group):
                 walk(command, path)
                 if getattr(command, "invoke_without_command", False):
                     found.append(path)

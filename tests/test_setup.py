@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import click
 import duckdb
 import pytest
 
@@ -138,9 +139,12 @@ def test_lock_released_within_timeout_lets_the_command_finish(recon: Recon) -> N
 
 
 def _commands(group=cli, prefix=()):  # type: ignore[no-untyped-def]
-    for name, command in group.commands.items():
+    # Through click's API: `recon` loads a command's module when it is asked for (lazily).
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         yield (*prefix, name), command
-        if hasattr(command, "commands"):
+        if isinstance(command, click.Group):
             yield from _commands(command, (*prefix, name))
 
 

@@ -1,24 +1,34 @@
-"""What every command shares: the global options and settings (App), the `recon` group, parameter types and option bundles."""
+"""What every command shares: the global options and settings (App), the `recon` group, parameter types and option bundles.
+
+This module is imported by every `recon` run, `recon --version` and `recon --help` too, which
+load nothing else of the package (tests/test_startup.py): what it needs of the library (the
+settings, the session, the masking) is imported where it is used, on the first command that
+needs it.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from gettext import gettext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconcile import __version__, logs, redact
-from reconcile.ingest.batch import Input
-from reconcile.session import Session, open_session, trail_for
-from reconcile.settings import Settings, load_settings, parse_duration, parse_now
+from reconcile import __version__
+
+if TYPE_CHECKING:
+    from reconcile.ingest.batch import Input
+    from reconcile.session import Session
+    from reconcile.settings import Settings
 
 log = logging.getLogger("reconcile")
 
@@ -70,6 +80,9 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from reconcile import logs
+            from reconcile.settings import load_settings
+
             self._settings = load_settings(self.config, db=self.db_path, now=self.now)
             logs.configure(
                 level=self._settings.log_level,
@@ -95,6 +108,8 @@ class App:
         chain's head is anchored on the way out, whatever happened. `sync_config=False` leaves
         the configuration file's changes unrecorded (`recon audit start-key` writes first).
         Only the CREATING_COMMANDS create a store where there is none."""
+        from reconcile.session import open_session, trail_for
+
         settings = self.settings
         with open_session(
             settings,
@@ -119,6 +134,8 @@ def parse_day(value: str | None, param: str) -> date | None:
 
 def _masked(value: Any) -> Any:
     if isinstance(value, str):
+        from reconcile import redact
+
         return redact.mask_pans(value)
     if isinstance(value, tuple | list):
         return type(value)(_masked(item) for item in value)
@@ -173,11 +190,78 @@ class _MaskedParameters(click.Command):
 
 class _MaskedGroup(_MaskedParameters, click.Group):
     command_class = _MaskedParameters
-    group_class = type  # subgroups are of this class too
+    group_class: type[click.Group] | type[type] | None = type  # subgroups: this class too
+
+
+# click 8.4+ says which commands are close to a mistyped one (older versions: nothing to catch).
+_NO_SUCH_COMMAND: Any = getattr(click.exceptions, "NoSuchCommand", ())
+
+
+class _LazyGroup(_MaskedGroup):
+    """The `recon` group, whose commands are loaded when they run (click's "lazily loading
+    subcommands"): `lazy_commands` names each command's module and object ("module:object",
+    the command as its module registers it on `cli`) and the first sentence of its help, which
+    `recon --help` lists without importing any command's module. So a command pays for what it
+    uses, and `recon --version` and `recon --help` for nothing but click."""
+
+    group_class = _MaskedGroup  # `recon audit` and the other subgroups load eagerly
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, tuple[str, str]] = {}
+
+    def add_lazy_commands(self, commands: Mapping[str, tuple[str, str]]) -> None:
+        self.lazy_commands.update(commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            self._load(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def _load(self, name: str) -> None:
+        module, _, attribute = self.lazy_commands[name][0].partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module}:{attribute} is not a click command")
+        if name not in self.commands:  # its module made it without registering it on `cli`
+            self.add_command(command, name)
+
+    def listed(self, ctx: click.Context, name: str) -> click.Command | None:
+        """The command as `recon --help` lists it: the loaded one, else a stand-in carrying
+        the help's first sentence (its short help is the same, whatever the width)."""
+        if name in self.commands or name not in self.lazy_commands:
+            return super().get_command(ctx, name)
+        return click.Command(name, help=self.lazy_commands[name][1])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own, with `listed` for `get_command`: listing loads no command.
+        commands = []
+        for name in self.list_commands(ctx):
+            command = self.listed(ctx, name)
+            if command is not None and not command.hidden:
+                commands.append((name, command))
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            rows = [(name, command.get_short_help_str(limit)) for name, command in commands]
+            with formatter.section(gettext("Commands")):
+                formatter.write_dl(rows)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except _NO_SUCH_COMMAND as exc:  # suggest among all the commands, not the loaded ones
+            raise _NO_SUCH_COMMAND(
+                exc.command_name, possibilities=self.list_commands(ctx), ctx=ctx
+            ) from None
 
 
 @click.group(
-    cls=_MaskedGroup,
+    cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(
@@ -209,6 +293,8 @@ def cli(
       recon reconcile --date last
       recon failures --date last
     """
+    from reconcile import logs
+
     ctx.obj = App(db_path=db, config=config, now=now, json=as_json)
     logs.set_command(ctx.invoked_subcommand or "")
 
@@ -247,6 +333,8 @@ class Duration(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> int:
         if isinstance(value, int):
             return value
+        from reconcile.settings import parse_duration
+
         try:
             return int(parse_duration(value))
         except ValueError as exc:
@@ -261,6 +349,8 @@ class Instant(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
         if isinstance(value, datetime):
             return value
+        from reconcile.settings import parse_now
+
         try:
             return parse_now(value)
         except ValueError as exc:
@@ -290,6 +380,8 @@ def stdin_inputs(files: Sequence[Path]) -> Iterator[list[Path | Input]]:
     if DASH not in files:
         yield list(files)
         return
+    from reconcile.ingest.batch import Input
+
     with tempfile.TemporaryDirectory(prefix="recon-stdin-") as folder:
         path = Path(folder) / "stdin"
         with path.open("wb") as copy:

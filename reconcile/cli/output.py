@@ -1,4 +1,7 @@
-"""How commands show things: tables, JSON, messages, terminal-safe text and the masking stderr."""
+"""How commands show things: tables, JSON, messages, terminal-safe text and the masking stderr.
+
+Every `recon` run imports this module (the masking stderr), `recon --help` too: the table,
+export and masking code it calls is imported on first use."""
 
 from __future__ import annotations
 
@@ -11,12 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 import click
-from tabulate import tabulate
 
-from reconcile import formats as export
-from reconcile import redact
 
-format_amount = export.amount_text
+def format_amount(value: Decimal) -> str:
+    from reconcile import formats
+
+    return formats.amount_text(value)
 
 
 # Characters a terminal acts on instead of showing: C0 controls but LF and TAB (ESC starts colour,
@@ -38,7 +41,9 @@ def terminal_text(text: str) -> str:
 def emit_json(payload: Any) -> None:
     # The same JSON value, with C1 and bidi controls written as \u escapes, so that JSON shown
     # on a terminal cannot drive it either.
-    line = export.json_line(payload)
+    from reconcile import formats
+
+    line = formats.json_line(payload)
     click.echo(_JSON_RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", line))
 
 
@@ -64,6 +69,8 @@ def emit_table(
 ) -> None:
     """A table for people: long text is cut at 60 characters, except in the `wrap` columns
     (reasons and notes, whose end says what to do), which wrap onto further lines."""
+    from tabulate import tabulate
+
     click.echo(
         tabulate(
             [[_cell(row.get(c), c in wrap) for c in columns] for row in rows],
@@ -76,6 +83,8 @@ def emit_table(
 
 def _safe(text: str) -> str:
     """Error text may quote input; never let a card number through."""
+    from reconcile import redact
+
     return redact.mask_secrets(text)
 
 
@@ -118,12 +127,16 @@ class MaskedStream(io.TextIOBase):
         self._pending += text
         end = self._pending.rfind("\n") + 1
         if end:
+            from reconcile import redact
+
             ready, self._pending = self._pending[:end], self._pending[end:]
             self._stream.write(redact.mask_pans(ready))
         return len(text)
 
     def flush(self) -> None:
         if self._pending:
+            from reconcile import redact
+
             ready, self._pending = self._pending, ""
             self._stream.write(redact.mask_pans(ready))
         self._stream.flush()
@@ -137,6 +150,8 @@ def _show_click_error(exc: click.ClickException, argv: Sequence[str]) -> None:
     shown = io.StringIO()
     exc.show(file=shown)
     text = shown.getvalue()
+    from reconcile import redact
+
     for arg in argv:
         for value in {arg, arg.partition("=")[2]} - {""}:
             masked = redact.mask_pans(value)
