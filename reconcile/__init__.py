@@ -16,23 +16,28 @@ from __future__ import annotations
 import importlib
 import os
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from reconcile.scripting import Reconciliation, Store
 
-try:
-    __version__ = version("reconcile")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
-
 __all__ = ["Reconciliation", "Store", "__version__", "open"]
+__version__: str  # the installed distribution's, read on first use (below)
 
-# Every module imports this package (for __version__), so the Python API, which sits at the top
-# of the layers and imports pandas, is loaded by name on first use (PEP 562): `import reconcile`
-# and `recon --version` stay cheap, and no module below the API depends on it.
+# Every module imports this package, so the Python API, which sits at the top of the layers and
+# imports pandas, is loaded by name on first use (PEP 562): `import reconcile` and `recon
+# --version` stay cheap, and no module below the API depends on it. So is the version (reading
+# the installed metadata costs as much as importing click): only what records or shows it asks.
 _API = "reconcile.scripting"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("reconcile")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+unknown"
 
 
 # `reconcile.open`, as `duckdb.connect` or `sqlite3.connect`: the name shadows the builtin only
@@ -58,6 +63,9 @@ def open(
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()["__version__"] = found = _version()  # read once
+        return found
     if name in ("Store", "Reconciliation"):
         return getattr(importlib.import_module(_API), name)
     raise AttributeError(f"module 'reconcile' has no attribute {name!r}")

@@ -8,6 +8,7 @@ it: the registry must say what the command itself says, at every terminal width.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -87,6 +88,25 @@ def test_version_and_help_load_no_library(args: tuple[str, ...]) -> None:
         "reconcile.cli.output",
         "reconcile.errors",
     ], ours
+
+
+def test_help_does_not_read_the_installed_version() -> None:
+    assert "importlib.metadata" not in _imported("--help")
+
+
+def test_the_version_is_read_on_first_use() -> None:
+    import reconcile
+
+    done = subprocess.run(
+        [sys.executable, "-m", "reconcile", "--version"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout == f"recon, version {reconcile.__version__}\n"
+    assert reconcile.__version__ == importlib.metadata.version("reconcile")
 
 
 def test_a_command_loads_its_own_module_only(tmp_path: Path) -> None:

@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconcile import __version__
-
 if TYPE_CHECKING:
     from reconcile.ingest.batch import Input
     from reconcile.session import Session
@@ -260,6 +258,17 @@ class _LazyGroup(_MaskedGroup):
             ) from None
 
 
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """click's `version_option`, with the version read only when it is asked for."""
+    if not value or ctx.resilient_parsing:
+        return
+    import reconcile
+
+    shown = {"prog": "recon", "package": "reconcile", "version": reconcile.__version__}
+    click.echo(gettext("%(prog)s, version %(version)s") % shown, color=ctx.color)
+    ctx.exit()
+
+
 @click.group(
     cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -278,7 +287,14 @@ class _LazyGroup(_MaskedGroup):
 )
 @click.option("--now", metavar="ISO8601", help="Pretend it is this time (env RECON_NOW).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-@click.version_option(__version__, prog_name="recon")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help=gettext("Show the version and exit."),
+)
 @click.pass_context
 def cli(
     ctx: click.Context, db: str | None, config: str | None, now: str | None, as_json: bool
