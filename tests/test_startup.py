@@ -8,8 +8,10 @@ it: the registry must say what the command itself says, at every terminal width.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,11 +137,17 @@ def test_the_registry_lists_each_command_as_the_command_says(name: str) -> None:
 
 
 def test_every_command_is_registered() -> None:
-    """A command that its module registers on `cli` but COMMANDS does not name could be run
-    only after a sibling of it in its module had loaded it: every one is in the registry."""
+    """A command that its module registers on `cli` but COMMANDS does not name would never be
+    loaded (or only after a sibling in its module): every module of reconcile/cli loaded, every
+    command on `cli` is in the registry."""
+    import reconcile.cli as package
+
+    for module in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        importlib.import_module(module.name)
+    missing = sorted(set(cli.commands) - set(COMMANDS))
+    assert not missing, f"add them to COMMANDS in reconcile/cli/__init__.py: {missing}"
     ctx = click.Context(cli)
-    for name in COMMANDS:
-        cli.get_command(ctx, name)
+    assert all(cli.get_command(ctx, name) is not None for name in COMMANDS)
     assert set(cli.commands) == set(COMMANDS)
 
 

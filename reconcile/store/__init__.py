@@ -35,7 +35,18 @@ def connect(path: Path, lock_timeout: float = 30.0, *, create: bool = True) -> I
     try:
         if new_file:
             os.chmod(path, 0o600)  # transaction logs are private to their owner
-        migrations.migrate(conn)
+        if new_file or not _up_to_date(conn):
+            migrations.migrate(conn)
         yield conn
     finally:
         conn.close()
+
+
+def _up_to_date(conn: Connection) -> bool:
+    """Every schema step is recorded already: the common case, seen in one query (every
+    command opens the store), after which `migrations.migrate` has nothing to do."""
+    try:
+        done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations").fetchall()}
+    except db.QueryError:  # no schema yet (a file made by an older recon, or empty)
+        return False
+    return all(name in done for name, _ in migrations.MIGRATIONS)
