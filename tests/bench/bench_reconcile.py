@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -188,9 +189,15 @@ def generate(
         )
 
 
-def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run a child to its end: (wall seconds, peak RSS in bytes). Exit 0 and 3 (breaks) are
-    fine; anything else stops the bench."""
+class Measure(NamedTuple):
+    seconds: float  # wall clock
+    rss: int  # peak resident set, bytes (the largest process's, for several)
+    cpu: float  # user + system seconds (less sensitive than wall time to a busy machine)
+
+
+def run_measured(argv: list[str], env: dict[str, str]) -> Measure:
+    """Run a child to its end and measure it. Exit 0 and 3 (breaks) are fine; anything else
+    stops the bench."""
     started = time.perf_counter()
     with (
         tempfile.TemporaryFile() as out,
@@ -204,7 +211,8 @@ def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
             err.seek(0)
             message = err.read().decode(errors="replace")[-4000:]
             raise SystemExit(f"{' '.join(argv[:6])} failed ({child.returncode}):\n{message}")
-    return seconds, usage.ru_maxrss * 1024  # KiB on Linux
+    # ru_maxrss is in KiB on Linux.
+    return Measure(seconds, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime)
 
 
 def run(argv: list[str], env: dict[str, str]) -> float:
@@ -227,10 +235,9 @@ def has_daily(env: dict[str, str]) -> bool:
 
 def daily_job(
     db: Path, env: dict[str, str], expected: Path, processed: Path, day: str | None = None
-) -> tuple[float, int]:
-    """The documented daily job for one manifest and one run log: (seconds, peak RSS of its
-    largest process). `recon daily` when present, else its three commands (`day`: the
-    reconcile's --date, else every day)."""
+) -> Measure:
+    """The documented daily job for one manifest and one run log, measured. `recon daily`
+    when present, else its three commands (`day`: the reconcile's --date, else every day)."""
     if env.get("BENCH_DAILY") == "1":
         argv = recon_argv(db, "daily", "--source", SOURCE, "--expected", str(expected))
         return run_measured([*argv, str(processed)], env)
@@ -239,11 +246,10 @@ def daily_job(
         ("ingest", "--source", SOURCE, str(processed)),
         ("reconcile", *(("--date", day) if day else ())),
     ]
-    total, peak = 0.0, 0
-    for step in steps:
-        seconds, rss = run_measured(recon_argv(db, *step), env)
-        total, peak = total + seconds, max(peak, rss)
-    return total, peak
+    parts = [run_measured(recon_argv(db, *step), env) for step in steps]
+    return Measure(
+        sum(p.seconds for p in parts), max(p.rss for p in parts), sum(p.cpu for p in parts)
+    )
 
 
 def fresh(db: Path) -> None:
@@ -251,7 +257,7 @@ def fresh(db: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def floor_day(env: dict[str, str], expected: Path, processed: Path, db: Path) -> tuple[float, int]:
+def floor_day(env: dict[str, str], expected: Path, processed: Path, db: Path) -> Measure:
     """The DuckDB floor for these files: a fresh process, bare load into a new file, one query."""
     fresh(db)
     argv = [sys.executable, "-c", DUCKDB_FLOOR_CODE, str(expected), str(processed), str(db)]
@@ -329,27 +335,31 @@ def end_to_end(
     """Time ours, the floor and polars on `rows` records; the store ours left behind is
     returned (it holds `rows` records: the incremental bench can use it as its history)."""
     expected, processed = tmp / f"expected-{rows}.csv", tmp / f"processed-{rows}.csv"
-    options = {"rows": rows, "start": 0, "day0": "2026-07-01", "suffix": ""}
+    options: dict[str, Any] = {"rows": rows, "start": 0, "day0": "2026-07-01", "suffix": ""}
     generate(expected, EXPECTED_SQL, **options)
     generate(processed, PROCESSED_SQL, **options)
     ours: list[float] = []
     theirs: list[float] = []
     floor: list[float] = []
     rss: dict[str, int] = {"ours": 0, "floor": 0, "polars": 0}
+    cpu: dict[str, list[float]] = {"ours": [], "floor": [], "polars": []}
     db = tmp / f"e2e-{rows}.duckdb"
     for attempt in range(args.repeats):
         if not args.skip_polars:
             argv = [sys.executable, "-c", POLARS_CODE, str(expected), str(processed)]
-            seconds, peak = run_measured(argv, env)
-            theirs.append(seconds)
-            rss["polars"] = max(rss["polars"], peak)
-        seconds, peak = floor_day(env, expected, processed, tmp / "floor.duckdb")
-        floor.append(seconds)
-        rss["floor"] = max(rss["floor"], peak)
+            measured = run_measured(argv, env)
+            theirs.append(measured.seconds)
+            rss["polars"] = max(rss["polars"], measured.rss)
+            cpu["polars"].append(measured.cpu)
+        measured = floor_day(env, expected, processed, tmp / "floor.duckdb")
+        floor.append(measured.seconds)
+        rss["floor"] = max(rss["floor"], measured.rss)
+        cpu["floor"].append(measured.cpu)
         fresh(db)
-        seconds, peak = daily_job(db, env, expected, processed)
-        ours.append(seconds)
-        rss["ours"] = max(rss["ours"], peak)
+        measured = daily_job(db, env, expected, processed)
+        ours.append(measured.seconds)
+        rss["ours"] = max(rss["ours"], measured.rss)
+        cpu["ours"].append(measured.cpu)
         polars_part = f"polars {theirs[-1]:.2f}s, " if theirs else ""
         print(
             f"  end to end {rows:,}, {attempt + 1}: {polars_part}DuckDB floor {floor[-1]:.2f}s, "
@@ -378,6 +388,12 @@ def end_to_end(
             f"  for the record: ours / polars {ours_s / polars_s:.2f}, "
             f"DuckDB floor / polars {floor_s / polars_s:.2f}"
         )
+    cpus = {name: statistics.median(times) for name, times in cpu.items() if times}
+    print(
+        "  CPU seconds (user + system), for the record: "
+        + ", ".join(f"{name} {seconds:.2f}" for name, seconds in cpus.items())
+        + f"; ours / floor {cpus['ours'] / cpus['floor']:.2f}"
+    )
     peaks = ", ".join(f"{name} {mb(size)}" for name, size in rss.items() if size)
     bound = f" (target: ours <= {mb(int(MEMORY_TARGET))})" if rows >= MEMORY_FROM else ""
     print(f"  peak RSS: {peaks}{bound}")
@@ -398,7 +414,12 @@ def incremental(
     if history_db is None:
         history_db = tmp / "history.duckdb"
         old_expected, old_processed = tmp / "old-expected.csv", tmp / "old-processed.csv"
-        options = {"rows": args.history, "start": 10**8, "day0": "2026-01-01", "suffix": "-H"}
+        options: dict[str, Any] = {
+            "rows": args.history,
+            "start": 10**8,
+            "day0": "2026-01-01",
+            "suffix": "-H",
+        }
         generate(old_expected, EXPECTED_SQL, **options)
         generate(old_processed, PROCESSED_SQL, **options)
         daily_job(history_db, env, old_expected, old_processed)
@@ -417,7 +438,7 @@ def incremental(
             tmp / f"new-exp-{attempt}.csv",
             tmp / f"new-proc-{attempt}.csv",
         )
-        day_options = {
+        day_options: dict[str, Any] = {
             "rows": day_rows,
             "start": 10**9 + attempt * day_rows,
             "day0": day,

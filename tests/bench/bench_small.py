@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.bench.bench_reconcile import (
     EXPECTED_SQL,
@@ -53,7 +54,7 @@ LATEST_DAY = "2026-06-01"
 def day_files(tmp: Path, rows: int, number: int, day: str) -> tuple[Path, Path]:
     """One run's manifest and run log for `day` (txn numbers unique to `number`)."""
     expected, processed = tmp / f"day-{number}-expected.csv", tmp / f"day-{number}-run.csv"
-    options = {
+    options: dict[str, Any] = {
         "rows": rows,
         "start": 10**9 + number * rows,
         "day0": day,
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
         started = time.perf_counter()
         old_expected, old_processed = tmp / "old-expected.csv", tmp / "old-processed.csv"
-        options = {
+        options: dict[str, Any] = {
             "rows": args.history,
             "start": 10**8,
             "day0": "2026-01-01",
