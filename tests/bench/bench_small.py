@@ -67,12 +67,10 @@ def day_files(tmp: Path, rows: int, number: int, day: str) -> tuple[Path, Path]:
 
 
 def copy_store(source: Path, target: Path) -> None:
-    for suffix in ("", ".wal"):
-        old = source.with_name(source.name + suffix)
-        new = target.with_name(target.name + suffix)
-        new.unlink(missing_ok=True)
-        if old.exists():
-            shutil.copyfile(old, new)
+    """A copy of a store with the files beside it (.wal, .anchor, .pankey), modes kept."""
+    for old in source.parent.glob(source.name + "*"):
+        if old.is_file() and (old == source or old.name.startswith(source.name + ".")):
+            shutil.copy2(old, target.with_name(target.name + old.name[len(source.name) :]))
 
 
 def new_day(args: argparse.Namespace, env: dict[str, str], tmp: Path, one_day: Path) -> list[str]:
@@ -83,6 +81,9 @@ def new_day(args: argparse.Namespace, env: dict[str, str], tmp: Path, one_day: P
         day = f"2026-07-{attempt + 1:02d}"
         expected, processed = day_files(tmp, args.day_rows, attempt + 1, day)
         floor.append(floor_day(env, expected, processed, tmp / "floor.duckdb")[0])
+        for stale in tmp.glob(store.name + "*"):
+            if stale.is_file():
+                stale.unlink()
         copy_store(one_day, store)
         ours.append(daily_job(store, env, expected, processed, day)[0])
         print(
