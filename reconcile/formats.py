@@ -212,7 +212,8 @@ class Rows(Protocol):
 class QueryRows:
     """A query's rows as dicts (as `fetch_dicts` gives them), counted when made and fetched in
     batches as they are read, so a table of a million rows is never held whole. Read it once,
-    and run nothing else on the connection while reading."""
+    and run nothing else on the connection while reading (DuckDB keeps one pending result per
+    connection): in a workbook, a sheet's only table."""
 
     def __init__(
         self, conn: Connection, sql: str, params: dict[str, Any], batch: int = 10_000
