@@ -13,7 +13,10 @@ Run with `make bench` (or `.venv/bin/python -m tests.bench.bench_export [--rows 
    days failed), built with the reconcile bench's generator, is exported with `recon export
    --format xlsx` in a child process: the Breaks sheet continues on "Breaks (2)" past Excel's
    1,048,576 rows. Target: the child's peak RSS (rusage) under 1 GB. This part takes several
-   minutes (openpyxl writes about 5,000-10,000 rows a second); `--big-rows 0` skips it.
+   minutes (openpyxl writes some 6,000 rows a CPU second: 1,100,000 rows took 5-6 minutes on
+   a busy 2-core machine); `--big-rows 0` skips it. Most of the memory is DuckDB's (the sorted
+   breaks and the joins behind them, about 750 MB at 1.1M rows with no memory_limit; 470 MB
+   with `SET memory_limit='400MB'`, spilling), not the writer's.
 
 Exit 1 when a target is missed; the figures are printed either way.
 """
