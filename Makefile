@@ -116,7 +116,10 @@ bench: bytecode
 	$(BIN)/python -m tests.bench.bench_audit; e=$$?; \
 	$(BIN)/python -m tests.bench.bench_redact; f=$$?; \
 	$(BIN)/python -m tests.bench.bench_export; g=$$?; \
-	exit $$(( a || b || c || d || e || f || g ))
+	$(BIN)/python -m tests.bench.bench_small; h=$$?; \
+	$(BIN)/python -m tests.bench.bench_startup; i=$$?; \
+	$(BIN)/python -m tests.bench.bench_width; j=$$?; \
+	exit $$(( a || b || c || d || e || f || g || h || i || j ))
 
 clean:
 	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor $(DEMO_DB).pankey demo-inbox.port .pytest_cache .mypy_cache .ruff_cache

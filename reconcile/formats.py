@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import os
 import secrets
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from reconcile.errors import ReconError
 from reconcile.store.db import Connection
@@ -200,11 +201,56 @@ def write_jsonl(rows: Iterable[dict[str, Any]], columns: Sequence[str], stream: 
         stream.write(json_line({column: row.get(column) for column in columns}) + "\n")
 
 
+class Rows(Protocol):
+    """A table's rows: counted up front, read once, in order (a list, or a `QueryRows`)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+
+
+class QueryRows:
+    """A query's rows as dicts (as `fetch_dicts` gives them), counted when made and fetched in
+    batches as they are read, so a table of a million rows is never held whole. Read it once,
+    and run nothing else on the connection while reading (DuckDB keeps one pending result per
+    connection): in a workbook, a sheet's only table."""
+
+    def __init__(
+        self, conn: Connection, sql: str, params: dict[str, Any], batch: int = 10_000
+    ) -> None:
+        self.conn, self.sql, self.params, self.batch = conn, sql, params, batch
+        found = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()
+        self.count = int(found[0]) if found else 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        cursor = self.conn.execute(self.sql, self.params)
+        names = [column[0] for column in cursor.description]
+        while batch := cursor.fetchmany(self.batch):
+            for row in batch:
+                yield dict(zip(names, row, strict=True))
+
+
+class _Page:
+    """The next `count` rows of a long table's shared iterator: one worksheet's share."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]], count: int) -> None:
+        self.rows, self.count = rows, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return itertools.islice(self.rows, self.count)
+
+
 @dataclass
 class Table:
     heading: str | None
     columns: Sequence[str]
-    rows: Sequence[dict[str, Any]]
+    rows: Rows
 
 
 @dataclass
@@ -259,9 +305,15 @@ def _write_sheet(ws: Any, preamble: Sequence[tuple[str, Any]], tables: Sequence[
     for label, value in preamble:
         widths[1] = max(widths.get(1, 0), len(label) + 2)
         widths[2] = max(widths.get(2, 0), min(len(_text_cell(value)) + 2, MAX_WIDTH))
+    # Each table's rows are read once: its first WIDTH_SAMPLE rows set the widths (set before
+    # any row is written), then are written followed by the rest.
+    bodies: list[Iterator[dict[str, Any]]] = []
     for table in tables:
+        rest = iter(table.rows)
+        head = list(itertools.islice(rest, WIDTH_SAMPLE))
+        bodies.append(itertools.chain(head, rest))
         for n, column in enumerate(table.columns, start=1):
-            texts = (_text_cell(row.get(column)) for row in table.rows[:WIDTH_SAMPLE])
+            texts = (_text_cell(row.get(column)) for row in head)
             longest = max((len(t) for t in texts), default=0)
             widths[n] = max(widths.get(n, 0), len(column) + 2, longest + 2)
     for n, width in widths.items():
@@ -296,27 +348,32 @@ def _write_sheet(ws: Any, preamble: Sequence[tuple[str, Any]], tables: Sequence[
 
     for label, value in preamble:
         ws.append(cells([label, value]))
-    for index, table in enumerate(tables):
+    for index, (table, body) in enumerate(zip(tables, bodies, strict=True)):
         if index or preamble:
             ws.append([])
         if table.heading:
             ws.append([table.heading])
         ws.append(list(table.columns))
-        for row in table.rows:
+        for row in body:
             ws.append(cells([row.get(column) for column in table.columns]))
 
 
 def _pages(sheet: Sheet, max_rows: int) -> list[tuple[Sequence[tuple[str, Any]], list[Table]]]:
-    """Split a one-table sheet into worksheet-sized pages; other sheets are one page."""
+    """Split a one-table sheet into worksheet-sized pages (each takes its rows in turn from
+    one pass over the table's rows: write them in order); other sheets are one page."""
     if len(sheet.tables) != 1:
         return [(sheet.preamble, list(sheet.tables))]
     table = sheet.tables[0]
     used = len(sheet.preamble) + (1 if sheet.preamble else 0) + (1 if table.heading else 0) + 1
     room = max_rows - used
-    chunks = [table.rows[i : i + room] for i in range(0, len(table.rows), room)] or [[]]
+    total, rows = len(table.rows), iter(table.rows)
+    counts = [min(room, total - i) for i in range(0, total, room)] or [0]
     return [
-        (sheet.preamble if n == 0 else (), [Table(table.heading, table.columns, chunk)])
-        for n, chunk in enumerate(chunks)
+        (
+            sheet.preamble if n == 0 else (),
+            [Table(table.heading, table.columns, _Page(rows, count))],
+        )
+        for n, count in enumerate(counts)
     ]
 
 

@@ -165,7 +165,14 @@ def write(
             counts["runs"],
             counts["breaks"],
         )
-    tables = {name: fetch_dicts(conn, sql, params) for name, (sql, params) in queries.items()}
+    # The breaks can run to millions of rows: counted here, then read in batches while they
+    # are written (no other query runs meanwhile); the other tables are small.
+    tables: dict[str, formats.Rows] = {
+        name: formats.QueryRows(conn, sql, params)
+        if name == "breaks"
+        else fetch_dicts(conn, sql, params)
+        for name, (sql, params) in queries.items()
+    }
     columns = {
         "days": DAY_COLUMNS,
         "currencies": CURRENCY_COLUMNS,
