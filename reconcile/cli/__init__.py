@@ -20,6 +20,7 @@ from reconcile import logs
 from reconcile.cli import audit as _audit
 from reconcile.cli import breaks as _breaks
 from reconcile.cli import config as _config
+from reconcile.cli import daily as _daily
 from reconcile.cli import ingest as _ingest
 from reconcile.cli import monitor as _monitor
 from reconcile.cli import reconcile as _reconcile
@@ -30,7 +31,7 @@ from reconcile.cli.output import MaskedStream, _safe, _show_click_error, info
 from reconcile.errors import ConfigError, ReconError
 from reconcile.ingest.files import Interrupted
 
-COMMAND_MODULES = (_audit, _breaks, _config, _ingest, _monitor, _reconcile, _serve, _watch)
+COMMAND_MODULES = (_audit, _breaks, _config, _daily, _ingest, _monitor, _reconcile, _serve, _watch)
 __all__ = ["cli", "main"]
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
