@@ -156,7 +156,12 @@ def test_running_it_again_skips_every_file_and_changes_nothing(daily: Any) -> No
     assert "no change since the last reconciliation (inputs unchanged)" in again.stderr
     assert "breaks opened 0, resolved 0" in again.stderr
     assert "2026-11-13" in again.stdout  # the day table, as `recon reconcile` prints it
-    as_json = recon("--json", "daily", "--source", SOURCE, *DAILY_FILES).json()
+    # Folders stand for the files in them: the same files, by name, all skipped.
+    folders = ("--expected", BASE / "expected", "--totals", TOTALS, BASE / "runs")
+    as_json = recon("--json", "daily", "--source", SOURCE, *folders).json()
+    assert [f["path"] for f in as_json["files"]] == [
+        str(p) for p in (*MANIFESTS, TOTALS, *RUN_LOGS)
+    ]
     assert all(f["already_ingested"] for f in as_json["files"])
     assert as_json["reconciliation"]["runs_changed"] == 0
     assert as_json["reconciliation"]["days_changed"] == 0

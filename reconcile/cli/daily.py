@@ -19,6 +19,18 @@ from reconcile.watch import signals
 FILE = click.Path(path_type=Path)
 
 
+def _files(given: tuple[Path, ...]) -> list[Path]:
+    """The files as given, a folder standing for the files in it (by name, hidden ones left
+    out): a job names the folder its exports land in, without a shell to expand a glob."""
+    found: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        else:
+            found.append(path)
+    return found
+
+
 @cli.command("daily")
 @click.argument("run_logs", metavar="RUN_LOG...", nargs=-1, type=FILE)
 @click.option(
@@ -33,7 +45,8 @@ FILE = click.Path(path_type=Path)
     metavar="FILE",
     multiple=True,
     type=FILE,
-    help="An expected manifest (as `recon ingest --kind expected`); repeat for more.",
+    help="An expected manifest (as `recon ingest --kind expected`), or a folder of them; "
+    "repeat for more.",
 )
 @click.option(
     "--totals",
@@ -41,7 +54,8 @@ FILE = click.Path(path_type=Path)
     metavar="FILE",
     multiple=True,
     type=FILE,
-    help="A control totals file (as `recon ingest --kind totals`); repeat for more.",
+    help="A control totals file (as `recon ingest --kind totals`), or a folder of them; "
+    "repeat for more.",
 )
 @click.option(
     "--date",
@@ -75,13 +89,15 @@ def daily_command(
     output and audit events, without paying three start-ups. A file already loaded is
     skipped, so running it again changes nothing. When a file cannot be read, the others
     still load but nothing is reconciled: fix it and run the job again. Exit 3 when rows were
-    quarantined or a day has breaks or is pending, 1 when a file could not be read.
+    quarantined or a day has breaks or is pending, 1 when a file could not be read. A folder
+    given for files stands for every file in it (hidden ones left out), by name.
 
     \b
-    Example:
+    Examples:
       recon daily --source payments-loader \\
           --expected expected/PL-20261113.csv --totals control_totals.csv \\
           runs/PL-20261113.csv
+      recon daily --source payments-loader --expected expected/ runs/
     """
     if not (run_logs or expected or totals):
         raise click.UsageError("give the day's files: RUN_LOG..., --expected FILE, --totals FILE")
@@ -91,9 +107,9 @@ def daily_command(
         daily = run_daily(
             session,
             source=source_name,
-            expected=expected,
-            totals=totals,
-            run_logs=run_logs,
+            expected=_files(expected),
+            totals=_files(totals),
+            run_logs=_files(run_logs),
             report_date=report_date.date() if report_date else None,
             on_runs=signals.runs_arrived,  # its monitors hear the runs of a run log
             on_file=shown,
