@@ -236,6 +236,18 @@ def test_a_file_it_cannot_read_leaves_nothing_half_written_and_nothing_reconcile
     assert recon.query("SELECT count(*) FROM reconciliations") == [(1,)]
 
 
+def test_it_creates_the_store_where_there_is_none_as_recon_ingest_does(
+    recon: Recon, write_file: Any
+) -> None:
+    log = write_file(
+        "run.csv", "run_id,txn_id,amount,status,business_date\nR1,T1,1.00,OK,2026-11-23\n"
+    )
+    assert not recon.db.exists()
+    result = recon("daily", "--source", "src", log)
+    assert result.code == 0, result.stderr  # no manifest: judged on its log alone
+    assert recon.query("SELECT count(*) FROM transactions") == [(1,)]
+
+
 def test_a_missing_file_is_an_error(recon: Recon, balanced: tuple[Path, Path]) -> None:
     manifest, _ = balanced
     result = recon("daily", "--source", "src", "--expected", manifest, recon.workdir / "nope.csv")

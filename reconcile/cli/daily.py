@@ -14,6 +14,7 @@ from reconcile.cli.ingest import feedback, pick_source, quarantine_hint
 from reconcile.cli.output import emit_json, info
 from reconcile.cli.reconcile import describe_reconciliation, reconciliation_json
 from reconcile.daily import run_daily
+from reconcile.session import open_session, trail_for
 from reconcile.watch import signals
 
 FILE = click.Path(path_type=Path)
@@ -103,7 +104,11 @@ def daily_command(
         raise click.UsageError("give the day's files: RUN_LOG..., --expected FILE, --totals FILE")
     source_name = pick_source(app, source, new_source)
     progress, shown = feedback(app)
-    with app.session() as session, progress:
+    # Like `recon ingest`, the daily job creates the store where there is none.
+    # TODO(merge): add "daily" to context.CREATING_COMMANDS and use `app.session()` here.
+    settings = app.settings
+    trail = trail_for(settings, "cli")
+    with open_session(settings, trail, now=app.now_time) as session, progress:
         daily = run_daily(
             session,
             source=source_name,
