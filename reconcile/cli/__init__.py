@@ -47,6 +47,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "reconcile.cli.config:config_group",
         "Configuration history: every change of a monitor, source, target or setting.",
     ),
+    "daily": (
+        "reconcile.cli.daily:daily_command",
+        "The daily job: load the manifests, the control totals, then the run logs, and "
+        "reconcile the business days they touched, in one process.",
+    ),
     "expect": (
         "reconcile.cli.ingest:expect_command",
         "Record the control totals a run should match (recording again replaces them).",

@@ -43,6 +43,7 @@ CREATING_COMMANDS = frozenset(
     {
         "init",
         "ingest",
+        "daily",
         "expect",
         "monitor add",
         "token create",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -117,38 +118,8 @@ def ingest_command(
           reports/failed-transactions-2026-10-26.csv
       recon ingest --source payments-loader --replace runs/PL-20261030-corrected.csv
     """
-    settings = app.settings
-    source_name = _pick_source(settings, source)
-    if settings.sources and source_name not in settings.sources:
-        # A typo in --source would make a source of its own whose rows stay: refused, unless
-        # the new source is meant.
-        configured = ", ".join(sorted(settings.sources))
-        if not new_source:
-            raise click.UsageError(
-                f"source {source_name!r} is not configured in recon.toml (configured: "
-                f"{configured}); check the name, or give --new-source to load a new source "
-                "with the defaults (canonical columns, UTC)"
-            )
-        info(
-            f"note: new source {source_name!r} (configured: {configured}); loading with the "
-            "defaults (canonical columns, UTC)"
-        )
-
-    def show(outcome: FileResult | Refused) -> None:
-        if isinstance(outcome, Refused):
-            info(f"error: {outcome.error}")
-            return
-        if not app.json:
-            info(_describe_ingest(outcome))
-        for warning in outcome.warnings:
-            info(f"  warning: {warning}")
-
-    progress = Progress(enabled=not app.json and _stderr_is_terminal())
-
-    def shown(outcome: FileResult | Refused) -> None:
-        progress.done("refused" if isinstance(outcome, Refused) else None)
-        show(outcome)
-
+    source_name = pick_source(app, source, new_source)
+    progress, shown = feedback(app)
     with stdin_inputs(files) as inputs, app.session() as session, progress:
         batch = ingest_files(
             session,
@@ -165,11 +136,60 @@ def ingest_command(
     if app.json:
         emit_json(batch.as_json())
     elif batch.quarantined:
-        info(
-            f"some rows were quarantined: see them with `recon quarantine --source {source_name}`;"
-            "\nonce fixed at the source, load the corrected file with `recon ingest --replace`"
-        )
+        info(quarantine_hint(source_name))
     sys.exit(EXIT_ERROR if batch.refused else EXIT_FINDINGS if batch.quarantined else EXIT_OK)
+
+
+def pick_source(app: App, source: str | None, new_source: bool) -> str:
+    """The --source of a command that loads files: the only configured one when not given; a
+    name recon.toml does not configure is refused unless `new_source` (--new-source)."""
+    settings = app.settings
+    source_name = _pick_source(settings, source)
+    if settings.sources and source_name not in settings.sources:
+        # A typo in --source would make a source of its own whose rows stay: refused, unless
+        # the new source is meant.
+        configured = ", ".join(sorted(settings.sources))
+        if not new_source:
+            raise click.UsageError(
+                f"source {source_name!r} is not configured in recon.toml (configured: "
+                f"{configured}); check the name, or give --new-source to load a new source "
+                "with the defaults (canonical columns, UTC)"
+            )
+        info(
+            f"note: new source {source_name!r} (configured: {configured}); loading with the "
+            "defaults (canonical columns, UTC)"
+        )
+    return source_name
+
+
+def feedback(app: App) -> tuple[Progress, Callable[[FileResult | Refused], None]]:
+    """What a command that loads files shows as each file goes: on a terminal the ticking
+    `Progress` (its `start` is the batch's on_start), then each file's line (`shown`, its
+    on_file): loaded or skipped (unless --json), its warnings, or why it was refused."""
+
+    def show(outcome: FileResult | Refused) -> None:
+        if isinstance(outcome, Refused):
+            info(f"error: {outcome.error}")
+            return
+        if not app.json:
+            info(_describe_ingest(outcome))
+        for warning in outcome.warnings:
+            info(f"  warning: {warning}")
+
+    progress = Progress(enabled=not app.json and _stderr_is_terminal())
+
+    def shown(outcome: FileResult | Refused) -> None:
+        progress.done("refused" if isinstance(outcome, Refused) else None)
+        show(outcome)
+
+    return progress, shown
+
+
+def quarantine_hint(source: str) -> str:
+    return (
+        f"some rows were quarantined: see them with `recon quarantine --source {source}`;"
+        "\nonce fixed at the source, load the corrected file with `recon ingest --replace`"
+    )
 
 
 def _stderr_is_terminal() -> bool:

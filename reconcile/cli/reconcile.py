@@ -101,22 +101,28 @@ def reconcile_command(
     with app.session() as session:
         outcome = reconciliation.refresh(session, scope)
     if app.json:
-        emit_json(
-            {
-                "reconciliation_id": outcome.reconciliation_id,
-                "inputs_sha256": outcome.inputs_sha256,
-                "runs_changed": outcome.runs_changed,
-                "days_changed": outcome.days_changed,
-                "runs": outcome.runs,
-                "days": outcome.days,
-            }
-        )
+        emit_json(reconciliation_json(outcome))
     else:
-        _describe_reconciliation(outcome, show_runs or bool(run_id))
+        describe_reconciliation(outcome, show_runs or bool(run_id))
     sys.exit(EXIT_FINDINGS if outcome.needs_attention else EXIT_OK)
 
 
-def _describe_reconciliation(outcome: reconciliation.Outcome, show_runs: bool) -> None:
+def reconciliation_json(outcome: reconciliation.Outcome) -> dict[str, Any]:
+    """The JSON shape of `recon reconcile --json` (and of `recon daily --json`'s
+    reconciliation)."""
+    return {
+        "reconciliation_id": outcome.reconciliation_id,
+        "inputs_sha256": outcome.inputs_sha256,
+        "runs_changed": outcome.runs_changed,
+        "days_changed": outcome.days_changed,
+        "runs": outcome.runs,
+        "days": outcome.days,
+    }
+
+
+def describe_reconciliation(outcome: reconciliation.Outcome, show_runs: bool) -> None:
+    """The summary `recon reconcile` prints: the day table (the run table too when
+    `show_runs`, or when no run has a day), then what changed and what needs a person."""
     if not outcome.runs:
         info("nothing to reconcile in that scope: ingest run logs and manifests first")
         return
