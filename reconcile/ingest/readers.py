@@ -249,7 +249,8 @@ def bound_fields(plan: Plan, packed: list[str]) -> None:
             f"WHEN __xat IS NOT NULL THEN {{'column': {names}[__xat], "
             "'bytes': strlen(__xraw[__xat])}"
         )
-        xs = f"list_transform(__xraw, lambda __e: {bounded})"
+        # Most rows have no field over the limit: their list is kept as read.
+        xs = f"CASE WHEN __xat IS NULL THEN __xraw ELSE list_transform(__xraw, lambda __e: {bounded}) END"
         drop = " EXCLUDE (__xraw, __xat, __xpos)"
     else:
         xs, drop = "[]::VARCHAR[]", ""

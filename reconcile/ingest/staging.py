@@ -204,33 +204,19 @@ class Stage:
             and not self.rules.kind(name)
         )
 
-    def listed(self, names: list[str], value: Callable[[str], str]) -> str:
-        """SQL: a list of the masked values of `names`, in their order; packed columns are
-        slices of `__mx`, the others `value(name)`."""
-        parts: list[str | list[int]] = []
-        for name in names:
-            at = self.packed_at.get(name)
-            last = parts[-1] if parts else None
-            if at is not None and isinstance(last, list) and last[1] == at - 1:
-                last[1] = at
-            elif at is not None:
-                parts.append([at, at])
-            else:
-                parts.append(value(name))
-        pieces = [
-            f"[{part}]"
-            if isinstance(part, str)
-            else "__mx"
-            if part == [1, len(self.packed)]
-            else f"__mx[{part[0]}:{part[1]}]"
-            for part in parts
-        ]
-        return pieces[0] if len(pieces) == 1 else "(" + " || ".join(pieces) + ")"
-
     def as_json(self, names: list[str], value: Callable[[str], str]) -> str:
-        """SQL: the JSON object of `names` and their masked values (`json_object`'s text)."""
-        keys = "[" + ", ".join(sql_literal(n) for n in names) + "]"
-        return f"to_json(map({keys}, {self.listed(names, value)}))"
+        """SQL: the JSON object of `names` and their masked values: a packed column's is its
+        element of `__mx`, another's `value(name)`. (`json_object` of list elements is several
+        times faster than `to_json(map(...))`, and plans in time linear in the names.)"""
+        return (
+            "json_object("
+            + ", ".join(
+                f"{sql_literal(n)}, "
+                + (f"__mx[{self.packed_at[n]}]" if n in self.packed_at else value(n))
+                for n in names
+            )
+            + ")"
+        )
 
     def is_card(self, name: str) -> bool:
         return redact.is_card_column(name, self.config.card_columns)
@@ -599,9 +585,11 @@ class Stage:
                 "__p[2] THEN __p[1] END), lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END"
             )
         masked_columns = " || ".join(masked_lists) if masked_lists else "[]::VARCHAR[]"
+        # The text is joined only where a flag needs it.
+        joined = f", {concat} AS __cat" if "__cat" in nul + newlines else ""
         flagged = (
-            f"SELECT * EXCLUDE (__cat), {nul} AS __nul, {newlines} AS __nl{masks} "
-            f"FROM (SELECT *{self._replaced()}, {concat} AS __cat FROM {self.plan.raw_sql})"
+            f"SELECT *{' EXCLUDE (__cat)' if joined else ''}, {nul} AS __nul, {newlines} AS __nl"
+            f"{masks} FROM (SELECT *{self._replaced()}{joined} FROM {self.plan.raw_sql})"
         )
         if self.plan.format == "jsonl":
             # A line that is not a JSON object is withheld whole when it may name a field that
