@@ -19,6 +19,9 @@ from reconcile.settings import SourceConfig
 from reconcile.store.db import Connection, sql_ident, sql_literal
 
 WITHHELD = redact.WITHHELD
+# From this many extra columns without a role, they travel as one list (`Stage.packed`): fewer
+# are cheaper as columns (a list costs per row), more are cheaper to plan as a list.
+PACK_FROM = 32
 PREFILTER = "'" + redact.PAN_PREFILTER_SQL.replace("'", "''") + "'"  # as a SQL literal
 
 
@@ -159,7 +162,7 @@ class Stage:
 
     Three nested layers: flags per raw row (`__nul`, `__nl`: NUL bytes and line breaks inside
     fields), typed values (`__v_*`, named apart from the file's own columns), then the first
-    problem of each row. The extra columns without a role of their own are one list throughout
+    problem of each row. Many extra columns without a role of their own are one list throughout
     (`__xs`, masked `__mx`), so the statement's size, and DuckDB's time to plan it, grow
     linearly with the file's width: a column's checks are written once for all such columns.
     """
@@ -186,9 +189,10 @@ class Stage:
         # (condition, column, reason, all SQL): the first that holds is the row's problem.
         self.problems: list[tuple[str, str, str]] = []
         # The extra columns masked alike (no role of their own) travel as one list, `__xs`,
-        # masked as `__mx`: each check is compiled once for all of them, so the statement grows
-        # with the file's width only by their names (a file may have thousands of columns).
-        self.packed = [name for name in self.kept if self.packable(name)]
+        # masked as `__mx`, when there are many (PACK_FROM): each check is compiled once for all
+        # of them, so the statement grows with the file's width only by their names.
+        packable = [name for name in self.kept if self.packable(name)]
+        self.packed = packable if len(packable) >= PACK_FROM else []
         self.packed_at = {name: i for i, name in enumerate(self.packed, 1)}
         bound_fields(plan, self.packed)
 
