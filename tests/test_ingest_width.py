@@ -55,7 +55,7 @@ def wide_csv(n: int = 40) -> str:
     rows with problems (of the canonical columns, of an oversize field in a packed column, in a
     column of its own, in both), card numbers and nested JSON in the extras."""
     extras = [f"extra_{i:03d}" for i in range(n)]
-    header = [
+    header: list[str | None] = [
         "run_id",
         *extras[:10],
         "txn_id",
