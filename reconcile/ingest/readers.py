@@ -285,10 +285,12 @@ def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> Plan:
     if config.delimiter:
         options.append(f"delim = {sql_literal(config.delimiter)}")
     # No row number here: a window over the reader would serialise it. The staged table keeps
-    # file order, so its rowid numbers the records (see _line_numbers). No view either: every
-    # bind of read_csv sniffs the file again, so it is bound twice only (here and when staged).
+    # file order, so its rowid numbers the records (see _line_numbers). The file is sniffed
+    # once, here: every bind of an auto-detecting read_csv sniffs it again (a second or more
+    # for a file of hundreds of columns), so the stage reads it with what the sniffer found.
+    sniffed, columns = _sniff_csv(conn, path, options)
+    options = [o for o in options if not o.startswith(("delim ", "all_varchar "))] + sniffed
     reader = f"(SELECT * FROM read_csv({sql_literal(str(path))}, {', '.join(options)}))"
-    columns = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     shown = masked_names(columns)
     if shown != columns:
         reader = (
@@ -305,6 +307,34 @@ def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> Plan:
         has_rejects=True,
         raw_sql=reader,
     )
+
+
+def _sniff_csv(conn: Connection, path: Path, options: list[str]) -> tuple[list[str], list[str]]:
+    """The options of `read_csv` that read `path` as DuckDB's sniffer sees it (dialect, header,
+    every column as text), without sniffing again, and the file's column names."""
+    row = conn.execute(
+        "SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, HasHeader, "
+        f"Columns FROM sniff_csv({sql_literal(str(path))}, {', '.join(options)})"
+    ).fetchone()
+    assert row is not None
+    delim, quote, escape, new_line, comment, skip, header, described = row
+
+    def text(value: str) -> str:
+        return sql_literal("" if value == "(empty)" else value)
+
+    names = [str(column["name"]) for column in described]
+    columns = ", ".join(f"{sql_literal(name)}: 'VARCHAR'" for name in names)
+    return [
+        "auto_detect = false",
+        f"delim = {text(delim)}",
+        f"quote = {text(quote)}",
+        f"escape = {text(escape)}",
+        f"new_line = {sql_literal(new_line)}",
+        f"comment = {text(comment)}",
+        f"skip = {int(skip)}",
+        f"header = {'true' if header else 'false'}",
+        f"columns = {{{columns}}}",
+    ], names
 
 
 def _read_jsonl(conn: Connection, path: Path) -> Plan:
