@@ -200,23 +200,64 @@ def check_gzip(path: Path) -> None:
         ) from None
 
 
-def _bound_fields(plan: Plan) -> None:
+def bound_fields(plan: Plan, packed: list[str]) -> None:
     """Quarantine rows with a field longer than MAX_FIELD_BYTES, naming the field: the value
     is replaced (by its line breaks only, so that CSV line numbers after it stay right) and so
-    reaches no table, the quarantine's raw row included."""
+    reaches no table, the quarantine's raw row included.
+
+    The columns in `packed` (the extra columns that are masked alike, see `Stage`) leave this
+    step as one list, `__xs`, in their order: each check is then compiled once for all of them,
+    and the statement grows with the file's width only by their names. The others stay columns.
+    """
     if not plan.columns:
+        plan.raw_sql = f"(SELECT *, []::VARCHAR[] AS __xs FROM {plan.raw_sql})"
         return
+    over = f"strlen(__e) > {MAX_FIELD_BYTES}"
+    breaks = "repeat(chr(10), length(__e) - length(replace(__e, chr(10), '')))"
+    bounded = f"CASE WHEN {over} THEN {breaks} ELSE __e END"
+    chosen = set(packed)
+    position = {name: i for i, name in enumerate(plan.columns)}
     replaced, checks = [], []
+    first_packed = min((position[name] for name in packed), default=len(plan.columns))
     for name in plan.columns:
+        if name in chosen:
+            continue
         c = sql_ident(name)
-        over = f"strlen({c}) > {MAX_FIELD_BYTES}"
-        breaks = f"repeat(chr(10), length({c}) - length(replace({c}, chr(10), '')))"
-        replaced.append(f"CASE WHEN {over} THEN {breaks} ELSE {c} END AS {c}")
         shown = sql_literal(redact.mask_pans(name) or name)
-        checks.append(f"WHEN {over} THEN {{'column': {shown}, 'bytes': strlen({c})}}")
+        replaced.append(f"{bounded.replace('__e', c)} AS {c}")
+        # A packed column before this one that is over the limit is the row's problem first.
+        earlier = (
+            f" AND NOT coalesce(__xpos < {position[name]}, false)"
+            if first_packed < position[name]
+            else ""
+        )
+        checks.append(
+            f"WHEN {over.replace('__e', c)}{earlier} "
+            f"THEN {{'column': {shown}, 'bytes': strlen({c})}}"
+        )
+    inner = f"(SELECT * FROM {plan.raw_sql})"
+    if packed:
+        names = "[" + ", ".join(sql_literal(redact.mask_pans(n) or n) for n in packed) + "]"
+        positions = "[" + ", ".join(str(position[n]) for n in packed) + "]"
+        inner = (
+            f"(SELECT *, {positions}[__xat] AS __xpos FROM (SELECT *, list_position("
+            f"list_transform(__xraw, lambda __e: coalesce({over}, false)), true) AS __xat "
+            f"FROM (SELECT * EXCLUDE ({', '.join(sql_ident(n) for n in packed)}), "
+            f"[{', '.join(sql_ident(n) for n in packed)}] AS __xraw FROM {plan.raw_sql})))"
+        )
+        checks.append(
+            f"WHEN __xat IS NOT NULL THEN {{'column': {names}[__xat], "
+            "'bytes': strlen(__xraw[__xat])}"
+        )
+        # Most rows have no field over the limit: their list is kept as read.
+        xs = f"CASE WHEN __xat IS NULL THEN __xraw ELSE list_transform(__xraw, lambda __e: {bounded}) END"
+        drop = " EXCLUDE (__xraw, __xat, __xpos)"
+    else:
+        xs, drop = "[]::VARCHAR[]", ""
     plan.raw_sql = (
-        f"(SELECT * REPLACE ({', '.join(replaced)}), CASE {' '.join(checks)} END AS __oversize "
-        f"FROM {plan.raw_sql})"
+        f"(SELECT *{drop}"
+        + (f" REPLACE ({', '.join(replaced)})" if replaced else "")
+        + f", {xs} AS __xs, CASE {' '.join(checks)} END AS __oversize FROM {inner})"
     )
     plan.problems.append(
         (
@@ -244,10 +285,12 @@ def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> Plan:
     if config.delimiter:
         options.append(f"delim = {sql_literal(config.delimiter)}")
     # No row number here: a window over the reader would serialise it. The staged table keeps
-    # file order, so its rowid numbers the records (see _line_numbers). No view either: every
-    # bind of read_csv sniffs the file again, so it is bound twice only (here and when staged).
+    # file order, so its rowid numbers the records (see _line_numbers). The file is sniffed
+    # once, here: every bind of an auto-detecting read_csv sniffs it again (a second or more
+    # for a file of hundreds of columns), so the stage reads it with what the sniffer found.
+    sniffed, columns = _sniff_csv(conn, path, options)
+    options = [o for o in options if not o.startswith(("delim ", "all_varchar "))] + sniffed
     reader = f"(SELECT * FROM read_csv({sql_literal(str(path))}, {', '.join(options)}))"
-    columns = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     shown = masked_names(columns)
     if shown != columns:
         reader = (
@@ -264,6 +307,34 @@ def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> Plan:
         has_rejects=True,
         raw_sql=reader,
     )
+
+
+def _sniff_csv(conn: Connection, path: Path, options: list[str]) -> tuple[list[str], list[str]]:
+    """The options of `read_csv` that read `path` as DuckDB's sniffer sees it (dialect, header,
+    every column as text), without sniffing again, and the file's column names."""
+    row = conn.execute(
+        "SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, HasHeader, "
+        f"Columns FROM sniff_csv({sql_literal(str(path))}, {', '.join(options)})"
+    ).fetchone()
+    assert row is not None
+    delim, quote, escape, new_line, comment, skip, header, described = row
+
+    def text(value: str) -> str:
+        return sql_literal("" if value == "(empty)" else value)
+
+    names = [str(column["name"]) for column in described]
+    columns = ", ".join(f"{sql_literal(name)}: 'VARCHAR'" for name in names)
+    return [
+        "auto_detect = false",
+        f"delim = {text(delim)}",
+        f"quote = {text(quote)}",
+        f"escape = {text(escape)}",
+        f"new_line = {sql_literal(new_line)}",
+        f"comment = {text(comment)}",
+        f"skip = {int(skip)}",
+        f"header = {'true' if header else 'false'}",
+        f"columns = {{{columns}}}",
+    ], names
 
 
 def _read_jsonl(conn: Connection, path: Path) -> Plan:
@@ -455,7 +526,6 @@ def read(conn: Connection, path: Path, fmt: str, config: SourceConfig) -> Plan:
         plan = _read_parquet(conn, path)
     plan.rules = rules
     plan.nested_masker = masker
-    _bound_fields(plan)
     return plan
 
 

@@ -7,17 +7,21 @@ Card numbers are masked here, before anything is stored; each row gets its first
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from reconcile import redact
 from reconcile.canonical import KEY_COLUMNS, TYPED_COLUMNS
 from reconcile.ingest.kinds import kind_of
-from reconcile.ingest.readers import Plan, normalise_name
+from reconcile.ingest.readers import Plan, bound_fields, normalise_name
 from reconcile.settings import SourceConfig
 from reconcile.store.db import Connection, sql_ident, sql_literal
 
 WITHHELD = redact.WITHHELD
+# From this many extra columns without a role, they travel as one list (`Stage.packed`): fewer
+# are cheaper as columns (a list costs per row), more are cheaper to plan as a list.
+PACK_FROM = 32
 PREFILTER = "'" + redact.PAN_PREFILTER_SQL.replace("'", "''") + "'"  # as a SQL literal
 
 
@@ -158,7 +162,9 @@ class Stage:
 
     Three nested layers: flags per raw row (`__nul`, `__nl`: NUL bytes and line breaks inside
     fields), typed values (`__v_*`, named apart from the file's own columns), then the first
-    problem of each row.
+    problem of each row. Many extra columns without a role of their own are one list throughout
+    (`__xs`, masked `__mx`), so the statement's size, and DuckDB's time to plan it, grow
+    linearly with the file's width: a column's checks are written once for all such columns.
     """
 
     def __init__(
@@ -182,6 +188,39 @@ class Stage:
         self.derived: dict[str, str] = {}  # computed from `values`, one layer further out
         # (condition, column, reason, all SQL): the first that holds is the row's problem.
         self.problems: list[tuple[str, str, str]] = []
+        # The extra columns masked alike (no role of their own) travel as one list, `__xs`,
+        # masked as `__mx`, when there are many (PACK_FROM): each check is compiled once for all
+        # of them, so the statement grows with the file's width only by their names.
+        packable = [name for name in self.kept if self.packable(name)]
+        self.packed = packable if len(packable) >= PACK_FROM else []
+        self.packed_at = {name: i for i, name in enumerate(self.packed, 1)}
+        bound_fields(plan, self.packed)
+
+    def packable(self, name: str) -> bool:
+        """An extra column whose value is masked as free text (`recon_mask`), nested JSON
+        included: not canonical, sensitive, a card, an id or a field that is never stored."""
+        return (
+            name not in self.mapped_to
+            and normalise_name(name) not in self.sensitive
+            and not self.is_card(name)
+            and self.id_format(name) is None
+            and not redact.is_id_column(name)
+            and not self.rules.kind(name)
+        )
+
+    def as_json(self, names: list[str], value: Callable[[str], str]) -> str:
+        """SQL: the JSON object of `names` and their masked values: a packed column's is its
+        element of `__mx`, another's `value(name)`. (`json_object` of list elements is several
+        times faster than `to_json(map(...))`, and plans in time linear in the names.)"""
+        return (
+            "json_object("
+            + ", ".join(
+                f"{sql_literal(n)}, "
+                + (f"__mx[{self.packed_at[n]}]" if n in self.packed_at else value(n))
+                for n in names
+            )
+            + ")"
+        )
 
     def is_card(self, name: str) -> bool:
         return redact.is_card_column(name, self.config.card_columns)
@@ -258,6 +297,8 @@ class Stage:
                     f"THEN trim({c}) ELSE {c} END"
                 )
         for name in self.kept:
+            if name in self.packed_at:
+                continue  # below, all at once
             if self.mapped_to.get(name, "error_message") != "error_message":
                 continue  # ids, codes, amounts and dates are not JSON
             if self.rules.kind(name):
@@ -267,6 +308,12 @@ class Stage:
             replaced[name] = (
                 f"CASE WHEN {may_name_card_data_sql(c, self.rules)} "
                 f"THEN {self.plan.nested_masker}({inner}) ELSE {inner} END"
+            )
+        if self.packed:
+            replaced["__xs"] = (
+                f"list_transform(__xs, lambda __e: CASE WHEN "
+                f"{may_name_card_data_sql('__e', self.rules)} "
+                f"THEN {self.plan.nested_masker}(__e) ELSE __e END)"
             )
         if not replaced:
             return ""
@@ -352,13 +399,7 @@ class Stage:
             ),
             "currency": f"upper({self.text('currency')})",
             "business_date": _date_sql(self.raw("business_date"), self.config.date_format),
-            "attributes": (
-                "json_object("
-                + ", ".join(f"{sql_literal(n)}, {self.masked(n)}" for n in extras)
-                + ")"
-                if extras
-                else "NULL::JSON"
-            ),
+            "attributes": self.as_json(extras, self.masked) if extras else "NULL::JSON",
         }
         self.derived |= {
             "amount_given": _given(self.raw("amount"), "__v_amount"),
@@ -502,12 +543,13 @@ class Stage:
                 f"{self.given_date_sql})"
             )
             final["__undated"] = "__v_business_date IS NULL AND __v_processed_at IS NULL"
-        text_columns = [n for n in self.kept if self.mapped_to.get(n) not in TYPED_COLUMNS]
-        concat = (
-            "concat_ws('x', " + ", ".join(sql_ident(n) for n in text_columns) + ")"
-            if text_columns
-            else "''"
-        )
+        # Only the NUL bytes and line breaks of the text count, not where they are.
+        text_columns = [
+            sql_ident(n)
+            for n in self.kept
+            if self.mapped_to.get(n) not in TYPED_COLUMNS and n not in self.packed_at
+        ] + (["array_to_string(__xs, 'x')"] if self.packed else [])
+        concat = "concat_ws('x', " + ", ".join(text_columns) + ")" if text_columns else "''"
         # Both flags are skipped where the file's bytes rule them out (see `Plan`).
         nul = "contains(__cat, chr(0))" if self.plan.may_hold_nul else "false"
         newlines = (
@@ -518,25 +560,41 @@ class Stage:
         )
         # The raw row is built only for quarantined rows, each column masked by its role.
         # Typed columns (amounts, dates) are masked there only.
-        raw_values = ", ".join(
-            f"{sql_literal(n)}, "
-            + (self.mask_names[n] if n in self.mask_names else self.mask_sql(n))
-            for n in self.kept
+        raw_row = (
+            self.as_json(
+                self.kept,
+                lambda n: self.mask_names[n] if n in self.mask_names else self.mask_sql(n),
+            )
+            + "::VARCHAR"
+            if self.kept
+            else "'{}'"
         )
         masks = "".join(f", {expr} AS {self.mask_names[n]}" for n, expr in self.masks.items())
+        if self.packed:
+            masks += (
+                f", list_transform(__xs, lambda __e: CASE WHEN {may_hold_pan_sql('__e')} "
+                "THEN recon_mask(__e) ELSE __e END) AS __mx"
+            )
         # The columns whose value masking changed, per row (`record_masked` counts them).
         changed = ", ".join(
             f"CASE WHEN {m} IS DISTINCT FROM {sql_ident(n)} THEN {sql_literal(n)} END"
             for n, m in self.mask_names.items()
         )
-        masked_columns = (
-            f"list_filter([{changed}], lambda x: x IS NOT NULL)" if changed else "[]::VARCHAR[]"
-        )
+        masked_lists = [f"list_filter([{changed}], lambda x: x IS NOT NULL)"] if changed else []
+        if self.packed:
+            keys = "[" + ", ".join(sql_literal(n) for n in self.packed) + "]"
+            masked_lists.append(
+                f"CASE WHEN __mx IS DISTINCT FROM __xs THEN list_filter(list_transform("
+                f"list_zip({keys}, __xs, __mx), lambda __p: CASE WHEN __p[3] IS DISTINCT FROM "
+                "__p[2] THEN __p[1] END), lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END"
+            )
+        masked_columns = " || ".join(masked_lists) if masked_lists else "[]::VARCHAR[]"
+        # The text is joined only where a flag needs it.
+        joined = f", {concat} AS __cat" if "__cat" in nul + newlines else ""
         flagged = (
-            f"SELECT * EXCLUDE (__cat), {nul} AS __nul, {newlines} AS __nl{masks} "
-            f"FROM (SELECT *{self._replaced()}, {concat} AS __cat FROM {self.plan.raw_sql})"
+            f"SELECT *{' EXCLUDE (__cat)' if joined else ''}, {nul} AS __nul, {newlines} AS __nl"
+            f"{masks} FROM (SELECT *{self._replaced()}{joined} FROM {self.plan.raw_sql})"
         )
-        raw_row = f"json_object({raw_values})::VARCHAR" if self.kept else "'{}'"
         if self.plan.format == "jsonl":
             # A line that is not a JSON object is withheld whole when it may name a field that
             # is never stored or holds a card number (`redact.mask_nested`). Such lines are few
