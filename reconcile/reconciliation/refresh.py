@@ -267,7 +267,9 @@ def _new_versions(
 
 
 def _store_runs(conn: Connection, reconciliation_id: int, now: datetime) -> int:
-    """A new version for each run whose inputs changed; its records with it. Returns how many."""
+    """A new version for each run whose inputs changed; its records with it, but for plain
+    matches (`compare.PLAIN_SQL`: the view `latest_record_results` gives those back from their
+    manifest rows). Returns how many."""
     count = _new_versions(
         conn,
         key="run_id",
@@ -286,6 +288,7 @@ def _store_runs(conn: Connection, reconciliation_id: int, now: datetime) -> int:
         SELECT r.source, r.run_id, c.version, {record_columns},
                CASE WHEN r.category IN {compare.BREAK_CATEGORIES} THEN {BREAK_ID_SQL} END
         FROM r_records r JOIN r_changed c USING (source, run_id)
+        WHERE NOT {compare.PLAIN_SQL}
         """
     )
     return count
