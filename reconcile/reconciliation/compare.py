@@ -356,6 +356,15 @@ _STATEMENTS = [
     LEFT JOIN r_tolerance t ON t.source = j.source
     LEFT JOIN quarantined q ON q.source = j.source AND q.run_id = j.run_id AND q.txn_id = j.txn_id
     """,
+    # What is left of the inputs once records are made: only the successful attempts' runs, for
+    # the break register (refresh._update_breaks); the rest goes now, so that a large scope
+    # holds (or spills) less at once.
+    "DROP TABLE IF EXISTS r_exp",
+    "DROP TABLE IF EXISTS r_txns",
+    """
+    CREATE OR REPLACE TEMP TABLE r_groups AS
+    SELECT source, run_id, txn_id, successes FROM r_groups WHERE successes > 0
+    """,
     # Per run: control totals (the latest statement per run), counts per category, amounts.
     """
     CREATE OR REPLACE TEMP TABLE r_runs AS
