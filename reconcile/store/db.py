@@ -49,9 +49,29 @@ def temp_folder(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
+# Open connections per spill folder in this process (connections to one file share one DuckDB
+# instance, and so its spill folder): the folder goes only when the last of them does.
+_spill_users: dict[str, int] = {}
+_spill_guard = threading.Lock()
+_release: weakref.WeakKeyDictionary[Connection, weakref.finalize] = weakref.WeakKeyDictionary()
+
+
+def _use_folder(folder: Path) -> None:
+    with _spill_guard:
+        _spill_users[str(folder)] = _spill_users.get(str(folder), 0) + 1
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # also when it was left behind with other bits
+
+
 def _remove_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # only when empty: another connection may be spilling
-        folder.rmdir()
+    with _spill_guard:
+        left = _spill_users.get(str(folder), 1) - 1
+        if left > 0:
+            _spill_users[str(folder)] = left
+            return
+        _spill_users.pop(str(folder), None)
+        with contextlib.suppress(OSError):  # only when empty
+            folder.rmdir()
 
 
 def _open(path: Path, memory_limit: str) -> Connection:
@@ -61,20 +81,22 @@ def _open(path: Path, memory_limit: str) -> Connection:
     # Bounded memory at any size: past the limit, joins, aggregates and temporary tables spill
     # to a folder of this user's alone (what spills is what the store holds: masked rows; an
     # ingest masks in the same streaming SELECT that reads the file). DuckDB deletes its
-    # spill files; the folder goes when the connection does, if empty.
+    # spill files; the folder goes with the last connection of this process, if empty.
     folder = temp_folder(path)
-    folder.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(folder, 0o700)  # also when it was left behind with other bits
+    _use_folder(folder)
+    _release[conn] = weakref.finalize(conn, _remove_if_empty, folder)
     conn.execute(f"SET temp_directory = {sql_literal(str(folder))}")
     conn.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
-    weakref.finalize(conn, _remove_if_empty, folder)
     return conn
 
 
-def close_connection(conn: Connection, path: Path) -> None:
-    """Close `conn` (opened on `path`) and remove its spill folder if it is empty."""
+def close_connection(conn: Connection) -> None:
+    """Close `conn` and let its spill folder go (when no other connection uses it and it is
+    empty). A connection only closed lets it go when it is collected."""
     conn.close()
-    _remove_if_empty(temp_folder(path))
+    release = _release.pop(conn, None)
+    if release is not None:
+        release()
 
 
 def open_connection(
