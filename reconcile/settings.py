@@ -414,6 +414,11 @@ class Settings(BaseSettings):
     db: Path = Path("recon.duckdb")
     now: datetime | None = None
     lock_timeout: float = 30.0
+    # How much memory the store's engine (DuckDB) may use per process, e.g. "1GB", "512MB",
+    # "4GiB" (RECON_MEMORY_LIMIT). Past it, large work (reconciling millions of records) spills
+    # to a private folder beside the database (`<db>.tmp`, mode 0700, removed when empty) instead
+    # of growing; a larger limit is faster on a machine that has the memory to spare.
+    memory_limit: str = "1GB"
     pan_key: SecretStr | None = None
     audit_key: SecretStr | None = None  # HMAC key of the audit chain; never in the database
     audit_key_file: Path | None = None  # or a file holding it (keep it 0600, outside the data)
@@ -475,6 +480,16 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         return parse_now(value)
+
+    @field_validator("memory_limit", mode="after")
+    @classmethod
+    def _parse_memory_limit(cls, value: str) -> str:
+        text = value.strip()
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", text, re.IGNORECASE):
+            raise ValueError(
+                f"expected an amount of memory such as 1GB or 512MB; got {_shown(value)!r}"
+            )
+        return text
 
     @field_validator("lock_timeout", mode="before")
     @classmethod

@@ -29,6 +29,19 @@ from reconcile.store.db import Connection
 
 BREAK_CATEGORIES = ("failed", "missing", "duplicated", "unexpected", "amount_mismatch")
 CATEGORIES = ("matched", *BREAK_CATEGORIES)
+# A *plain match*: a record whose stored row would say nothing its manifest row does not. Only
+# the other records are stored in `record_results` (issue 14: a million rows saying "matched"
+# cost more than the classification); the `latest_record_results` view gives the plain ones
+# back from their manifest rows (reconcile/store/migrations.py, 014): expected by this run's
+# manifest in its only row for the record (naming the run and a business date), processed once,
+# successfully, at exactly the expected amount and in the expected currency, with no note.
+PLAIN_SQL = (
+    "(r.category = 'matched' AND r.plain_source AND r.is_expected AND r.attempts = 1"
+    " AND r.successes = 1 AND r.failures = 0 AND r.note = ''"
+    " AND r.processed_amount = r.expected_amount AND r.processed_total = r.expected_amount"
+    " AND r.business_date IS NOT NULL AND r.error_code IS NULL AND r.error_message IS NULL"
+    " AND r.currency IS NOT DISTINCT FROM r.expected_currency)"
+)
 # Bumped when the classification changes, so stored results are recomputed, not trusted.
 ALGORITHM = "compare-4"
 ALL = "all"  # every break category
@@ -212,7 +225,7 @@ _STATEMENTS = [
     WITH latest AS (  -- a manifest row sent again later replaces the earlier one
         SELECT source, run_id, txn_id, arg_max(amount, seq) AS amount,
                arg_max(currency, seq) AS currency, arg_max(business_date, seq) AS business_date,
-               max(file_id) AS file_id
+               max(file_id) AS file_id, count(*) AS manifest_rows
         FROM (SELECT e.*, (e.file_id << 40) + e.line AS seq
               FROM expected_transactions e JOIN r_txns USING (source, txn_id))
         GROUP BY source, run_id, txn_id),
@@ -224,7 +237,7 @@ _STATEMENTS = [
                                    ORDER BY o.run_at NULLS LAST, g.run_id) = 1),
     runless AS (  -- else, a transaction no run processed is the first run of its day's to miss
         SELECT l.source, coalesce(g.run_id, d.run_id) AS run_id, l.txn_id, l.amount,
-               l.currency, l.business_date, l.file_id
+               l.currency, l.business_date, l.file_id, false AS single
         FROM latest l
         LEFT JOIN r_groups g ON g.source = l.source AND g.txn_id = l.txn_id
              AND (l.business_date IS NULL OR g.business_date = l.business_date)
@@ -233,7 +246,9 @@ _STATEMENTS = [
         WHERE l.run_id IS NULL
         QUALIFY row_number() OVER (PARTITION BY l.source, l.txn_id
                                    ORDER BY o.run_at NULLS LAST, g.run_id) = 1)
-    SELECT source, run_id, txn_id, amount, currency, business_date, file_id
+    -- single: the record's only manifest row, naming its run (see `plain` in r_records)
+    SELECT source, run_id, txn_id, amount, currency, business_date, file_id,
+           manifest_rows = 1 AS single
     FROM latest WHERE run_id IS NOT NULL
     UNION ALL SELECT * FROM runless
     """,
@@ -277,6 +292,7 @@ _STATEMENTS = [
                e.txn_id IS NOT NULL AS is_expected,
                e.amount AS expected_amount, e.currency AS expected_currency,
                e.business_date AS expected_business_date, e.file_id AS expected_file_id,
+               e.single AS expected_single,
                g.* EXCLUDE (source, run_id, txn_id)
         FROM r_exp e FULL OUTER JOIN grouped g
              ON e.source = g.source AND e.run_id = g.run_id AND e.txn_id = g.txn_id)
@@ -327,7 +343,9 @@ _STATEMENTS = [
                     THEN 'row quarantined (' || regexp_extract(q.path, '[^/]*$') || ' line '
                          || q.line || ': ' || q.reason || ')'
                END) AS note,
-           j.first_file_id, j.last_file_id, j.expected_file_id
+           j.first_file_id, j.last_file_id, j.expected_file_id,
+           coalesce(j.expected_single AND j.expected_business_date IS NOT NULL, false)
+               AS plain_source
     FROM joined j
     JOIN r_scope s ON s.source = j.source AND s.run_id = j.run_id
     LEFT JOIN owner o ON NOT j.is_expected AND o.source = j.source AND o.txn_id = j.txn_id
@@ -337,6 +355,15 @@ _STATEMENTS = [
          ON a.source = j.source AND a.run_id = j.run_id
     LEFT JOIN r_tolerance t ON t.source = j.source
     LEFT JOIN quarantined q ON q.source = j.source AND q.run_id = j.run_id AND q.txn_id = j.txn_id
+    """,
+    # What is left of the inputs once records are made: only the successful attempts' runs, for
+    # the break register (refresh._update_breaks); the rest goes now, so that a large scope
+    # holds (or spills) less at once.
+    "DROP TABLE IF EXISTS r_exp",
+    "DROP TABLE IF EXISTS r_txns",
+    """
+    CREATE OR REPLACE TEMP TABLE r_groups AS
+    SELECT source, run_id, txn_id, successes FROM r_groups WHERE successes > 0
     """,
     # Per run: control totals (the latest statement per run), counts per category, amounts.
     """

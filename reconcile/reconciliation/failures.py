@@ -59,14 +59,17 @@ def failures_query(
     """The SQL (and its parameters) of the list, so exports can hand it to DuckDB's writers.
     `status`: of the record's break (a matched record has none: it counts as open). `latest`:
     each source's own latest business date, the only date listed for it (`--date last`)."""
-    sql = """
+    # Plain matches are not stored (compare.PLAIN_SQL): only a list of matched records needs
+    # the view that gives them back from their manifest rows.
+    records = "latest_record_results" if "matched" in categories else "latest_stored_records"
+    sql = f"""
         SELECT r.txn_id, r.run_id, r.business_date,
                coalesce(r.processed_amount, r.expected_amount)::DECIMAL(18, 2) AS amount,
                r.currency, r.category, r.error_code, r.error_message,
                greatest(date_diff('day', r.business_date, $now::DATE), 0) AS age_days,
                b.status AS break_status, r.break_id, r.note, r.source,
                r.expected_amount::DECIMAL(18, 2) AS expected_amount
-        FROM latest_record_results r
+        FROM {records} r
         LEFT JOIN breaks b USING (break_id)
         WHERE list_contains($categories, r.category)
           AND r.business_date BETWEEN $since AND $until

@@ -267,7 +267,9 @@ def _new_versions(
 
 
 def _store_runs(conn: Connection, reconciliation_id: int, now: datetime) -> int:
-    """A new version for each run whose inputs changed; its records with it. Returns how many."""
+    """A new version for each run whose inputs changed; its records with it, but for plain
+    matches (`compare.PLAIN_SQL`: the view `latest_record_results` gives those back from their
+    manifest rows). Returns how many."""
     count = _new_versions(
         conn,
         key="run_id",
@@ -286,6 +288,7 @@ def _store_runs(conn: Connection, reconciliation_id: int, now: datetime) -> int:
         SELECT r.source, r.run_id, c.version, {record_columns},
                CASE WHEN r.category IN {compare.BREAK_CATEGORIES} THEN {BREAK_ID_SQL} END
         FROM r_records r JOIN r_changed c USING (source, run_id)
+        WHERE NOT {compare.PLAIN_SQL}
         """
     )
     return count
@@ -325,6 +328,34 @@ def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
     record now matches, and failed or missing ones a later run processed successfully."""
     before_total = _count(conn, "SELECT count(*) FROM breaks")
     before_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
+    changed = _count(conn, "SELECT count(*) FROM r_changed")  # none: those steps find nothing
+    if changed:
+        _update_changed_runs(conn, now)
+    conn.execute(
+        """
+        UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
+               resolution = 'processed successfully in run ' || later.run_id
+        FROM (SELECT g.source, g.txn_id, g.run_id, o.run_at FROM r_groups g
+              JOIN r_run_order o USING (source, run_id) WHERE g.successes > 0) later,
+             r_run_order mine
+        WHERE breaks.status = 'open' AND breaks.category IN ('failed', 'missing')
+          AND later.source = breaks.source AND later.txn_id = breaks.txn_id
+          AND later.run_id <> breaks.run_id
+          AND mine.source = breaks.source AND mine.run_id = breaks.run_id
+          AND later.run_at > mine.run_at
+        """,
+        {"now": now},
+    )
+    if changed:
+        _resolve_gone(conn, now)
+    opened = _count(conn, "SELECT count(*) FROM breaks") - before_total
+    after_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
+    return opened, max(after_resolved - before_resolved, 0)
+
+
+def _update_changed_runs(conn: Connection, now: datetime) -> None:
+    """Open or refresh the breaks of the changed runs' records; resolve those whose record
+    now matches."""
     conn.execute(
         f"""
         INSERT INTO breaks
@@ -360,21 +391,10 @@ def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
         """,
         {"now": now},
     )
-    conn.execute(
-        """
-        UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
-               resolution = 'processed successfully in run ' || later.run_id
-        FROM (SELECT g.source, g.txn_id, g.run_id, o.run_at FROM r_groups g
-              JOIN r_run_order o USING (source, run_id) WHERE g.successes > 0) later,
-             r_run_order mine
-        WHERE breaks.status = 'open' AND breaks.category IN ('failed', 'missing')
-          AND later.source = breaks.source AND later.txn_id = breaks.txn_id
-          AND later.run_id <> breaks.run_id
-          AND mine.source = breaks.source AND mine.run_id = breaks.run_id
-          AND later.run_at > mine.run_at
-        """,
-        {"now": now},
-    )
+
+
+def _resolve_gone(conn: Connection, now: datetime) -> None:
+    """Resolve the open breaks of changed runs whose record is no longer in the run."""
     conn.execute(
         """
         UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
@@ -386,9 +406,6 @@ def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
         """,
         {"now": now},
     )
-    opened = _count(conn, "SELECT count(*) FROM breaks") - before_total
-    after_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
-    return opened, max(after_resolved - before_resolved, 0)
 
 
 def _withdraw_vanished(conn: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
@@ -405,12 +422,6 @@ def _withdraw_vanished(conn: Connection, scope: Scope, now: datetime) -> dict[st
           AND ($until IS NULL OR l.business_date <= $until)
           AND (l.business_date IS NOT NULL OR ($since IS NULL AND $until IS NULL))
           AND NOT EXISTS (SELECT 1 FROM r_scope s WHERE s.source = l.source AND s.run_id = l.run_id)
-          AND NOT EXISTS (SELECT 1 FROM transactions t
-                          WHERE t.source = l.source AND t.run_id = l.run_id)
-          AND NOT EXISTS (SELECT 1 FROM expected_transactions e
-                          WHERE e.source = l.source AND e.run_id = l.run_id)
-          AND NOT EXISTS (SELECT 1 FROM control_totals c
-                          WHERE c.source = l.source AND c.run_id = l.run_id)
         """,
         {
             "source": scope.source,
@@ -418,6 +429,21 @@ def _withdraw_vanished(conn: Connection, scope: Scope, now: datetime) -> dict[st
             "since": scope.since,
             "until": scope.until,
         },
+    )
+    # Nearly always none: only then are the inputs looked for (a scan of every loaded row).
+    if not _count(conn, "SELECT count(*) FROM r_vanished"):
+        conn.execute("DROP TABLE r_vanished")
+        return {"runs": 0, "breaks": 0}
+    conn.execute(
+        """
+        DELETE FROM r_vanished l
+        WHERE EXISTS (SELECT 1 FROM transactions t
+                      WHERE t.source = l.source AND t.run_id = l.run_id)
+           OR EXISTS (SELECT 1 FROM expected_transactions e
+                      WHERE e.source = l.source AND e.run_id = l.run_id)
+           OR EXISTS (SELECT 1 FROM control_totals c
+                      WHERE c.source = l.source AND c.run_id = l.run_id)
+        """
     )
     runs = _count(conn, "SELECT count(*) FROM r_vanished")
     if not runs:

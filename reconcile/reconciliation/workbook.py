@@ -100,7 +100,7 @@ def _queries(scope: Scope) -> dict[str, tuple[str, dict[str, Any]]]:
                    ::DECIMAL(38, 4) AS difference,
                r.currency, r.error_code, r.error_message, r.break_id, b.status AS break_status,
                r.note, b.assignee, b.resolved_at, b.resolved_by, b.resolution, c.comments
-        FROM latest_record_results r
+        FROM latest_stored_records r  -- a plain match is neither a break nor moves money
         JOIN latest_run_results l USING (source, run_id, version)
         LEFT JOIN breaks b USING (break_id)
         LEFT JOIN (

@@ -9,6 +9,7 @@ module, and the package joins the two.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -40,15 +41,69 @@ def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
-def _open(path: Path) -> Connection:
+DEFAULT_MEMORY_LIMIT = "1GB"  # the `memory_limit` setting's default (reconcile.settings)
+
+
+def temp_folder(path: Path) -> Path:
+    """Where the engine spills what does not fit in `memory_limit`: beside the database."""
+    return path.with_name(path.name + ".tmp")
+
+
+# Open connections per spill folder in this process (connections to one file share one DuckDB
+# instance, and so its spill folder): the folder goes only when the last of them does.
+_spill_users: dict[str, int] = {}
+_spill_guard = threading.Lock()
+_release: weakref.WeakKeyDictionary[Connection, weakref.finalize] = weakref.WeakKeyDictionary()
+
+
+def _use_folder(folder: Path) -> None:
+    with _spill_guard:
+        _spill_users[str(folder)] = _spill_users.get(str(folder), 0) + 1
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # also when it was left behind with other bits
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with _spill_guard:
+        left = _spill_users.get(str(folder), 1) - 1
+        if left > 0:
+            _spill_users[str(folder)] = left
+            return
+        _spill_users.pop(str(folder), None)
+        with contextlib.suppress(OSError):  # only when empty
+            folder.rmdir()
+
+
+def _open(path: Path, memory_limit: str) -> Connection:
     # Nothing may be downloaded at run time: only the statically linked extensions are used.
     conn = duckdb.connect(str(path), config={"autoinstall_known_extensions": False})
     conn.execute("SET TimeZone = 'UTC'")  # timestamps are stored and shown in UTC
+    # Bounded memory at any size: past the limit, joins, aggregates and temporary tables spill
+    # to a folder of this user's alone (what spills is what the store holds: masked rows; an
+    # ingest masks in the same streaming SELECT that reads the file). DuckDB deletes its
+    # spill files; the folder goes with the last connection of this process, if empty.
+    folder = temp_folder(path)
+    _use_folder(folder)
+    _release[conn] = weakref.finalize(conn, _remove_if_empty, folder)
+    conn.execute(f"SET temp_directory = {sql_literal(str(folder))}")
+    conn.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
     return conn
 
 
-def open_connection(path: Path, lock_timeout: float) -> Connection:
-    """Open `path` for writing, waiting for another process's lock up to `lock_timeout` s."""
+def close_connection(conn: Connection) -> None:
+    """Close `conn` and let its spill folder go (when no other connection uses it and it is
+    empty). A connection only closed lets it go when it is collected."""
+    conn.close()
+    release = _release.pop(conn, None)
+    if release is not None:
+        release()
+
+
+def open_connection(
+    path: Path, lock_timeout: float, memory_limit: str = DEFAULT_MEMORY_LIMIT
+) -> Connection:
+    """Open `path` for writing, waiting for another process's lock up to `lock_timeout` s;
+    the engine may use `memory_limit` (e.g. "1GB") and spills the rest beside the file."""
     if path.parent and not path.parent.exists():
         raise DatabaseError(
             f"cannot create database {path}: folder {path.parent} does not exist; "
@@ -63,7 +118,7 @@ def open_connection(path: Path, lock_timeout: float) -> Connection:
         reraise=False,
     )
     try:
-        return retrying(_open, path)
+        return retrying(_open, path, memory_limit)
     except RetryError:
         raise DatabaseLockedError(
             f"database {path} is locked by another recon process (waited {lock_timeout:g}s); "

@@ -611,3 +611,37 @@ def applied(conn: Connection) -> list[str]:
         row[0]
         for row in conn.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
     ]
+
+
+# --- 014 (issue 14): plain matches are no longer stored -----------------------------------------
+# A reconciliation stores a row in record_results only for a record that is not a plain match
+# (reconcile.reconciliation.compare.PLAIN_SQL); `latest_record_results` gives the plain ones back
+# from their manifest rows, so every reader sees every record as before. A stored row always
+# wins: rows stored before this step (every record, matched ones included) are kept as they
+# were, and the manifest row of a record stored in the run's latest version is not repeated.
+# `latest_stored_records` is the stored rows alone: enough for readers of breaks, and cheaper.
+LATEST_RECORDS_014 = """
+CREATE OR REPLACE VIEW latest_stored_records AS
+SELECT r.* FROM record_results r
+JOIN (SELECT source, run_id, max(version) AS version FROM run_results GROUP BY source, run_id)
+    USING (source, run_id, version);
+
+CREATE OR REPLACE VIEW latest_record_results AS
+SELECT * FROM latest_stored_records
+UNION ALL
+SELECT e.source, e.run_id, l.version, e.txn_id, e.business_date, 'matched' AS category,
+       true AS is_expected, e.amount AS expected_amount, e.amount AS processed_amount,
+       e.amount::DECIMAL(38, 4) AS processed_total, e.currency, e.currency AS expected_currency,
+       1::BIGINT AS attempts, 1::BIGINT AS successes, 0::BIGINT AS failures,
+       NULL::VARCHAR AS error_code, NULL::VARCHAR AS error_message, '' AS note,
+       NULL::VARCHAR AS break_id
+FROM expected_transactions e
+JOIN (SELECT source, run_id, max(version) AS version FROM run_results GROUP BY source, run_id) l
+    ON l.source = e.source AND l.run_id = e.run_id
+WHERE e.business_date IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM record_results s
+                  WHERE s.source = e.source AND s.run_id = e.run_id AND s.version = l.version
+                    AND s.txn_id = e.txn_id);
+"""
+
+MIGRATIONS.append(("014_plain_matches", LATEST_RECORDS_014))
