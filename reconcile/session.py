@@ -95,7 +95,12 @@ def open_session(
     (`store.NoDatabase`), creating nothing."""
     when = now or settings.current_time()
     timeout = settings.lock_timeout if lock_timeout is None else lock_timeout
-    with store.connect(Path(settings.db), timeout, create=create) as conn, audit.acting(trail):
+    with (
+        store.connect(
+            Path(settings.db), timeout, create=create, memory_limit=settings.memory_limit
+        ) as conn,
+        audit.acting(trail),
+    ):
         try:
             if sync_config:
                 versions.sync_file_config(conn, settings, when)

@@ -25,13 +25,20 @@ class NoDatabase(DatabaseError):
 
 
 @contextmanager
-def connect(path: Path, lock_timeout: float = 30.0, *, create: bool = True) -> Iterator[Connection]:
+def connect(
+    path: Path,
+    lock_timeout: float = 30.0,
+    *,
+    create: bool = True,
+    memory_limit: str = db.DEFAULT_MEMORY_LIMIT,
+) -> Iterator[Connection]:
     """A migrated connection to the store, closed on exit. `create=False`: a missing file is
-    refused (NoDatabase), and nothing is created."""
+    refused (NoDatabase), and nothing is created. The engine may use `memory_limit` and
+    spills the rest to a private folder beside the file."""
     new_file = not path.exists()
     if new_file and not create:
         raise NoDatabase(f"no database at {path.absolute()} (set RECON_DB or --db)")
-    conn = db.open_connection(path, lock_timeout)
+    conn = db.open_connection(path, lock_timeout, memory_limit)
     try:
         if new_file:
             os.chmod(path, 0o600)  # transaction logs are private to their owner
@@ -39,7 +46,7 @@ def connect(path: Path, lock_timeout: float = 30.0, *, create: bool = True) -> I
             migrations.migrate(conn)
         yield conn
     finally:
-        conn.close()
+        db.close_connection(conn)
 
 
 def _up_to_date(conn: Connection) -> bool:
