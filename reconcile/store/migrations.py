@@ -1,5 +1,6 @@
-"""Ordered, named schema steps. Each runs once, in its own transaction, and is recorded in
-`schema_migrations`; append new steps at the end and never edit a step that has shipped."""
+"""Ordered, named schema steps. Each runs once and is recorded in `schema_migrations` (the steps a
+store lacks run together, in one transaction); append new steps at the end and never edit a step
+that has shipped."""
 
 from __future__ import annotations
 
@@ -576,33 +577,43 @@ MIGRATIONS.append(("013_dedupe_by_kind", _dedupe_by_kind))
 
 def migrate(conn: Connection) -> list[str]:
     """Apply the steps not yet recorded; return the names applied (empty when up to date).
-    Another connection of this process may be migrating at the same moment (the server's request
-    threads): each step is checked again inside its transaction, which takes turns with theirs."""
-    done = set()
-    if conn.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations'"
-    ).fetchall() != [(0,)]:
-        done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations").fetchall()}
+    All the missing steps run in ONE transaction (a new store's whole schema: tens of ms, not
+    one commit per step), so a crash leaves the schema as it was, never half made. Another
+    connection of this process may be migrating at the same moment (the server's request
+    threads): what is recorded is read again inside the transaction, which takes turns with
+    theirs."""
+    if _recorded(conn) >= {name for name, _ in MIGRATIONS}:
+        return []
     applied = []
-    for name, step in MIGRATIONS:
-        if name in done:
-            continue
-        with transaction(conn):
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
-            )
-            if conn.execute(
-                "SELECT count(*) FROM schema_migrations WHERE name = ?", [name]
-            ).fetchall() != [(0,)]:
-                continue  # another connection applied it meanwhile
+    with transaction(conn):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        done = _recorded(conn)  # another connection may have applied some meanwhile
+        for name, step in MIGRATIONS:
+            if name in done:
+                continue
             if callable(step):
                 step(conn)
             else:
                 conn.execute(step)
-            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", [name, datetime.now(UTC)])
-        applied.append(name)
+            applied.append(name)
+        if applied:
+            conn.execute(
+                "INSERT INTO schema_migrations SELECT unnest(?::VARCHAR[]), ?",
+                [applied, datetime.now(UTC)],
+            )
     return applied
+
+
+def _recorded(conn: Connection) -> set[str]:
+    """The names of the steps recorded in this database (none before its first step)."""
+    if conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations'"
+    ).fetchall() == [(0,)]:
+        return set()
+    return {row[0] for row in conn.execute("SELECT name FROM schema_migrations").fetchall()}
 
 
 def applied(conn: Connection) -> list[str]:
