@@ -24,8 +24,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterError, croniter
-
 from reconcile.errors import ReconError
 
 MACROS = {
@@ -88,6 +86,8 @@ class Cron:
                     f"{expression!r}: the {name} range {equal.group(0)} starts and ends at the "
                     f"same value; write {equal.group(1)}"
                 )
+        from croniter import CroniterError, croniter  # on use: most commands hear no monitor
+
         if not croniter.is_valid(text):
             raise ScheduleError(
                 f"{expression!r} is not a valid cron expression; check each of the five fields "
@@ -117,6 +117,8 @@ class Cron:
         """Naive wall-clock times after `start` (naive), in order."""
         fields = self.expression.split(" ")
         day_or = not (fields[2].startswith("*") or fields[4].startswith("*"))
+        from croniter import croniter
+
         walk = croniter(self.expression, start, day_or=day_or)
         while True:
             yield walk.get_next(datetime)
@@ -155,6 +157,8 @@ class Cron:
         local = moment.astimezone(tz).replace(tzinfo=None)
         best: datetime | None = None
         give_up = local + timedelta(days=1830)
+        from croniter import CroniterError
+
         # Instants come out of order only around a fall-back (a repeated hour fires twice), so
         # keep walking a few hours of wall clock past the best candidate.
         with suppress(CroniterError):  # croniter found no further date
