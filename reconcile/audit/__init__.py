@@ -55,6 +55,7 @@ import pwd
 import random
 import socket
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -304,14 +305,28 @@ def _append(
             digest,
         ],
     )
-    [(guarded,)] = conn.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'audit_guard'"
-    ).fetchall()
-    if guarded:  # someone dropped it: keep recording; `verify` will say so
+    if _guard_exists(conn):  # someone dropped it: keep recording; `verify` will say so
         conn.execute(
             f"INSERT INTO audit_guard SELECT {COLUMNS} FROM audit_events WHERE seq = ?", [seq]
         )
     return seq
+
+
+# Connections on which the guard table was seen: asked once per connection, not per event. While
+# a connection is open no other process can open the file (DuckDB's lock), and nothing in recon
+# drops the table, so what was seen holds until the connection closes.
+_guarded: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+def _guard_exists(conn: Connection) -> bool:
+    if conn in _guarded:
+        return True
+    [(guarded,)] = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'audit_guard'"
+    ).fetchall()
+    if guarded:
+        _guarded.add(conn)
+    return bool(guarded)
 
 
 def _check_key(row: dict[str, Any], key: bytes | None, action: str) -> None:
