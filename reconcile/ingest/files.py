@@ -341,8 +341,7 @@ def _refresh_runs(conn: Connection, source: str, run_ids: list[str]) -> None:
 
 
 _MASKERS = ("recon_mask", "recon_mask_card", "recon_mask_key", "recon_mask_id", "recon_pan_hmac")
-# Raised by the stand-ins of the Python maskers (`_register_stand_ins`) when a value needs one.
-NEEDS_PYTHON = NESTED_NEEDS_PYTHON
+NEEDS_PYTHON = NESTED_NEEDS_PYTHON  # what a stand-in (`_register_stand_ins`) raises
 
 
 class _NeedsPython(Exception):
@@ -350,8 +349,7 @@ class _NeedsPython(Exception):
 
 
 def _needs_python(exc: BaseException | None) -> bool:
-    """Whether `exc` comes from a stand-in (perhaps hidden by a later error: a statement after
-    the failed one, such as resetting the time zone, fails too in the aborted transaction)."""
+    """Whether `exc` comes from a stand-in, perhaps hidden by a later statement's error."""
     while exc is not None:
         if isinstance(exc, _NeedsPython) or NEEDS_PYTHON in str(exc):
             return True
@@ -359,16 +357,16 @@ def _needs_python(exc: BaseException | None) -> bool:
     return False
 
 
-def _python_loaded() -> bool:
-    """Registering a Python function makes DuckDB import numpy (70-130 ms), once."""
-    return "numpy" in sys.modules
+def _python_first(path: Path) -> bool:
+    """Register the Python maskers at once: numpy (which registering imports, 70-130 ms) is
+    loaded, or the file is over 4 MB (a pass wasted on a late value needing one costs more)."""
+    return "numpy" in sys.modules or (path.is_file() and path.stat().st_size > 4 << 20)
 
 
 def _register_stand_ins(conn: Connection) -> None:
-    """SQL stand-ins for the Python maskers, for a file whose values may need none of them (the
-    SQL prefilters call a masker only on the few values that might hold a card number): no
-    numpy import. A stand-in called on a value raises `NEEDS_PYTHON`; the file's transaction
-    then rolls back and the file is loaded again with the real ones (`_register_functions`)."""
+    """SQL stand-ins for the Python maskers (no numpy import), which the SQL prefilters call only
+    on values that might hold a card number. One called on a value raises `NEEDS_PYTHON`: the
+    file's transaction rolls back and it loads again with the real ones."""
     for name in _MASKERS:
         conn.execute(
             f"CREATE OR REPLACE TEMP MACRO {name}(value) AS "
@@ -505,7 +503,7 @@ def ingest_file(
                 keep=keep,
                 name=name,
             )
-            python = _python_loaded()
+            python = _python_first(path)
             try:
                 return load(python=python)
             except Exception as exc:
