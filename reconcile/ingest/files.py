@@ -13,8 +13,10 @@ work is SQL in DuckDB, in three steps:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,7 @@ from reconcile.ingest.kinds import NAMES as KINDS
 from reconcile.ingest.kinds import Kind, kind_of
 from reconcile.ingest.readers import (
     MAX_LINE_BYTES,
+    NESTED_NEEDS_PYTHON,
     Plan,
     check_readable,
     detect_format,
@@ -337,6 +340,40 @@ def _refresh_runs(conn: Connection, source: str, run_ids: list[str]) -> None:
     )
 
 
+_MASKERS = ("recon_mask", "recon_mask_card", "recon_mask_key", "recon_mask_id", "recon_pan_hmac")
+NEEDS_PYTHON = NESTED_NEEDS_PYTHON  # what a stand-in (`_register_stand_ins`) raises
+
+
+class _NeedsPython(Exception):
+    """A value needs a Python masker: load the file again with them registered."""
+
+
+def _needs_python(exc: BaseException | None) -> bool:
+    """Whether `exc` comes from a stand-in, perhaps hidden by a later statement's error."""
+    while exc is not None:
+        if isinstance(exc, _NeedsPython) or NEEDS_PYTHON in str(exc):
+            return True
+        exc = exc.__context__
+    return False
+
+
+def _python_first(path: Path) -> bool:
+    """Register the Python maskers at once: numpy (which registering imports, 70-130 ms) is
+    loaded, or the file is over 4 MB (a pass wasted on a late value needing one costs more)."""
+    return "numpy" in sys.modules or (path.is_file() and path.stat().st_size > 4 << 20)
+
+
+def _register_stand_ins(conn: Connection) -> None:
+    """SQL stand-ins for the Python maskers (no numpy import), which the SQL prefilters call only
+    on values that might hold a card number. One called on a value raises `NEEDS_PYTHON`: the
+    file's transaction rolls back and it loads again with the real ones."""
+    for name in _MASKERS:
+        conn.execute(
+            f"CREATE OR REPLACE TEMP MACRO {name}(value) AS "
+            f"CASE WHEN value IS NULL THEN NULL::VARCHAR ELSE error({sql_literal(NEEDS_PYTHON)}) END"
+        )
+
+
 def _register_functions(conn: Connection, key: bytes | None) -> None:
     """The Python side of masking, callable from SQL (only on rows the prefilter flags)."""
     functions = {
@@ -347,6 +384,8 @@ def _register_functions(conn: Connection, key: bytes | None) -> None:
         "recon_pan_hmac": lambda value: redact.pan_fingerprint(value, key),
     }
     for name, function in functions.items():
+        with contextlib.suppress(QueryError):  # a stand-in (a Python function is no macro)
+            conn.execute(f"DROP MACRO IF EXISTS {name}")
         with contextlib.suppress(QueryError):
             conn.remove_function(name)
         conn.create_function(name, function, ["VARCHAR"], "VARCHAR", side_effects=False)
@@ -447,7 +486,8 @@ def ingest_file(
     shown = redact.mask_pans(str(path) if name is None else name) or ""
     with _noticing_interrupts() as interrupted:
         try:
-            return _ingest_file(
+            load = functools.partial(
+                _ingest_file,
                 conn,
                 path,
                 source=source,
@@ -463,6 +503,13 @@ def ingest_file(
                 keep=keep,
                 name=name,
             )
+            python = _python_first(path)
+            try:
+                return load(python=python)
+            except Exception as exc:
+                if python or not _needs_python(exc):
+                    raise
+            return load(python=True)  # rolled back: again, with the Python maskers
         except (Exception, KeyboardInterrupt) as exc:
             if isinstance(exc, KeyboardInterrupt) or interrupted():
                 raise Interrupted(shown) from None
@@ -485,6 +532,7 @@ def _ingest_file(
     replace: bool,
     keep: Sequence[int],
     name: str | None,
+    python: bool,
 ) -> FileResult:
     described = kind_of(kind)
     # Identifiers enter here whoever calls (CLI, API, mail watcher): the file's name as stored
@@ -499,7 +547,10 @@ def _ingest_file(
         undated_day = business_day(now, config)
     fmt = detect_format(path, config) if path.is_file() else "csv"
     check_readable(path, fmt, config.encoding)
-    _register_functions(conn, pan_key)
+    if python:
+        _register_functions(conn, pan_key)
+    else:
+        _register_stand_ins(conn)
     warnings: list[str] = []
     # Scan the file (hash it) while DuckDB sniffs it (both release the GIL); the digest then
     # decides whether these bytes were already loaded, before any real work.
@@ -508,7 +559,7 @@ def _ingest_file(
         try:
             with transaction(conn):
                 try:
-                    plan = read(conn, path, fmt, config)
+                    plan = read(conn, path, fmt, config, python=python)
                     scan = hashing.result()
                     digest = scan.sha256
                     prior = _prior(conn, shown, source, kind, digest)
@@ -516,6 +567,8 @@ def _ingest_file(
                         raise _AlreadyIngested(prior)
                     warnings.extend(_other_kinds(conn, source, kind, digest))
                     map_columns(plan, kind, config, run_id, source)
+                    if not python and _has_card_column(plan, config):
+                        raise _NeedsPython  # every card value goes to Python
                     if fmt == "csv" and scan.plain and config.encoding in ("utf-8", "latin-1"):
                         plan.may_hold_nul, plan.may_span_lines = scan.has_nul, scan.has_quotes
                     with session_time_zone(conn, config.timezone):
@@ -524,6 +577,8 @@ def _ingest_file(
                             + Stage(plan, config, run_id, undated_day).sql(kind, pan_key)
                         )
                 except QueryError as exc:
+                    if _needs_python(exc):
+                        raise
                     raise explain_read_error(path, fmt, exc, config) from None
                 rejects = _line_numbers(conn, plan)
                 file_row = conn.execute("SELECT nextval('file_id_seq')").fetchone()

@@ -510,14 +510,18 @@ def map_columns(
         )
 
 
-def read(conn: Connection, path: Path, fmt: str, config: SourceConfig) -> Plan:
+def read(
+    conn: Connection, path: Path, fmt: str, config: SourceConfig, *, python: bool = True
+) -> Plan:
     """Expose `path` to SQL and describe it (columns, header, where its rows come from).
 
     Also registers `plan.nested_masker`, `redact.mask_nested` with this source's name rules:
     the stage step calls it on JSON objects and arrays that may hold keys that must not be stored.
+    Without `python`, a SQL stand-in that raises `NESTED_NEEDS_PYTHON` if it is ever called
+    (registering a Python function imports numpy; see `files._register_stand_ins`).
     """
     rules = redact.FieldRules.of(config.card_columns, config.sensitive_columns)
-    masker = _register_nested_masker(conn, rules)
+    masker = _register_nested_masker(conn, rules) if python else _nested_stand_in(conn)
     if fmt == "csv":
         plan = _read_csv(conn, path, config)
     elif fmt == "jsonl":
@@ -530,6 +534,16 @@ def read(conn: Connection, path: Path, fmt: str, config: SourceConfig) -> Plan:
 
 
 _MASKERS = itertools.count(1)
+NESTED_NEEDS_PYTHON = "recon: a value needs the Python masker"
+
+
+def _nested_stand_in(conn: Connection) -> str:
+    name = "recon_mask_nested_stand_in"
+    conn.execute(
+        f"CREATE OR REPLACE TEMP MACRO {name}(value) AS CASE WHEN value IS NULL "
+        f"THEN NULL::VARCHAR ELSE error({sql_literal(NESTED_NEEDS_PYTHON)}) END"
+    )
+    return name
 
 
 def _register_nested_masker(conn: Connection, rules: redact.FieldRules) -> str:

@@ -74,9 +74,11 @@ def _too_precise_sql(expr: str, decimal: str) -> str:
     """More than 4 digits after the decimal separator, not counting trailing zeros."""
     d = sql_literal(decimal)
     pattern = sql_literal(re.escape(decimal) + "[0-9]{4}0*[1-9]")
+    # A CASE, not AND: DuckDB evaluates every operand of an AND in a SELECT list on every row,
+    # but a CASE runs its THEN only on the rows its condition selects (few reach the pattern).
     return (
-        f"coalesce(length({expr}) - strpos({expr}, {d}) > 4 AND strpos({expr}, {d}) > 0 "
-        f"AND regexp_matches({expr}, {pattern}), false)"
+        f"CASE WHEN length({expr}) - strpos({expr}, {d}) > 4 AND strpos({expr}, {d}) > 0 "
+        f"THEN coalesce(regexp_matches({expr}, {pattern}), false) ELSE false END"
     )
 
 
@@ -588,7 +590,15 @@ class Stage:
                 f"list_zip({keys}, __xs, __mx), lambda __p: CASE WHEN __p[3] IS DISTINCT FROM "
                 "__p[2] THEN __p[1] END), lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END"
             )
+        # NULL (no list to build) where masking changed nothing: most rows.
         masked_columns = " || ".join(masked_lists) if masked_lists else "[]::VARCHAR[]"
+        if changed:
+            anything = " OR ".join(
+                f"{m} IS DISTINCT FROM {sql_ident(n)}" for n, m in self.mask_names.items()
+            )
+            if self.packed:
+                anything += " OR __mx IS DISTINCT FROM __xs"
+            masked_columns = f"CASE WHEN {anything} THEN {masked_columns} END"
         # The text is joined only where a flag needs it.
         joined = f", {concat} AS __cat" if "__cat" in nul + newlines else ""
         flagged = (
