@@ -15,7 +15,7 @@ import stat
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -179,6 +179,7 @@ def transaction(conn: Connection) -> Iterator[Connection]:
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
+            conn.execute("SET TimeZone = 'UTC'")  # the store's zone, whatever the work set
             raise
         conn.execute("COMMIT")
 
@@ -190,8 +191,13 @@ def session_time_zone(conn: Connection, zone: str) -> Iterator[Connection]:
     conn.execute(f"SET TimeZone = {sql_literal(zone)}")
     try:
         yield conn
-    finally:
-        conn.execute("SET TimeZone = 'UTC'")
+    except BaseException:
+        # In a failed transaction even SET is refused: the query's own error goes on, and
+        # `transaction` puts the zone back after its rollback.
+        with suppress(duckdb.Error):
+            conn.execute("SET TimeZone = 'UTC'")
+        raise
+    conn.execute("SET TimeZone = 'UTC'")
 
 
 def fetch_dicts(
