@@ -88,7 +88,11 @@ def classify(conn: Connection, scope: Scope, tolerances: dict[str, Tolerance]) -
         "algorithm": ALGORITHM,
     }
     everything = scope == Scope()
-    for statement in _STATEMENTS:
+    for number, statement in enumerate(_STATEMENTS):
+        if number == 2 and not everything:
+            # r_scope is made: a scope holding every run (the first daily job of a store) and
+            # no manifest row without a run narrows nothing either.
+            everything = _scope_is_everything(conn)
         if everything and "r_txns" in statement:
             # Every run is in scope, so every transaction id is too: narrowing the rows to the
             # scope's ids (a million-row DISTINCT and two joins) would change nothing.
@@ -97,6 +101,18 @@ def classify(conn: Connection, scope: Scope, tolerances: dict[str, Tolerance]) -
             statement = statement.replace(_TXNS_JOIN, "")
         # Each statement gets the named parameters it uses (DuckDB refuses unused ones).
         conn.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+
+
+def _scope_is_everything(conn: Connection) -> bool:
+    """Whether `r_scope` holds every run of the store and no manifest row lacks a run: then
+    `r_txns` would hold every transaction id (narrowing to it changes nothing)."""
+    row = conn.execute(
+        """
+        SELECT NOT EXISTS (SELECT 1 FROM r_all_runs WHERE NOT in_scope)
+               AND NOT EXISTS (SELECT 1 FROM expected_transactions WHERE run_id IS NULL)
+        """
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _tolerances(conn: Connection, tolerances: dict[str, Tolerance]) -> None:
@@ -119,6 +135,7 @@ def _tolerances(conn: Connection, tolerances: dict[str, Tolerance]) -> None:
 def drop_temporaries(conn: Connection) -> None:
     for name in (
         "r_tolerance",
+        "r_all_runs",
         "r_scope",
         "r_txns",
         "r_exp",
@@ -162,19 +179,22 @@ _STATEMENTS = [
     # matches the filters. Control totals carry no date: a run known only from them is in a
     # date-filtered scope only once its log or manifest places it on a day.
     """
-    CREATE OR REPLACE TEMP TABLE r_scope AS
-    SELECT source, run_id FROM (
+    CREATE OR REPLACE TEMP TABLE r_all_runs AS  -- every run, and whether it is asked for
+    SELECT source, run_id, coalesce(bool_or(
+        ($source IS NULL OR source = $source)
+        AND ($run_id IS NULL OR run_id = $run_id)
+        AND ($since IS NULL OR business_date >= $since)
+        AND ($until IS NULL OR business_date <= $until)
+        AND (business_date IS NOT NULL OR ($since IS NULL AND $until IS NULL))), false)
+        AS in_scope
+    FROM (
         SELECT source, run_id, business_date FROM transactions
         UNION ALL SELECT source, run_id, business_date FROM expected_transactions
                   WHERE run_id IS NOT NULL
         UNION ALL SELECT source, run_id, NULL FROM control_totals)
-    WHERE ($source IS NULL OR source = $source)
-      AND ($run_id IS NULL OR run_id = $run_id)
-      AND ($since IS NULL OR business_date >= $since)
-      AND ($until IS NULL OR business_date <= $until)
-      AND (business_date IS NOT NULL OR ($since IS NULL AND $until IS NULL))
     GROUP BY source, run_id
     """,
+    "CREATE OR REPLACE TEMP TABLE r_scope AS SELECT source, run_id FROM r_all_runs WHERE in_scope",
     # Every transaction id that a run in scope expected or processed: the records of the scope
     # depend on these ids' rows in every run (re-processing, posting twice).
     """
