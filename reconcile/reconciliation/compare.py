@@ -142,6 +142,7 @@ def drop_temporaries(conn: Connection) -> None:
         "r_groups",
         "r_run_order",
         "r_records",
+        "r_fine",
         "r_runs",
         "r_days",
         "r_run_inputs",
@@ -171,6 +172,37 @@ _RECORD_TOTALS = """
                count(*) FILTER (category = 'amount_mismatch') AS amount_mismatch,
                count(*) FILTER (category = 'pending') AS pending_records
 """
+
+# The same totals added up from `r_fine` (counts stay BIGINT).
+_ROLLUP = ",\n".join(
+    [
+        *(
+            f"sum({name})::BIGINT AS {name}"
+            for name in (
+                "manifest_count",
+                "processed_count",
+                "matched",
+                "failed",
+                "missing",
+                "duplicated",
+                "unexpected",
+                "amount_mismatch",
+                "pending_records",
+            )
+        ),
+        *(
+            f"sum({name}) AS {name}"
+            for name in (
+                "manifest_amount",
+                "manifest_debits",
+                "manifest_credits",
+                "processed_amount",
+                "processed_debits",
+                "processed_credits",
+            )
+        ),
+    ]
+)
 
 _TXNS_JOIN = " JOIN r_txns USING (source, txn_id)"
 
@@ -300,10 +332,21 @@ _STATEMENTS = [
     manifests AS (SELECT DISTINCT source, run_id FROM r_exp),
     run_days AS (  -- a run's business date, for expected records that carry none
         SELECT source, run_id, min(business_date) AS business_date FROM r_groups GROUP BY ALL),
+    run_info AS (  -- what the records need of their run, in one small table (one join)
+        SELECT s.source, s.run_id, m.run_id IS NOT NULL AS has_manifest,
+               d.business_date AS run_day, a.run_id IS NOT NULL AS arrived,
+               t.absolute, t.percent
+        FROM r_scope s
+        LEFT JOIN manifests m ON m.source = s.source AND m.run_id = s.run_id
+        LEFT JOIN run_days d ON d.source = s.source AND d.run_id = s.run_id
+        LEFT JOIN (SELECT DISTINCT source, run_id FROM runs) a
+             ON a.source = s.source AND a.run_id = s.run_id
+        LEFT JOIN r_tolerance t ON t.source = s.source),
     quarantined AS (  -- the staged txn_id (older rows: the raw row's, if named so)
         SELECT source, run_id, coalesce(txn_id, json_extract_string(raw, '$.txn_id')) AS txn_id,
                min(line) AS line, arg_min(path, line) AS path, arg_min(reason, line) AS reason
         FROM quarantine WHERE kind = 'processed' AND run_id IS NOT NULL
+          AND (source, run_id) IN (SELECT source, run_id FROM r_scope)  -- not the history's
         GROUP BY ALL),
     joined AS (
         SELECT coalesce(e.source, g.source) AS source,
@@ -318,11 +361,11 @@ _STATEMENTS = [
              ON e.source = g.source AND e.run_id = g.run_id AND e.txn_id = g.txn_id)
     SELECT j.source, j.run_id, j.txn_id, j.is_expected,
            coalesce(j.expected_business_date, j.business_date, o.owner_business_date,
-                    d.business_date) AS business_date,
+                    s.run_day) AS business_date,
            CASE
-               WHEN j.is_expected AND a.run_id IS NULL THEN 'pending'
+               WHEN j.is_expected AND NOT s.arrived THEN 'pending'
                WHEN j.is_expected AND coalesce(j.attempts, 0) = 0 THEN 'missing'
-               WHEN NOT j.is_expected AND o.owner_run IS NULL AND m.run_id IS NOT NULL
+               WHEN NOT j.is_expected AND o.owner_run IS NULL AND s.has_manifest
                    THEN 'unexpected'
                WHEN j.successes > 1 THEN 'duplicated'
                WHEN NOT j.is_expected AND o.owner_run IS NOT NULL AND j.successes = 1
@@ -330,7 +373,7 @@ _STATEMENTS = [
                WHEN j.successes = 0 THEN 'failed'
                WHEN coalesce(j.expected_amount, o.owner_amount) IS NOT NULL AND (
                     abs(j.success_amount - coalesce(j.expected_amount, o.owner_amount))
-                        > greatest(coalesce(t.absolute, 0), coalesce(t.percent, 0) / 100
+                        > greatest(coalesce(s.absolute, 0), coalesce(s.percent, 0) / 100
                                    * abs(coalesce(j.expected_amount, o.owner_amount)))
                     OR coalesce(j.success_currency <> coalesce(j.expected_currency,
                                                                o.owner_currency), false))
@@ -367,23 +410,37 @@ _STATEMENTS = [
            coalesce(j.expected_single AND j.expected_business_date IS NOT NULL, false)
                AS plain_source
     FROM joined j
-    JOIN r_scope s ON s.source = j.source AND s.run_id = j.run_id
+    JOIN run_info s ON s.source = j.source AND s.run_id = j.run_id
     LEFT JOIN owner o ON NOT j.is_expected AND o.source = j.source AND o.txn_id = j.txn_id
-    LEFT JOIN manifests m ON m.source = j.source AND m.run_id = j.run_id
-    LEFT JOIN run_days d ON d.source = j.source AND d.run_id = j.run_id
-    LEFT JOIN (SELECT DISTINCT source, run_id FROM runs) a
-         ON a.source = j.source AND a.run_id = j.run_id
-    LEFT JOIN r_tolerance t ON t.source = j.source
     LEFT JOIN quarantined q ON q.source = j.source AND q.run_id = j.run_id AND q.txn_id = j.txn_id
     """,
-    # What is left of the inputs once records are made: only the successful attempts' runs, for
-    # the break register (refresh._update_breaks); the rest goes now, so that a large scope
-    # holds (or spills) less at once.
+    # What is left of the inputs once records are made: only what the break register reads
+    # (refresh._update_breaks: a failed or missing break resolved by a later run's success),
+    # the successful attempts of the transactions that have or will have such an open break;
+    # the rest goes now, so that a large scope holds (or spills) less at once.
     "DROP TABLE IF EXISTS r_exp",
     "DROP TABLE IF EXISTS r_txns",
     """
     CREATE OR REPLACE TEMP TABLE r_groups AS
-    SELECT source, run_id, txn_id, successes FROM r_groups WHERE successes > 0
+    SELECT source, run_id, txn_id, successes FROM r_groups
+    WHERE successes > 0 AND (source, txn_id) IN (
+        SELECT source, txn_id FROM breaks
+        WHERE status = 'open' AND category IN ('failed', 'missing')
+        UNION ALL SELECT source, txn_id FROM r_records WHERE category IN ('failed', 'missing'))
+    """,
+    # One pass over the records: their totals per run, business day and currency pair, which
+    # the runs, the days (and refresh: the days' inputs, the amounts per currency) add up.
+    """
+    CREATE OR REPLACE TEMP TABLE r_fine AS
+    SELECT source, run_id, business_date,
+           coalesce(expected_currency, currency) AS expected_side_currency, currency,
+    """
+    + _RECORD_TOTALS
+    + """,
+           count(*) FILTER (expected_in_run IS NOT NULL) AS reprocessed,
+           count(*) FILTER (category = 'matched' AND failures > 0) AS retried,
+           sum(processed_total) FILTER (attempts > 0) AS attempted_amount
+    FROM r_records GROUP BY ALL
     """,
     # Per run: control totals (the latest statement per run), counts per category, amounts.
     """
@@ -396,11 +453,10 @@ _STATEMENTS = [
     agg AS (
         SELECT source, run_id, min(business_date) AS business_date,
     """
-    + _RECORD_TOTALS
+    + _ROLLUP
     + """,
-               count(*) FILTER (expected_in_run IS NOT NULL) AS reprocessed,
-               count(*) FILTER (category = 'matched' AND failures > 0) AS retried
-        FROM r_records GROUP BY source, run_id)
+               sum(reprocessed)::BIGINT AS reprocessed, sum(retried)::BIGINT AS retried
+        FROM r_fine GROUP BY source, run_id)
     SELECT s.source, s.run_id,
            a.business_date,
            coalesce(a.manifest_count, 0) > 0 AS has_manifest,
@@ -454,9 +510,9 @@ _STATEMENTS = [
     WITH rec AS (
         SELECT source, business_date,
     """
-    + _RECORD_TOTALS
+    + _ROLLUP
     + """
-        FROM r_records WHERE business_date IS NOT NULL GROUP BY source, business_date),
+        FROM r_fine WHERE business_date IS NOT NULL GROUP BY source, business_date),
     run_day AS (
         SELECT source, business_date,
                sum(expected_count) FILTER (NOT has_manifest) AS totals_count,
@@ -507,7 +563,9 @@ _STATEMENTS = [
     CREATE OR REPLACE TEMP TABLE r_run_inputs AS
     WITH files AS (
         SELECT DISTINCT source, run_id, unnest([first_file_id, last_file_id, expected_file_id])
-               AS file_id FROM r_records
+               AS file_id
+        FROM (SELECT DISTINCT source, run_id, first_file_id, last_file_id, expected_file_id
+              FROM r_records)
         UNION SELECT DISTINCT source, run_id, file_id FROM quarantine JOIN r_scope USING (source, run_id)
         UNION SELECT DISTINCT source, run_id, file_id FROM control_totals
               JOIN r_scope USING (source, run_id) WHERE file_id IS NOT NULL),

@@ -190,7 +190,7 @@ def reconcile(
             )
             conn.execute(
                 "CREATE OR REPLACE TEMP TABLE r_currencies AS "
-                + currencies.fine_sql("r_records", "r_runs")
+                + currencies.fine_from_totals_sql("r_fine", "r_runs")
             )
             currencies.attach(runs, currencies.totals(conn, "r_currencies", ["run_id"]), "run_id")
             currencies.attach(
@@ -300,7 +300,7 @@ def _store_days(conn: Connection, reconciliation_id: int, now: datetime) -> int:
         """
         CREATE OR REPLACE TEMP TABLE r_day_inputs AS
         WITH day_runs AS (
-            SELECT DISTINCT source, business_date, run_id FROM r_records
+            SELECT DISTINCT source, business_date, run_id FROM r_fine
             WHERE business_date IS NOT NULL
             UNION SELECT source, business_date, run_id FROM r_runs WHERE business_date IS NOT NULL)
         SELECT d.source, d.business_date,
