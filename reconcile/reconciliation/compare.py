@@ -4,6 +4,7 @@ All of it is SQL over the store, into temporary tables that `refresh.py` persist
 
 - `r_scope`: the runs asked for (by run, business date range and source);
 - `r_records`: one row per record of those runs, with its category (docs/contract.md, "Categories");
+- `r_fine`: the records' totals per run, business day and currency pair (one pass over them);
 - `r_runs`, `r_days`: counts per category, expected and processed counts and amounts (debits
   and credits apart), differences and status per run and per business day.
 
