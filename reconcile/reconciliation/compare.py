@@ -4,6 +4,7 @@ All of it is SQL over the store, into temporary tables that `refresh.py` persist
 
 - `r_scope`: the runs asked for (by run, business date range and source);
 - `r_records`: one row per record of those runs, with its category (docs/contract.md, "Categories");
+- `r_fine`: the records' totals per run, business day and currency pair (one pass over them);
 - `r_runs`, `r_days`: counts per category, expected and processed counts and amounts (debits
   and credits apart), differences and status per run and per business day.
 
@@ -88,7 +89,11 @@ def classify(conn: Connection, scope: Scope, tolerances: dict[str, Tolerance]) -
         "algorithm": ALGORITHM,
     }
     everything = scope == Scope()
-    for statement in _STATEMENTS:
+    for number, statement in enumerate(_STATEMENTS):
+        if number == 2 and not everything:
+            # r_scope is made: a scope holding every run (the first daily job of a store) and
+            # no manifest row without a run narrows nothing either.
+            everything = _scope_is_everything(conn)
         if everything and "r_txns" in statement:
             # Every run is in scope, so every transaction id is too: narrowing the rows to the
             # scope's ids (a million-row DISTINCT and two joins) would change nothing.
@@ -97,6 +102,18 @@ def classify(conn: Connection, scope: Scope, tolerances: dict[str, Tolerance]) -
             statement = statement.replace(_TXNS_JOIN, "")
         # Each statement gets the named parameters it uses (DuckDB refuses unused ones).
         conn.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+
+
+def _scope_is_everything(conn: Connection) -> bool:
+    """Whether `r_scope` holds every run of the store and no manifest row lacks a run: then
+    `r_txns` would hold every transaction id (narrowing to it changes nothing)."""
+    row = conn.execute(
+        """
+        SELECT NOT EXISTS (SELECT 1 FROM r_all_runs WHERE NOT in_scope)
+               AND NOT EXISTS (SELECT 1 FROM expected_transactions WHERE run_id IS NULL)
+        """
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _tolerances(conn: Connection, tolerances: dict[str, Tolerance]) -> None:
@@ -119,12 +136,14 @@ def _tolerances(conn: Connection, tolerances: dict[str, Tolerance]) -> None:
 def drop_temporaries(conn: Connection) -> None:
     for name in (
         "r_tolerance",
+        "r_all_runs",
         "r_scope",
         "r_txns",
         "r_exp",
         "r_groups",
         "r_run_order",
         "r_records",
+        "r_fine",
         "r_runs",
         "r_days",
         "r_run_inputs",
@@ -155,6 +174,37 @@ _RECORD_TOTALS = """
                count(*) FILTER (category = 'pending') AS pending_records
 """
 
+# The same totals added up from `r_fine` (counts stay BIGINT).
+_ROLLUP = ",\n".join(
+    [
+        *(
+            f"sum({name})::BIGINT AS {name}"
+            for name in (
+                "manifest_count",
+                "processed_count",
+                "matched",
+                "failed",
+                "missing",
+                "duplicated",
+                "unexpected",
+                "amount_mismatch",
+                "pending_records",
+            )
+        ),
+        *(
+            f"sum({name}) AS {name}"
+            for name in (
+                "manifest_amount",
+                "manifest_debits",
+                "manifest_credits",
+                "processed_amount",
+                "processed_debits",
+                "processed_credits",
+            )
+        ),
+    ]
+)
+
 _TXNS_JOIN = " JOIN r_txns USING (source, txn_id)"
 
 _STATEMENTS = [
@@ -162,19 +212,22 @@ _STATEMENTS = [
     # matches the filters. Control totals carry no date: a run known only from them is in a
     # date-filtered scope only once its log or manifest places it on a day.
     """
-    CREATE OR REPLACE TEMP TABLE r_scope AS
-    SELECT source, run_id FROM (
+    CREATE OR REPLACE TEMP TABLE r_all_runs AS  -- every run, and whether it is asked for
+    SELECT source, run_id, coalesce(bool_or(
+        ($source IS NULL OR source = $source)
+        AND ($run_id IS NULL OR run_id = $run_id)
+        AND ($since IS NULL OR business_date >= $since)
+        AND ($until IS NULL OR business_date <= $until)
+        AND (business_date IS NOT NULL OR ($since IS NULL AND $until IS NULL))), false)
+        AS in_scope
+    FROM (
         SELECT source, run_id, business_date FROM transactions
         UNION ALL SELECT source, run_id, business_date FROM expected_transactions
                   WHERE run_id IS NOT NULL
         UNION ALL SELECT source, run_id, NULL FROM control_totals)
-    WHERE ($source IS NULL OR source = $source)
-      AND ($run_id IS NULL OR run_id = $run_id)
-      AND ($since IS NULL OR business_date >= $since)
-      AND ($until IS NULL OR business_date <= $until)
-      AND (business_date IS NOT NULL OR ($since IS NULL AND $until IS NULL))
     GROUP BY source, run_id
     """,
+    "CREATE OR REPLACE TEMP TABLE r_scope AS SELECT source, run_id FROM r_all_runs WHERE in_scope",
     # Every transaction id that a run in scope expected or processed: the records of the scope
     # depend on these ids' rows in every run (re-processing, posting twice).
     """
@@ -280,10 +333,21 @@ _STATEMENTS = [
     manifests AS (SELECT DISTINCT source, run_id FROM r_exp),
     run_days AS (  -- a run's business date, for expected records that carry none
         SELECT source, run_id, min(business_date) AS business_date FROM r_groups GROUP BY ALL),
+    run_info AS (  -- what the records need of their run, in one small table (one join)
+        SELECT s.source, s.run_id, m.run_id IS NOT NULL AS has_manifest,
+               d.business_date AS run_day, a.run_id IS NOT NULL AS arrived,
+               t.absolute, t.percent
+        FROM r_scope s
+        LEFT JOIN manifests m ON m.source = s.source AND m.run_id = s.run_id
+        LEFT JOIN run_days d ON d.source = s.source AND d.run_id = s.run_id
+        LEFT JOIN (SELECT DISTINCT source, run_id FROM runs) a
+             ON a.source = s.source AND a.run_id = s.run_id
+        LEFT JOIN r_tolerance t ON t.source = s.source),
     quarantined AS (  -- the staged txn_id (older rows: the raw row's, if named so)
         SELECT source, run_id, coalesce(txn_id, json_extract_string(raw, '$.txn_id')) AS txn_id,
                min(line) AS line, arg_min(path, line) AS path, arg_min(reason, line) AS reason
         FROM quarantine WHERE kind = 'processed' AND run_id IS NOT NULL
+          AND (source, run_id) IN (SELECT source, run_id FROM r_scope)  -- not the history's
         GROUP BY ALL),
     joined AS (
         SELECT coalesce(e.source, g.source) AS source,
@@ -298,11 +362,11 @@ _STATEMENTS = [
              ON e.source = g.source AND e.run_id = g.run_id AND e.txn_id = g.txn_id)
     SELECT j.source, j.run_id, j.txn_id, j.is_expected,
            coalesce(j.expected_business_date, j.business_date, o.owner_business_date,
-                    d.business_date) AS business_date,
+                    s.run_day) AS business_date,
            CASE
-               WHEN j.is_expected AND a.run_id IS NULL THEN 'pending'
+               WHEN j.is_expected AND NOT s.arrived THEN 'pending'
                WHEN j.is_expected AND coalesce(j.attempts, 0) = 0 THEN 'missing'
-               WHEN NOT j.is_expected AND o.owner_run IS NULL AND m.run_id IS NOT NULL
+               WHEN NOT j.is_expected AND o.owner_run IS NULL AND s.has_manifest
                    THEN 'unexpected'
                WHEN j.successes > 1 THEN 'duplicated'
                WHEN NOT j.is_expected AND o.owner_run IS NOT NULL AND j.successes = 1
@@ -310,7 +374,7 @@ _STATEMENTS = [
                WHEN j.successes = 0 THEN 'failed'
                WHEN coalesce(j.expected_amount, o.owner_amount) IS NOT NULL AND (
                     abs(j.success_amount - coalesce(j.expected_amount, o.owner_amount))
-                        > greatest(coalesce(t.absolute, 0), coalesce(t.percent, 0) / 100
+                        > greatest(coalesce(s.absolute, 0), coalesce(s.percent, 0) / 100
                                    * abs(coalesce(j.expected_amount, o.owner_amount)))
                     OR coalesce(j.success_currency <> coalesce(j.expected_currency,
                                                                o.owner_currency), false))
@@ -347,23 +411,37 @@ _STATEMENTS = [
            coalesce(j.expected_single AND j.expected_business_date IS NOT NULL, false)
                AS plain_source
     FROM joined j
-    JOIN r_scope s ON s.source = j.source AND s.run_id = j.run_id
+    JOIN run_info s ON s.source = j.source AND s.run_id = j.run_id
     LEFT JOIN owner o ON NOT j.is_expected AND o.source = j.source AND o.txn_id = j.txn_id
-    LEFT JOIN manifests m ON m.source = j.source AND m.run_id = j.run_id
-    LEFT JOIN run_days d ON d.source = j.source AND d.run_id = j.run_id
-    LEFT JOIN (SELECT DISTINCT source, run_id FROM runs) a
-         ON a.source = j.source AND a.run_id = j.run_id
-    LEFT JOIN r_tolerance t ON t.source = j.source
     LEFT JOIN quarantined q ON q.source = j.source AND q.run_id = j.run_id AND q.txn_id = j.txn_id
     """,
-    # What is left of the inputs once records are made: only the successful attempts' runs, for
-    # the break register (refresh._update_breaks); the rest goes now, so that a large scope
-    # holds (or spills) less at once.
+    # What is left of the inputs once records are made: only what the break register reads
+    # (refresh._update_breaks: a failed or missing break resolved by a later run's success),
+    # the successful attempts of the transactions that have or will have such an open break;
+    # the rest goes now, so that a large scope holds (or spills) less at once.
     "DROP TABLE IF EXISTS r_exp",
     "DROP TABLE IF EXISTS r_txns",
     """
     CREATE OR REPLACE TEMP TABLE r_groups AS
-    SELECT source, run_id, txn_id, successes FROM r_groups WHERE successes > 0
+    SELECT source, run_id, txn_id, successes FROM r_groups
+    WHERE successes > 0 AND (source, txn_id) IN (
+        SELECT source, txn_id FROM breaks
+        WHERE status = 'open' AND category IN ('failed', 'missing')
+        UNION ALL SELECT source, txn_id FROM r_records WHERE category IN ('failed', 'missing'))
+    """,
+    # One pass over the records: their totals per run, business day and currency pair, which
+    # the runs, the days (and refresh: the days' inputs, the amounts per currency) add up.
+    """
+    CREATE OR REPLACE TEMP TABLE r_fine AS
+    SELECT source, run_id, business_date,
+           coalesce(expected_currency, currency) AS expected_side_currency, currency,
+    """
+    + _RECORD_TOTALS
+    + """,
+           count(*) FILTER (expected_in_run IS NOT NULL) AS reprocessed,
+           count(*) FILTER (category = 'matched' AND failures > 0) AS retried,
+           sum(processed_total) FILTER (attempts > 0) AS attempted_amount
+    FROM r_records GROUP BY ALL
     """,
     # Per run: control totals (the latest statement per run), counts per category, amounts.
     """
@@ -376,11 +454,10 @@ _STATEMENTS = [
     agg AS (
         SELECT source, run_id, min(business_date) AS business_date,
     """
-    + _RECORD_TOTALS
+    + _ROLLUP
     + """,
-               count(*) FILTER (expected_in_run IS NOT NULL) AS reprocessed,
-               count(*) FILTER (category = 'matched' AND failures > 0) AS retried
-        FROM r_records GROUP BY source, run_id)
+               sum(reprocessed)::BIGINT AS reprocessed, sum(retried)::BIGINT AS retried
+        FROM r_fine GROUP BY source, run_id)
     SELECT s.source, s.run_id,
            a.business_date,
            coalesce(a.manifest_count, 0) > 0 AS has_manifest,
@@ -434,9 +511,9 @@ _STATEMENTS = [
     WITH rec AS (
         SELECT source, business_date,
     """
-    + _RECORD_TOTALS
+    + _ROLLUP
     + """
-        FROM r_records WHERE business_date IS NOT NULL GROUP BY source, business_date),
+        FROM r_fine WHERE business_date IS NOT NULL GROUP BY source, business_date),
     run_day AS (
         SELECT source, business_date,
                sum(expected_count) FILTER (NOT has_manifest) AS totals_count,
@@ -487,7 +564,9 @@ _STATEMENTS = [
     CREATE OR REPLACE TEMP TABLE r_run_inputs AS
     WITH files AS (
         SELECT DISTINCT source, run_id, unnest([first_file_id, last_file_id, expected_file_id])
-               AS file_id FROM r_records
+               AS file_id
+        FROM (SELECT DISTINCT source, run_id, first_file_id, last_file_id, expected_file_id
+              FROM r_records)
         UNION SELECT DISTINCT source, run_id, file_id FROM quarantine JOIN r_scope USING (source, run_id)
         UNION SELECT DISTINCT source, run_id, file_id FROM control_totals
               JOIN r_scope USING (source, run_id) WHERE file_id IS NOT NULL),

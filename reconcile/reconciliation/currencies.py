@@ -55,6 +55,30 @@ def fine_sql(records: str, runs: str) -> str:
     """
 
 
+def fine_from_totals_sql(fine: str, runs: str) -> str:
+    """`fine_sql`'s rows from `fine`, the records' totals per (source, run, business date,
+    expected side's currency, currency) (compare's `r_fine`), instead of from the records."""
+    return f"""
+        WITH recs AS (
+            SELECT f.*, coalesce(u.has_manifest, false) AS has_manifest
+            FROM {fine} f LEFT JOIN {runs} u USING (source, run_id)),
+        sides AS (
+            SELECT source, run_id, business_date, has_manifest,
+                   expected_side_currency AS currency, manifest_count AS expected_count,
+                   manifest_amount AS expected_amount, 0 AS processed_count,
+                   NULL::DECIMAL(38, 4) AS processed_amount
+            FROM recs WHERE manifest_count > 0
+            UNION ALL
+            SELECT source, run_id, business_date, has_manifest, currency, 0, NULL,
+                   processed_count, attempted_amount
+            FROM recs WHERE processed_count > 0)
+        SELECT source, run_id, business_date, has_manifest, currency,
+               sum(expected_count) AS expected_count, sum(expected_amount) AS expected_amount,
+               sum(processed_count) AS processed_count, sum(processed_amount) AS processed_amount
+        FROM sides GROUP BY ALL
+    """
+
+
 def totals_sql(fine: str, keys: Sequence[str]) -> str:
     """Per (source, *keys, currency) from `fine` (a table or subquery of `fine_sql`)."""
     group = ", ".join(["source", *keys])

@@ -190,7 +190,7 @@ def reconcile(
             )
             conn.execute(
                 "CREATE OR REPLACE TEMP TABLE r_currencies AS "
-                + currencies.fine_sql("r_records", "r_runs")
+                + currencies.fine_from_totals_sql("r_fine", "r_runs")
             )
             currencies.attach(runs, currencies.totals(conn, "r_currencies", ["run_id"]), "run_id")
             currencies.attach(
@@ -300,7 +300,7 @@ def _store_days(conn: Connection, reconciliation_id: int, now: datetime) -> int:
         """
         CREATE OR REPLACE TEMP TABLE r_day_inputs AS
         WITH day_runs AS (
-            SELECT DISTINCT source, business_date, run_id FROM r_records
+            SELECT DISTINCT source, business_date, run_id FROM r_fine
             WHERE business_date IS NOT NULL
             UNION SELECT source, business_date, run_id FROM r_runs WHERE business_date IS NOT NULL)
         SELECT d.source, d.business_date,
@@ -329,8 +329,13 @@ def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
     before_total = _count(conn, "SELECT count(*) FROM breaks")
     before_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
     changed = _count(conn, "SELECT count(*) FROM r_changed")  # none: those steps find nothing
+    # The changed runs' breaks from earlier reconciliations (none on a run's first): only
+    # they can be refreshed, or resolved as matched or gone.
+    earlier = changed and _count(
+        conn, "SELECT count(*) FROM breaks b SEMI JOIN r_changed c USING (source, run_id)"
+    )
     if changed:
-        _update_changed_runs(conn, now)
+        _update_changed_runs(conn, now, earlier=bool(earlier), empty=not before_total)
     conn.execute(
         """
         UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
@@ -346,24 +351,31 @@ def _update_breaks(conn: Connection, now: datetime) -> tuple[int, int]:
         """,
         {"now": now},
     )
-    if changed:
+    if earlier:
         _resolve_gone(conn, now)
     opened = _count(conn, "SELECT count(*) FROM breaks") - before_total
     after_resolved = _count(conn, "SELECT count(*) FROM breaks WHERE status = 'resolved'")
     return opened, max(after_resolved - before_resolved, 0)
 
 
-def _update_changed_runs(conn: Connection, now: datetime) -> None:
+def _update_changed_runs(conn: Connection, now: datetime, *, earlier: bool, empty: bool) -> None:
     """Open or refresh the breaks of the changed runs' records; resolve those whose record
-    now matches."""
-    conn.execute(
-        f"""
+    now matches. Without `earlier` breaks of those runs none can be resolved; in an `empty`
+    register every break is new (no conflict to look for)."""
+    opening = f"""
         INSERT INTO breaks
         SELECT {BREAK_ID_SQL}, r.source, r.run_id, r.txn_id, r.business_date, r.category,
                r.expected_amount, r.processed_amount, r.currency, r.error_code, r.error_message,
                r.note, $now, $now, 'open', NULL, NULL, NULL, NULL
         FROM r_records r JOIN r_changed c USING (source, run_id)
         WHERE r.category IN {compare.BREAK_CATEGORIES}
+        """
+    if empty:
+        conn.execute(opening, {"now": now})
+        return
+    conn.execute(
+        opening
+        + """
         ON CONFLICT (break_id) DO UPDATE SET
             category = excluded.category, business_date = excluded.business_date,
             expected_amount = excluded.expected_amount,
@@ -381,6 +393,8 @@ def _update_changed_runs(conn: Connection, now: datetime) -> None:
         """,
         {"now": now},
     )
+    if not earlier:
+        return
     conn.execute(
         """
         UPDATE breaks SET status = 'resolved', resolved_at = $now, resolved_by = 'recon:auto',
