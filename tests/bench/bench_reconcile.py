@@ -45,8 +45,6 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import duckdb
-
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "bench"
 RUNS = 10
@@ -172,22 +170,26 @@ print(len(rows))
 """
 
 
+GENERATE_CODE = "import sys, duckdb; duckdb.connect().execute(sys.argv[1])"
+
+
 def generate(
     path: Path, sql: str, *, rows: int, start: int, day0: str, suffix: str, runs: int = RUNS
 ) -> None:
     """Write one generated CSV: `rows` records from txn number `start`, spread over `runs` runs
     (run i on day `day0` + i)."""
-    with duckdb.connect() as conn:
-        conn.execute(
-            sql.format(
-                path=str(path).replace("'", "''"),
-                rows=rows,
-                start=start,
-                day0=day0,
-                suffix=suffix,
-                runs=runs,
-            )
-        )
+    text = sql.format(
+        path=str(path).replace("'", "''"),
+        rows=rows,
+        start=start,
+        day0=day0,
+        suffix=suffix,
+        runs=runs,
+    )
+    # In a child process: Linux hands a parent's peak resident set down to every process it
+    # starts (kept across fork and exec), so a bench that once held the generated rows would
+    # see its own peak as every measured child's.
+    subprocess.run([sys.executable, "-c", GENERATE_CODE, text], check=True)
 
 
 class Measure(NamedTuple):
