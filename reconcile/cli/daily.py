@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from reconcile.cli.context import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, App, cli, pass_app
-from reconcile.cli.ingest import feedback, pick_source, quarantine_hint
+from reconcile.cli.ingest import NEW_SOURCE, feedback, pick_source, quarantine_hint
 from reconcile.cli.output import emit_json, info
 from reconcile.cli.reconcile import describe_reconciliation, reconciliation_json
 from reconcile.daily import run_daily
@@ -65,11 +65,7 @@ def _files(given: tuple[Path, ...]) -> list[Path]:
     "the day of ingesting).",
 )
 @click.option("--runs", "show_runs", is_flag=True, help="Also print the per-run table.")
-@click.option(
-    "--new-source",
-    is_flag=True,
-    help="The --source is new: load it although recon.toml does not configure it.",
-)
+@NEW_SOURCE
 @pass_app
 def daily_command(
     app: App,

@@ -34,6 +34,13 @@ from reconcile.reconciliation.scope import Scope
 from reconcile.store import migrations
 from reconcile.watch import signals
 
+# Commands that load files take a source recon.toml may not configure yet only when told.
+NEW_SOURCE = click.option(
+    "--new-source",
+    is_flag=True,
+    help="The --source is new: load it although recon.toml does not configure it.",
+)
+
 
 @cli.command()
 @pass_app
@@ -85,11 +92,7 @@ def init(app: App) -> None:
     help="The files are corrected versions: what earlier files loaded for the same runs (for "
     "reports: the same dates), and an earlier load of the same bytes, is removed first.",
 )
-@click.option(
-    "--new-source",
-    is_flag=True,
-    help="The --source is new: load it although recon.toml does not configure it.",
-)
+@NEW_SOURCE
 @pass_app
 def ingest_command(
     app: App,
