@@ -97,3 +97,13 @@ def test_a_connection_has_a_memory_limit_and_a_private_spill_folder(tmp_path: Pa
     del conn
     gc.collect()
     assert not folder.exists()  # removed once empty
+
+
+def test_the_engine_draws_no_progress_bar_of_its_own(tmp_path: Path) -> None:
+    """A long query (a 10M-record daily job) must not write DuckDB's bar into a job's log."""
+    conn = db.open_connection(tmp_path / "s.duckdb", 1.0)
+    try:
+        [(enabled,)] = conn.execute("SELECT current_setting('enable_progress_bar')").fetchall()
+        assert enabled is False
+    finally:
+        db.close_connection(conn)

@@ -78,6 +78,9 @@ def _open(path: Path, memory_limit: str) -> Connection:
     # Nothing may be downloaded at run time: only the statically linked extensions are used.
     conn = duckdb.connect(str(path), config={"autoinstall_known_extensions": False})
     conn.execute("SET TimeZone = 'UTC'")  # timestamps are stored and shown in UTC
+    # DuckDB draws its own progress bar on stderr for a query past 2 s, terminal or not: a
+    # cron job's mail would carry it. recon shows its own progress where a person watches.
+    conn.execute("SET enable_progress_bar = false")
     # Bounded memory at any size: past the limit, joins, aggregates and temporary tables spill
     # to a folder of this user's alone (what spills is what the store holds: masked rows; an
     # ingest masks in the same streaming SELECT that reads the file). DuckDB deletes its
