@@ -12,7 +12,7 @@ import click
 from reconcile.cli.context import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, App, cli, pass_app
 from reconcile.cli.ingest import NEW_SOURCE, feedback, pick_source, quarantine_hint
 from reconcile.cli.output import emit_json, info
-from reconcile.cli.reconcile import describe_reconciliation, reconciliation_json
+from reconcile.cli.summary import describe_reconciliation, reconciliation_json
 from reconcile.daily import run_daily
 from reconcile.watch import signals
 
