@@ -638,6 +638,9 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
 class _FileOnly(Settings):
     """Settings from the values given to it alone: no environment, no file."""
 
+    # Only a command reading a recon.toml uses it: its validator is built then, not on import.
+    model_config = SettingsConfigDict(defer_build=True)
+
     @classmethod
     def settings_customise_sources(
         cls,
