@@ -240,8 +240,11 @@ def bound_fields(plan: Plan, packed: list[str]) -> None:
         names = "[" + ", ".join(sql_literal(redact.mask_pans(n) or n) for n in packed) + "]"
         positions = "[" + ", ".join(str(position[n]) for n in packed) + "]"
         inner = (
-            f"(SELECT *, {positions}[__xat] AS __xpos FROM (SELECT *, list_position("
-            f"list_transform(__xraw, lambda __e: coalesce({over}, false)), true) AS __xat "
+            f"(SELECT *, {positions}[__xat] AS __xpos FROM (SELECT *, "
+            # No field is over the limit where all of them together are not (most rows): the
+            # per-field test is skipped there.
+            f"CASE WHEN strlen(array_to_string(__xraw, '')) > {MAX_FIELD_BYTES} THEN list_position("
+            f"list_transform(__xraw, lambda __e: coalesce({over}, false)), true) END AS __xat "
             f"FROM (SELECT * EXCLUDE ({', '.join(sql_ident(n) for n in packed)}), "
             f"[{', '.join(sql_ident(n) for n in packed)}] AS __xraw FROM {plan.raw_sql})))"
         )

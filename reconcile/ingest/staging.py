@@ -312,10 +312,14 @@ class Stage:
                 f"THEN {self.plan.nested_masker}({inner}) ELSE {inner} END"
             )
         if self.packed:
+            # Each element that may hold JSON starts (after blanks) with `{` or `[`: a row whose
+            # joined text has neither (most rows) skips the per-element test.
             replaced["__xs"] = (
-                f"list_transform(__xs, lambda __e: CASE WHEN "
+                "CASE WHEN contains(array_to_string(__xs, 'x'), '{') "
+                "OR contains(array_to_string(__xs, 'x'), '[') "
+                f"THEN list_transform(__xs, lambda __e: CASE WHEN "
                 f"{may_name_card_data_sql('__e', self.rules)} "
-                f"THEN {self.plan.nested_masker}(__e) ELSE __e END)"
+                f"THEN {self.plan.nested_masker}(__e) ELSE __e END) ELSE __xs END"
             )
         if not replaced:
             return ""
@@ -573,9 +577,17 @@ class Stage:
         )
         masks = "".join(f", {expr} AS {self.mask_names[n]}" for n, expr in self.masks.items())
         if self.packed:
+            # The prefilter over the row's joined text first: an element it matches makes the
+            # joined text match too: it anchors on `^` only, which the separator `x` (not a digit)
+            # also satisfies, and no number runs across a letter, so the joined text matches no
+            # more than its elements do. A row it rules out (most rows) skips the per-element test.
+            # `__mxg` keeps that test: where it failed, `__mx` is `__xs`, and comparing the two
+            # lists (costly) is skipped.
+            gate = f"regexp_matches(array_to_string(__xs, 'x'), {PREFILTER})"
             masks += (
-                f", list_transform(__xs, lambda __e: CASE WHEN {may_hold_pan_sql('__e')} "
-                "THEN recon_mask(__e) ELSE __e END) AS __mx"
+                f", {gate} AS __mxg, CASE WHEN {gate} "
+                f"THEN list_transform(__xs, lambda __e: CASE WHEN {may_hold_pan_sql('__e')} "
+                "THEN recon_mask(__e) ELSE __e END) ELSE __xs END AS __mx"
             )
         # The columns whose value masking changed, per row (`record_masked` counts them).
         changed = ", ".join(
@@ -586,7 +598,7 @@ class Stage:
         if self.packed:
             keys = "[" + ", ".join(sql_literal(n) for n in self.packed) + "]"
             masked_lists.append(
-                f"CASE WHEN __mx IS DISTINCT FROM __xs THEN list_filter(list_transform("
+                f"CASE WHEN __mxg AND __mx IS DISTINCT FROM __xs THEN list_filter(list_transform("
                 f"list_zip({keys}, __xs, __mx), lambda __p: CASE WHEN __p[3] IS DISTINCT FROM "
                 "__p[2] THEN __p[1] END), lambda x: x IS NOT NULL) ELSE []::VARCHAR[] END"
             )
@@ -597,7 +609,7 @@ class Stage:
                 f"{m} IS DISTINCT FROM {sql_ident(n)}" for n, m in self.mask_names.items()
             )
             if self.packed:
-                anything += " OR __mx IS DISTINCT FROM __xs"
+                anything += " OR (__mxg AND __mx IS DISTINCT FROM __xs)"
             masked_columns = f"CASE WHEN {anything} THEN {masked_columns} END"
         # The text is joined only where a flag needs it.
         joined = f", {concat} AS __cat" if "__cat" in nul + newlines else ""

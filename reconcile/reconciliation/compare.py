@@ -99,7 +99,8 @@ def classify(conn: Connection, scope: Scope, tolerances: dict[str, Tolerance]) -
             # scope's ids (a million-row DISTINCT and two joins) would change nothing.
             if "CREATE OR REPLACE TEMP TABLE r_txns" in statement:
                 continue
-            statement = statement.replace(_TXNS_JOIN, "")
+            for narrowing in _ONLY_TXNS.values():
+                statement = statement.replace(narrowing, "")
         # Each statement gets the named parameters it uses (DuckDB refuses unused ones).
         conn.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
 
@@ -205,7 +206,14 @@ _ROLLUP = ",\n".join(
     ]
 )
 
-_TXNS_JOIN = " JOIN r_txns USING (source, txn_id)"
+# The rows of the scope's transaction ids (`r_txns`), in two steps: the row ids found from the
+# two key columns alone, then only those rows read whole. One join reading every column of every
+# row costs more the more history the table holds; the two steps read the wide columns of the
+# few rows wanted only (the engine skips the rest by row id).
+_ONLY_TXNS = {
+    alias: f" WHERE {alias}.rowid IN (SELECT rowid FROM {table} SEMI JOIN r_txns USING (source, txn_id))"
+    for alias, table in (("t", "transactions"), ("e", "expected_transactions"))
+}
 
 _STATEMENTS = [
     # The runs asked for: any run with processed rows, manifest rows or control totals that
@@ -261,7 +269,9 @@ _STATEMENTS = [
            min(business_date) AS business_date,
            min(file_id) AS first_file_id, max(file_id) AS last_file_id
     FROM (SELECT t.*, (t.file_id << 40) + t.line AS seq  -- file order, then line order
-          FROM transactions t JOIN r_txns USING (source, txn_id))
+          FROM transactions t"""
+    + _ONLY_TXNS["t"]
+    + """)
     GROUP BY source, run_id, txn_id
     """,
     # When each run happened, to tell earlier from later.
@@ -280,7 +290,9 @@ _STATEMENTS = [
                arg_max(currency, seq) AS currency, arg_max(business_date, seq) AS business_date,
                max(file_id) AS file_id, count(*) AS manifest_rows
         FROM (SELECT e.*, (e.file_id << 40) + e.line AS seq
-              FROM expected_transactions e JOIN r_txns USING (source, txn_id))
+              FROM expected_transactions e"""
+    + _ONLY_TXNS["e"]
+    + """)
         GROUP BY source, run_id, txn_id),
     day_first AS (  -- the first run of each business day (by time, then by id)
         SELECT g.source, g.business_date, g.run_id
