@@ -107,3 +107,17 @@ def test_the_engine_draws_no_progress_bar_of_its_own(tmp_path: Path) -> None:
         assert enabled is False
     finally:
         db.close_connection(conn)
+
+
+def test_work_on_one_thread_gives_the_setting_back(tmp_path: Path) -> None:
+    """The reconcile that ran past memory_limit runs again on one thread; after it, the
+    connection has the threads it had (a long-lived server connection keeps its speed)."""
+    conn = db.open_connection(tmp_path / "s.duckdb", 1.0)
+    try:
+        conn.execute("SET threads = 2")
+        with db.single_threaded(conn):
+            [(inside,)] = conn.execute("SELECT current_setting('threads')").fetchall()
+        [(after,)] = conn.execute("SELECT current_setting('threads')").fetchall()
+        assert (int(inside), int(after)) == (1, 2)
+    finally:
+        db.close_connection(conn)

@@ -14,6 +14,7 @@ from the settings and `last` resolved to the latest business date loaded.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,13 @@ from reconcile.reconciliation import compare, currencies
 from reconcile.reconciliation.scope import Scope
 from reconcile.session import Session
 from reconcile.settings import Settings
-from reconcile.store.db import Connection, fetch_dicts, transaction
+from reconcile.store.db import (
+    Connection,
+    OutOfMemory,
+    fetch_dicts,
+    single_threaded,
+    transaction,
+)
 
 # Counts and amounts shared by run and day results (their order is the tables' column order).
 COUNT_FIELDS = [
@@ -79,6 +86,9 @@ RECORD_FIELDS = [
 BREAK_ID_SQL = "'BRK-' || left(sha256(r.source || chr(31) || r.run_id || chr(31) || r.txn_id), 12)"
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class Outcome:
     """What one reconciliation found, and what it changed in the store."""
@@ -132,7 +142,33 @@ def reconcile(
     user: str,
     product_version: str,
 ) -> Outcome:
-    """Reconcile `scope`, store what changed, update the break register; all or nothing."""
+    """Reconcile `scope`, store what changed, update the break register; all or nothing.
+
+    Memory stays bounded (`memory_limit`): work DuckDB cannot spill past it is refused, the
+    transaction rolls back, and the same work runs again on one thread, which needs about half
+    the memory; slower, never failed for the size of the day."""
+    arguments = (conn, scope, tolerances)
+    details = {"now": now, "user": user, "product_version": product_version}
+    try:
+        return _reconcile(*arguments, **details)
+    except OutOfMemory:
+        log.warning(
+            "reconciling needed more than memory_limit allows; running it again on one thread "
+            "(slower, about half the memory); raise RECON_MEMORY_LIMIT if the machine has room"
+        )
+        with single_threaded(conn):
+            return _reconcile(*arguments, **details)
+
+
+def _reconcile(
+    conn: Connection,
+    scope: Scope,
+    tolerances: dict[str, compare.Tolerance],
+    *,
+    now: datetime,
+    user: str,
+    product_version: str,
+) -> Outcome:
     try:
         with transaction(conn):
             compare.classify(conn, scope, tolerances)

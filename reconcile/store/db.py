@@ -35,6 +35,8 @@ QueryError = duckdb.Error  # what a failed query raises; callers translate it
 # What a commit that collided with another writer's raises (a write-write conflict, or a unique
 # key another transaction took first): the whole transaction can be tried again.
 WriteConflict = (duckdb.TransactionException, duckdb.ConstraintException)
+# What work past the memory limit raises when DuckDB cannot spill enough of it.
+OutOfMemory = duckdb.OutOfMemoryException
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
@@ -220,3 +222,16 @@ def sql_literal(value: str) -> str:
 def sql_ident(name: str) -> str:
     """A column name as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def single_threaded(conn: Connection) -> Iterator[Connection]:
+    """Run with one thread: about half the working memory of two (each thread builds its own
+    partitions), at about half the speed; the setting in force before comes back after."""
+    row = conn.execute("SELECT current_setting('threads')").fetchone()
+    before = int(row[0]) if row else 1
+    conn.execute("SET threads = 1")
+    try:
+        yield conn
+    finally:
+        conn.execute(f"SET threads = {before}")
