@@ -13,6 +13,7 @@ from the settings and `last` resolved to the latest business date loaded.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -146,18 +147,19 @@ def reconcile(
 
     Memory stays bounded (`memory_limit`): work DuckDB cannot spill past it is refused, the
     transaction rolls back, and the same work runs again on one thread, which needs about half
-    the memory; slower, never failed for the size of the day."""
-    arguments = (conn, scope, tolerances)
-    details = {"now": now, "user": user, "product_version": product_version}
+    the memory: slower rather than failed."""
+    once = functools.partial(
+        _reconcile, conn, scope, tolerances, now=now, user=user, product_version=product_version
+    )
     try:
-        return _reconcile(*arguments, **details)
+        return once()
     except OutOfMemory:
         log.warning(
             "reconciling needed more than memory_limit allows; running it again on one thread "
             "(slower, about half the memory); raise RECON_MEMORY_LIMIT if the machine has room"
         )
         with single_threaded(conn):
-            return _reconcile(*arguments, **details)
+            return once()
 
 
 def _reconcile(
