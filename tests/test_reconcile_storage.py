@@ -17,6 +17,7 @@ from reconcile.reconciliation.scope import Scope
 from reconcile.session import Session
 from reconcile.store import db
 
+from . import support
 from . import test_reconciliation_session as sessions
 from .test_reconcile import make_story, oracle, write_story
 from .test_reconciliation_session import LOG, MANIFEST, load, write_csv
@@ -121,3 +122,26 @@ def test_work_on_one_thread_gives_the_setting_back(tmp_path: Path) -> None:
         assert (int(inside), int(after)) == (1, 2)
     finally:
         db.close_connection(conn)
+
+
+def test_a_reconcile_past_memory_limit_says_which_setting_and_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    """Past memory_limit, even on one thread, the command fails with the setting to raise,
+    not as a bug, and no reconciliation is half-stored: the next one, with room, is number 1."""
+    story = support.SAMPLE / "payments-loader"
+    env = support.recon_env(tmp_path / "r.duckdb", RECON_CONFIG=str(support.SAMPLE / "recon.toml"))
+    for args in (
+        ["--kind", "expected", *sorted((story / "expected").iterdir())],
+        sorted((story / "runs").iterdir()),
+    ):
+        loaded = support.run_recon(
+            ["ingest", "--source", "payments-loader", *args], env=env, cwd=tmp_path
+        )
+        assert loaded.code in (0, 3), loaded.stderr
+    tight = support.run_recon(["reconcile"], env={**env, "RECON_MEMORY_LIMIT": "8MB"}, cwd=tmp_path)
+    assert tight.code == 1, tight.stderr
+    assert "RECON_MEMORY_LIMIT" in tight.stderr and "nothing was stored" in tight.stderr
+    assert "bug" not in tight.stderr
+    roomy = support.run_recon(["reconcile"], env=env, cwd=tmp_path)
+    assert roomy.code == 3 and "reconciliation 1:" in roomy.stderr, roomy.stderr

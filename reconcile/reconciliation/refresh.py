@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from reconcile import __version__, audit, versions
+from reconcile.errors import DatabaseError
 from reconcile.reconciliation import compare, currencies
 from reconcile.reconciliation.scope import Scope
 from reconcile.session import Session
@@ -158,8 +159,17 @@ def reconcile(
             "reconciling needed more than memory_limit allows; running it again on one thread "
             "(slower, about half the memory); raise RECON_MEMORY_LIMIT if the machine has room"
         )
-        with single_threaded(conn):
-            return once()
+        try:
+            with single_threaded(conn):
+                return once()
+        except OutOfMemory:
+            row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+            raise DatabaseError(
+                f"reconciling {scope.text} needs more memory than memory_limit "
+                f"({row[0] if row else '?'}) allows, even on one thread; nothing was stored: "
+                "raise RECON_MEMORY_LIMIT (memory_limit in recon.toml, e.g. 4GB) or reconcile "
+                "fewer days at a time (recon reconcile --since D --until D)"
+            ) from None
 
 
 def _reconcile(
