@@ -32,13 +32,14 @@ from reconcile.ingest.kinds import NAMES as KINDS
 from reconcile.ingest.kinds import Kind, kind_of
 from reconcile.ingest.readers import (
     MAX_LINE_BYTES,
-    NESTED_NEEDS_PYTHON,
+    NEEDS_PYTHON,
     Plan,
     check_readable,
     detect_format,
     explain_read_error,
     map_columns,
     read,
+    stand_in,
 )
 from reconcile.ingest.staging import WITHHELD, Stage, business_day, record_masked
 from reconcile.ingest.supersede import supersede
@@ -341,7 +342,6 @@ def _refresh_runs(conn: Connection, source: str, run_ids: list[str]) -> None:
 
 
 _MASKERS = ("recon_mask", "recon_mask_card", "recon_mask_key", "recon_mask_id", "recon_pan_hmac")
-NEEDS_PYTHON = NESTED_NEEDS_PYTHON  # what a stand-in (`_register_stand_ins`) raises
 
 
 class _NeedsPython(Exception):
@@ -364,14 +364,10 @@ def _python_first(path: Path) -> bool:
 
 
 def _register_stand_ins(conn: Connection) -> None:
-    """SQL stand-ins for the Python maskers (no numpy import), which the SQL prefilters call only
-    on values that might hold a card number. One called on a value raises `NEEDS_PYTHON`: the
-    file's transaction rolls back and it loads again with the real ones."""
+    """SQL stand-ins for the Python maskers (`readers.stand_in`), which the SQL prefilters call
+    only on values that might hold a card number."""
     for name in _MASKERS:
-        conn.execute(
-            f"CREATE OR REPLACE TEMP MACRO {name}(value) AS "
-            f"CASE WHEN value IS NULL THEN NULL::VARCHAR ELSE error({sql_literal(NEEDS_PYTHON)}) END"
-        )
+        stand_in(conn, name)
 
 
 def _register_functions(conn: Connection, key: bytes | None) -> None:

@@ -520,11 +520,15 @@ def read(
 
     Also registers `plan.nested_masker`, `redact.mask_nested` with this source's name rules:
     the stage step calls it on JSON objects and arrays that may hold keys that must not be stored.
-    Without `python`, a SQL stand-in that raises `NESTED_NEEDS_PYTHON` if it is ever called
+    Without `python`, a SQL stand-in that raises `NEEDS_PYTHON` if it is ever called (`stand_in`)
     (registering a Python function imports numpy; see `files._register_stand_ins`).
     """
     rules = redact.FieldRules.of(config.card_columns, config.sensitive_columns)
-    masker = _register_nested_masker(conn, rules) if python else _nested_stand_in(conn)
+    masker = (
+        _register_nested_masker(conn, rules)
+        if python
+        else stand_in(conn, "recon_mask_nested_stand_in")
+    )
     if fmt == "csv":
         plan = _read_csv(conn, path, config)
     elif fmt == "jsonl":
@@ -537,14 +541,16 @@ def read(
 
 
 _MASKERS = itertools.count(1)
-NESTED_NEEDS_PYTHON = "recon: a value needs the Python masker"
+NEEDS_PYTHON = "recon: a value needs the Python masker"
 
 
-def _nested_stand_in(conn: Connection) -> str:
-    name = "recon_mask_nested_stand_in"
+def stand_in(conn: Connection, name: str) -> str:
+    """A SQL stand-in named `name` for a Python masker (registering one imports numpy): NULL
+    stays NULL, and called on any value it raises `NEEDS_PYTHON`, so the file's transaction
+    rolls back and the file loads again with the real maskers."""
     conn.execute(
         f"CREATE OR REPLACE TEMP MACRO {name}(value) AS CASE WHEN value IS NULL "
-        f"THEN NULL::VARCHAR ELSE error({sql_literal(NESTED_NEEDS_PYTHON)}) END"
+        f"THEN NULL::VARCHAR ELSE error({sql_literal(NEEDS_PYTHON)}) END"
     )
     return name
 
