@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from reconcile.cli.context import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, App, cli, pass_app
-from reconcile.cli.ingest import NEW_SOURCE, feedback, pick_source, quarantine_hint
+from reconcile.cli.ingest import NEW_SOURCE, SOURCE, feedback, pick_source, quarantine_hint
 from reconcile.cli.output import emit_json, info
 from reconcile.cli.summary import describe_reconciliation, reconciliation_json
 from reconcile.daily import run_daily
@@ -33,12 +33,7 @@ def _files(given: tuple[Path, ...]) -> list[Path]:
 
 @cli.command("daily")
 @click.argument("run_logs", metavar="RUN_LOG...", nargs=-1, type=FILE)
-@click.option(
-    "--source",
-    "-s",
-    metavar="NAME",
-    help="Source the files came from ([sources.NAME] in recon.toml).",
-)
+@SOURCE
 @click.option(
     "--expected",
     "expected",

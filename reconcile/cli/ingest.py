@@ -34,7 +34,14 @@ from reconcile.reconciliation.scope import Scope
 from reconcile.store import migrations
 from reconcile.watch import signals
 
-# Commands that load files take a source recon.toml may not configure yet only when told.
+# Commands that load files: the source they came from, which recon.toml may not configure
+# yet only when told.
+SOURCE = click.option(
+    "--source",
+    "-s",
+    metavar="NAME",
+    help="Source the files came from ([sources.NAME] in recon.toml).",
+)
 NEW_SOURCE = click.option(
     "--new-source",
     is_flag=True,
@@ -63,12 +70,7 @@ def init(app: App) -> None:
 
 @cli.command("ingest")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--source",
-    "-s",
-    metavar="NAME",
-    help="Source the files came from ([sources.NAME] in recon.toml).",
-)
+@SOURCE
 @click.option(
     "--run-id", metavar="RUN", help="Run the rows belong to, where the file has no run_id column."
 )
