@@ -118,40 +118,28 @@ def touched_scope(conn: Connection, source: str, file_ids: list[int]) -> Scope |
     if not file_ids:
         return None
     low, high = min(file_ids), max(file_ids)
-    # The loads' own rows: file ids only grow, so the range lets DuckDB skip older row groups.
-    [(first, last)] = conn.execute(
+    # One pass over the loads' own rows (file ids only grow, so the range lets DuckDB skip
+    # older row groups): the dates they carry, and the runs they named whose dates their rows
+    # do not give (control totals; a run whose rows were all quarantined).
+    [(first, last, undated)] = conn.execute(
         """
-        SELECT min(business_date), max(business_date) FROM (
-            SELECT business_date FROM transactions
+        WITH loaded AS (
+            SELECT run_id, business_date FROM transactions
             WHERE file_id BETWEEN $low AND $high AND list_contains($ids, file_id)
             UNION ALL
-            SELECT business_date FROM expected_transactions
-            WHERE file_id BETWEEN $low AND $high AND list_contains($ids, file_id))
+            SELECT run_id, business_date FROM expected_transactions
+            WHERE file_id BETWEEN $low AND $high AND list_contains($ids, file_id)
+              AND business_date IS NOT NULL),
+        named AS (
+            SELECT DISTINCT unnest(run_ids) AS run_id FROM ingested_files
+            WHERE source = $source AND list_contains($ids, file_id))
+        SELECT (SELECT min(business_date) FROM loaded), (SELECT max(business_date) FROM loaded),
+               coalesce((SELECT list(run_id ORDER BY run_id) FROM named
+                         WHERE run_id NOT IN (SELECT run_id FROM loaded
+                                              WHERE run_id IS NOT NULL)), [])
         """,
-        {"low": low, "high": high, "ids": file_ids},
+        {"source": source, "low": low, "high": high, "ids": file_ids},
     ).fetchall()
-    # The runs they named whose dates their own rows do not give (control totals; a run whose
-    # rows were all quarantined): the dates the run's other rows carry, if any.
-    undated = [
-        run_id
-        for (run_id,) in conn.execute(
-            """
-            WITH named AS (
-                SELECT DISTINCT unnest(run_ids) AS run_id FROM ingested_files
-                WHERE source = $source AND list_contains($ids, file_id)),
-            dated AS (
-                SELECT run_id FROM transactions
-                WHERE file_id BETWEEN $low AND $high AND list_contains($ids, file_id)
-                UNION SELECT run_id FROM expected_transactions
-                WHERE file_id BETWEEN $low AND $high AND list_contains($ids, file_id)
-                  AND business_date IS NOT NULL)
-            SELECT run_id FROM named WHERE run_id NOT IN (SELECT run_id FROM dated
-                                                           WHERE run_id IS NOT NULL)
-            ORDER BY run_id
-            """,
-            {"source": source, "low": low, "high": high, "ids": file_ids},
-        ).fetchall()
-    ]
     dates = [d for d in (first, last) if d is not None]
     if undated:
         [(others_first, others_last, dated_runs)] = conn.execute(
