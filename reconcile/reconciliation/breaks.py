@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from reconcile.errors import ReconError
+from reconcile.reconciliation import fingerprint
 from reconcile.reconciliation.scope import Scope
 from reconcile.session import Session
 from reconcile.store.db import Connection, fetch_dicts, transaction
@@ -161,6 +162,8 @@ def _act(
     conn, now, user = session.conn, session.now, session.actor
     with transaction(conn):
         _require(conn, ids)
+        # A break a person reopens may be one a reconciliation resolves: the next one runs.
+        fingerprint.forget_all(conn)
         for break_id in ids:
             if update is not None:
                 conn.execute(f"UPDATE breaks SET {update} WHERE break_id = ?", [*params, break_id])

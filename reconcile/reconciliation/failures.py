@@ -19,7 +19,8 @@ from typing import Any
 
 from reconcile import formats
 from reconcile.reconciliation.export import record_access
-from reconcile.reconciliation.refresh import refresh
+from reconcile.reconciliation.fingerprint import latest_dates
+from reconcile.reconciliation.refresh import refresh_stored
 from reconcile.reconciliation.scope import Scope
 from reconcile.session import Session
 from reconcile.store.db import Connection, fetch_dicts
@@ -178,7 +179,7 @@ def list_for(
         first, last = resolved.since, resolved.until
     assert first is not None and last is not None, "a parsed scope of days has both ends"
     days = Scope(scope.source, since=first, until=last)
-    refresh(session, days)
+    refresh_stored(session, days)
     conn, now = session.conn, session.now
     hidden = _hidden(conn, first, last, categories, days.source, now, status, latest)
     sql, params = failures_query(
@@ -215,11 +216,7 @@ def list_for(
 
 def latest_per_source(conn: Connection) -> dict[str, date]:
     """Each source's latest business date loaded."""
-    rows = conn.execute(
-        "SELECT source, max(business_date) FROM transactions WHERE business_date IS NOT NULL "
-        "GROUP BY source ORDER BY source"
-    ).fetchall()
-    return {name: day for name, day in rows}
+    return latest_dates(conn)
 
 
 def _hidden(

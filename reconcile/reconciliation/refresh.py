@@ -8,7 +8,10 @@ sits beside the earlier one in the history). The break register follows the stor
 `refresh(session, scope)` is the use case every face calls: the rule "reading commands
 reconcile first" (failures, exports, bisect and the watch tick read stored results, so they
 refresh their scope before reading; unchanged inputs add nothing), with each source's tolerance
-from the settings and `last` resolved to the latest business date loaded.
+from the settings and `last` resolved to the latest business date loaded. A reader that needs
+the stored results only (`refresh_stored`) skips the classification when the scope's inputs are
+in the state its last reconciliation left them (`fingerprint`), and records what a
+reconciliation that changed nothing records.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from reconcile import __version__, audit, versions
 from reconcile.errors import DatabaseError
-from reconcile.reconciliation import compare, currencies
+from reconcile.reconciliation import compare, currencies, fingerprint
 from reconcile.reconciliation.scope import Scope
 from reconcile.session import Session
 from reconcile.settings import Settings
@@ -135,6 +138,49 @@ def refresh(session: Session, scope: Scope) -> Outcome:
     )
 
 
+def refresh_stored(session: Session, scope: Scope) -> None:
+    """Make the stored results of `scope` current, as `refresh` does, for a reader of the
+    stored results (no outcome). When nothing the scope's reconciliation reads has changed since
+    it last ran (`fingerprint.scope_state`), reconciling again would store nothing and change no
+    break: the records are not classified again, and what such a reconciliation records is
+    recorded (its row and `reconcile` event, with the inputs SHA-256 it found)."""
+    conn = session.conn
+    resolved = scope.resolve(conn) or scope.everything()
+    configured = tolerances(session.settings)
+    with transaction(conn):
+        known = fingerprint.stored(conn, _key(resolved))
+        if known and known[0] == fingerprint.scope_state(conn, configured):
+            _record(
+                conn,
+                resolved,
+                _next_id(conn),
+                str(known[1]["inputs_sha256"]),
+                int(known[1]["runs_in_scope"]),
+                dict.fromkeys(
+                    [
+                        "runs_changed",
+                        "days_changed",
+                        "breaks_opened",
+                        "breaks_resolved",
+                        "runs_withdrawn",
+                    ],
+                    0,
+                ),
+                now=session.now,
+                user=session.actor,
+                product_version=__version__,
+            )
+            return
+    reconcile(
+        conn,
+        resolved,
+        configured,
+        now=session.now,
+        user=session.actor,
+        product_version=__version__,
+    )
+
+
 def reconcile(
     conn: Connection,
     scope: Scope,
@@ -191,47 +237,31 @@ def _reconcile(
             withdrawn = _withdraw_vanished(conn, scope, now)
             resolved += withdrawn["breaks"]
             digest = _scope_digest(conn)
-            # A reader without the audit key (issue 13; see reconcile.audit) records nothing
-            # when nothing changed; a change needs the key (audit.record says so).
-            if (
-                runs_changed
-                or days_changed
-                or opened
-                or resolved
-                or withdrawn["runs"]
-                or audit.can_sign(conn)
-            ):
-                conn.execute(
-                    "INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        reconciliation_id,
-                        now,
-                        user,
-                        json.dumps(scope.to_json(), sort_keys=True),
-                        product_version,
-                        digest,
-                        _count(conn, "SELECT count(*) FROM r_runs"),
-                        runs_changed,
-                        days_changed,
-                        versions.current(conn),
-                    ],
-                )
-                audit.record(
-                    conn,
-                    "reconcile",
-                    scope.text,
-                    now=now,
-                    details={
-                        "reconciliation_id": reconciliation_id,
-                        "inputs_sha256": digest,
-                        "runs_changed": runs_changed,
-                        "days_changed": days_changed,
-                        "breaks_opened": opened,
-                        "breaks_resolved": resolved,
-                        "runs_withdrawn": withdrawn["runs"],
-                        "product_version": product_version,
-                    },
-                )
+            runs_in_scope = _count(conn, "SELECT count(*) FROM r_runs")
+            _record(
+                conn,
+                scope,
+                reconciliation_id,
+                digest,
+                runs_in_scope,
+                {
+                    "runs_changed": runs_changed,
+                    "days_changed": days_changed,
+                    "breaks_opened": opened,
+                    "breaks_resolved": resolved,
+                    "runs_withdrawn": withdrawn["runs"],
+                },
+                now=now,
+                user=user,
+                product_version=product_version,
+            )
+            # Reconciling the scope again from this state would find the same and change nothing.
+            fingerprint.remember(
+                conn,
+                _key(scope),
+                fingerprint.scope_state(conn, tolerances),
+                {"inputs_sha256": digest, "runs_in_scope": runs_in_scope},
+            )
             runs = _results(conn, "r_runs", "run_results", ["source", "run_id"], "run_id")
             days = _results(
                 conn, "r_days", "day_results", ["source", "business_date"], "business_date"
@@ -258,6 +288,57 @@ def _reconcile(
         resolved,
         scope_totals,
         scope,
+    )
+
+
+def _key(scope: Scope) -> str:
+    """The scope as the reconciliations table stores it."""
+    return json.dumps(scope.to_json(), sort_keys=True)
+
+
+def _record(
+    conn: Connection,
+    scope: Scope,
+    reconciliation_id: int,
+    digest: str,
+    runs_in_scope: int,
+    changes: dict[str, int],
+    *,
+    now: datetime,
+    user: str,
+    product_version: str,
+) -> None:
+    """The reconciliation's row and its audit event. A reader without the audit key (issue 13;
+    see reconcile.audit) records nothing when nothing changed; a change needs the key
+    (audit.record says so)."""
+    if not any(changes.values()) and not audit.can_sign(conn):
+        return
+    conn.execute(
+        "INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            reconciliation_id,
+            now,
+            user,
+            _key(scope),
+            product_version,
+            digest,
+            runs_in_scope,
+            changes["runs_changed"],
+            changes["days_changed"],
+            versions.current(conn),
+        ],
+    )
+    audit.record(
+        conn,
+        "reconcile",
+        scope.text,
+        now=now,
+        details={
+            "reconciliation_id": reconciliation_id,
+            "inputs_sha256": digest,
+            **changes,
+            "product_version": product_version,
+        },
     )
 
 

@@ -156,8 +156,9 @@ class Scope:
 
 def latest_business_date(conn: Connection, source: str | None = None) -> date | None:
     """The latest business date of the transactions loaded (of `source`); None: none yet."""
-    row = conn.execute(
-        "SELECT max(business_date) FROM transactions WHERE (?::VARCHAR IS NULL OR source = ?)",
-        [source, source],
-    ).fetchone()
-    return row[0] if row else None
+    from reconcile.reconciliation.fingerprint import latest_dates  # it builds on this module
+
+    latest = latest_dates(conn)
+    if source is not None:
+        return latest.get(source)
+    return max(latest.values(), default=None)

@@ -656,3 +656,17 @@ WHERE e.business_date IS NOT NULL
 """
 
 MIGRATIONS.append(("014_plain_matches", LATEST_RECORDS_014))
+
+
+# 015 (issue 14): what each scope was last reconciled from, read from the small tables
+# (reconcile/reconciliation/fingerprint.py), and what was found with it: a reading command
+# whose scope is unchanged since does not classify every record again.
+REFRESH_STATE_015 = """
+CREATE TABLE IF NOT EXISTS refresh_state (
+    key         VARCHAR PRIMARY KEY,  -- the scope as in reconciliations.scope, or '#latest'
+    fingerprint VARCHAR NOT NULL,
+    found       JSON NOT NULL
+);
+"""
+
+MIGRATIONS.append(("015_refresh_state", REFRESH_STATE_015))
