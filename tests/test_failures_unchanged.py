@@ -205,7 +205,7 @@ def test_another_scope_reconciled_since_is_classified(
         load(session, later, source=SOURCE)
         refresh.refresh(session, Scope.parse(day="2026-11-24"))
         state = fingerprint.stored(
-            session.conn, json.dumps(Scope.parse(day=DAY).to_json(), sort_keys=True)
+            session.conn, fingerprint.key(session.conn, Scope.parse(day=DAY))
         )
         assert state is not None
     calls = len(classified)
@@ -215,3 +215,28 @@ def test_another_scope_reconciled_since_is_classified(
         )
     assert listing is not None and len(classified) == calls + 1
     assert {row["txn_id"] for row in listing.rows} == {"T3", "T4"}  # T2's break resolved
+
+
+def test_the_daily_jobs_reconciliation_serves_the_list_of_its_one_source(
+    opener: Opener, story: Path, classified: list[Scope], tmp_path: Path
+) -> None:
+    """The daily job reconciles its source's days; the list (every source) of one of them,
+    while the store knows that source only, is the same scope."""
+    with opener() as session:
+        refresh.refresh(session, Scope.parse(day=DAY, source=SOURCE))
+    assert len(classified) == 1
+    assert listed(opener) == BEFORE
+    assert len(classified) == 1
+    # With a second source in the store, the list's scope is its own.
+    (tmp_path / "recon.toml").write_text(
+        f"[sources.{SOURCE}]\ntimezone = 'UTC'\n[sources.other]\ntimezone = 'UTC'\n"
+    )
+    other = write_csv(
+        story / "other.csv", LOG, [["X1", "O1", "1.00", "EUR", "FAILED", f"{DAY}T10:00:00Z", DAY]]
+    )
+    with opener() as session:
+        load(session, other, source="other")
+        refresh.refresh(session, Scope.parse(day=DAY, source=SOURCE))
+    assert len(classified) == 2
+    assert listed(opener) == {**BEFORE, "X1": "failed"}
+    assert len(classified) == 3

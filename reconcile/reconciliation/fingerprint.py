@@ -26,7 +26,8 @@ from datetime import date
 from typing import Any
 
 from reconcile.reconciliation import compare
-from reconcile.store.db import Connection, WriteConflict
+from reconcile.reconciliation.scope import Scope
+from reconcile.store.db import Connection, WriteConflict, write_lock
 
 LATEST = "#latest"  # refresh_state's key for each source's latest business date
 
@@ -98,6 +99,21 @@ def scope_state(conn: Connection, tolerances: dict[str, compare.Tolerance]) -> s
     return str(row[0]) if row else ""
 
 
+def key(conn: Connection, scope: Scope) -> str:
+    """`scope` as `refresh_state` keys it: as in `reconciliations.scope`, its source named when
+    the store knows one source only (every source is then that one: the daily job's scope and
+    the failure list's are one)."""
+    shown = scope.to_json()
+    if scope.source is None:
+        sources = conn.execute(
+            "SELECT source FROM ingested_files UNION SELECT source FROM control_totals "
+            "UNION SELECT source FROM run_results UNION SELECT source FROM day_results LIMIT 2"
+        ).fetchall()
+        if len(sources) == 1:
+            shown["source"] = sources[0][0]
+    return json.dumps(shown, sort_keys=True)
+
+
 def stored(conn: Connection, key: str) -> tuple[str, dict[str, Any]] | None:
     """The state stored under `key`, and what was found with it."""
     row = conn.execute(
@@ -130,6 +146,7 @@ def latest_dates(conn: Connection) -> dict[str, date]:
         "GROUP BY source ORDER BY source"
     ).fetchall()
     latest = {name: day for name, day in rows}
-    with suppress(*WriteConflict):  # another connection stored it first: it is only a cache
+    # Another connection may have stored it first: it is only a cache.
+    with write_lock(conn), suppress(*WriteConflict):
         remember(conn, LATEST, state, {name: day.isoformat() for name, day in latest.items()})
     return latest

@@ -148,7 +148,7 @@ def refresh_stored(session: Session, scope: Scope) -> None:
     resolved = scope.resolve(conn) or scope.everything()
     configured = tolerances(session.settings)
     with transaction(conn):
-        known = fingerprint.stored(conn, _key(resolved))
+        known = fingerprint.stored(conn, fingerprint.key(conn, resolved))
         if known and known[0] == fingerprint.scope_state(conn, configured):
             _record(
                 conn,
@@ -258,7 +258,7 @@ def _reconcile(
             # Reconciling the scope again from this state would find the same and change nothing.
             fingerprint.remember(
                 conn,
-                _key(scope),
+                fingerprint.key(conn, scope),
                 fingerprint.scope_state(conn, tolerances),
                 {"inputs_sha256": digest, "runs_in_scope": runs_in_scope},
             )
