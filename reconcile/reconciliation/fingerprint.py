@@ -38,16 +38,13 @@ def _agg(table: str, columns: list[str], order: str) -> str:
     return f"(SELECT coalesce(string_agg({parts}, ',' ORDER BY {order}), '') FROM {table})"
 
 
-# The files behind every loaded row (a row is only ever added or removed with a file), and the
-# newest file the loaded tables hold (answered from the tables' statistics).
+# The files behind every loaded row (a row is only ever added or removed with a file).
 _FILES = [
     _agg(
         "ingested_files",
         ["file_id", "source", "kind", "sha256", "rows_loaded", "rows_quarantined", "replaced_by"],
         "file_id",
     ),
-    "(SELECT coalesce(max(file_id), 0) FROM transactions)",
-    "(SELECT coalesce(max(file_id), 0) FROM expected_transactions)",
 ]
 _DATA = [
     *_FILES,

@@ -16,7 +16,9 @@ every ratio from timings taken in the same run.
    records (default 10M, spread over 100 earlier days, as the end to end bench generates them)
    plus the latest day, against the same command on a store holding only that day. Target: at
    most 2x. Building the 10M-record store takes minutes (most of this bench's time);
-   `--history 1000000` shrinks it while iterating.
+   `--history 1000000` shrinks it while iterating, and `--keep DIR` keeps both stores in DIR
+   and reuses them in later runs (built once by the recon being measured: a store kept from
+   another version of recon measures that version's first reconciliation too).
 
 Exit 1 when a target is missed; the figures are printed either way.
 """
@@ -130,6 +132,32 @@ def failures(args: argparse.Namespace, env: dict[str, str], big: Path, one_day: 
     )
 
 
+def build_history(
+    args: argparse.Namespace, env: dict[str, str], tmp: Path, big: Path, latest: tuple[Path, Path]
+) -> None:
+    """The large store: `--history` records over the earlier days, then the latest day."""
+    started = time.perf_counter()
+    old_expected, old_processed = tmp / "old-expected.csv", tmp / "old-processed.csv"
+    options: dict[str, Any] = {
+        "rows": args.history,
+        "start": 10**8,
+        "day0": "2026-01-01",
+        "suffix": "-H",
+        "runs": HISTORY_DAYS,
+    }
+    generate(old_expected, EXPECTED_SQL, **options)
+    generate(old_processed, PROCESSED_SQL, **options)
+    daily_job(big, env, old_expected, old_processed)
+    daily_job(big, env, *latest, LATEST_DAY)
+    old_expected.unlink()
+    old_processed.unlink()
+    print(
+        f"  store of {args.history:,} records + the latest day built in "
+        f"{time.perf_counter() - started:.0f}s",
+        file=sys.stderr,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -137,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--day-rows", type=int, default=5_000, help="records of one day")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--keep", type=Path, help="keep the failures part's stores here, and reuse them if there"
+    )
     args = parser.parse_args(argv)
 
     env = bench_env()
@@ -150,26 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         daily_job(one_day, env, *latest, LATEST_DAY)
         misses += new_day(args, env, tmp, one_day)
 
-        started = time.perf_counter()
-        old_expected, old_processed = tmp / "old-expected.csv", tmp / "old-processed.csv"
-        options: dict[str, Any] = {
-            "rows": args.history,
-            "start": 10**8,
-            "day0": "2026-01-01",
-            "suffix": "-H",
-            "runs": HISTORY_DAYS,
-        }
-        generate(old_expected, EXPECTED_SQL, **options)
-        generate(old_processed, PROCESSED_SQL, **options)
-        daily_job(big, env, old_expected, old_processed)
-        daily_job(big, env, *latest, LATEST_DAY)
-        old_expected.unlink()
-        old_processed.unlink()
-        print(
-            f"  store of {args.history:,} records + the latest day built in "
-            f"{time.perf_counter() - started:.0f}s",
-            file=sys.stderr,
-        )
+        if args.keep:  # stores kept from an earlier run, or kept from this one
+            args.keep.mkdir(parents=True, exist_ok=True)
+            if not (args.keep / one_day.name).exists():
+                copy_store(one_day, args.keep / one_day.name)
+            one_day, big = args.keep / one_day.name, args.keep / f"big-{args.history}.duckdb"
+        if not big.exists():
+            build_history(args, env, tmp, big, latest)
         misses += failures(args, env, big, one_day)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
