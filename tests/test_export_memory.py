@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from reconcile.errors import DatabaseError
 from reconcile.reconciliation import export
 from reconcile.reconciliation.scope import Scope
 from reconcile.session import open_session, trail_for
@@ -49,3 +50,27 @@ def test_the_engine_gets_its_share_while_exporting_and_the_whole_limit_after(
         assert session.conn.execute(limit).fetchone()[0] == whole
         session.conn.execute(f"SET memory_limit = '{int(800e6 * share)}B'")
         assert seen == [session.conn.execute(limit).fetchone()[0]]
+
+
+def test_a_scope_too_large_for_the_share_is_refreshed_with_the_whole_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("RECON_")]:
+        monkeypatch.delenv(name)
+    settings = load_settings(None, db=str(tmp_path / "recon.duckdb"), memory_limit="800MB")
+    limits: list[str] = []
+    refresh = export.refresh
+
+    def too_large_for_the_share(session, scope):  # type: ignore[no-untyped-def]
+        limit = "SELECT current_setting('memory_limit')"
+        limits.append(session.conn.execute(limit).fetchone()[0])
+        if len(limits) == 1:
+            raise DatabaseError("reconciling needs more memory than memory_limit allows")
+        return refresh(session, scope)
+
+    monkeypatch.setattr(export, "refresh", too_large_for_the_share)
+    with open_session(settings, trail_for(settings, "cli"), now=NOW) as session:
+        whole = session.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        exported = export.finance(session, Scope(None), "csv", tmp_path / "out")
+    assert limits[1] == whole != limits[0]
+    assert exported.written.paths

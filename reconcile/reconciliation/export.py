@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import __version__, formats
+from reconcile.errors import DatabaseError
 from reconcile.reconciliation import workbook
 from reconcile.reconciliation.refresh import Outcome, refresh
 from reconcile.reconciliation.scope import Scope
@@ -84,13 +85,27 @@ class Exported:
         return self.outcome.scope
 
 
+def _refresh_within(session: Session, scope: Scope, share: float) -> Outcome:
+    """`refresh` within the engine's `share` of the limit; a scope too large for it even on
+    one thread (the refresh stores nothing then) is refreshed again with the whole limit, as
+    it would have been without the share: slower, never refused for the share's sake."""
+    try:
+        with _engine_share(session, share):
+            return refresh(session, scope)
+    except DatabaseError:
+        if share >= 1:
+            raise
+    return refresh(session, scope)
+
+
 def finance(session: Session, scope: Scope, fmt: str, out: Path) -> Exported:
     """The finance export of `scope` (refreshed first) to `out`: an .xlsx file, or a folder of
     csv or parquet files; the access recorded with each file's SHA-256."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
-    with _engine_share(session, 1.0 if fmt == "parquet" else WRITER_ENGINE_SHARE):
-        outcome = refresh(session, scope)
+    share = 1.0 if fmt == "parquet" else WRITER_ENGINE_SHARE
+    outcome = _refresh_within(session, scope, share)
+    with _engine_share(session, share):
         written = workbook.write(
             session.conn,
             outcome.scope,
