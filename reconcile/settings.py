@@ -635,34 +635,29 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
         _toml_path.reset(token)
 
 
-class _FileOnly(Settings):
-    """Settings from the values given to it alone: no environment, no file."""
-
-    # Only a command reading a recon.toml uses it: its validator is built then, not on import.
-    model_config = SettingsConfigDict(defer_build=True)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
-
-
 def filed_settings(settings: Settings, names: tuple[str, ...]) -> dict[str, Any]:
     """The named top-level settings as recon.toml alone sets them, validated (`"5s"` -> 5.0),
     defaults where it says nothing: what the environment and flags give is left out. A value
-    the environment overrides is not validated on load; if invalid, it is kept as written."""
+    the environment overrides is not validated on load; if invalid, it is kept as written.
+
+    Each value goes through the validator Settings already has (as an assignment to a copy),
+    so no second model is built: every command that reads a recon.toml asks for these."""
     raw = settings.file_values() or {}
-    found = _FileOnly().model_dump(mode="json", include=set(names))
-    for name in names:
-        if name in raw:
-            try:
-                found[name] = _FileOnly(**{name: raw[name]}).model_dump(mode="json")[name]
-            except ValidationError:
-                found[name] = str(raw[name])
+    probe, validator = settings.model_copy(), Settings.__pydantic_validator__
+    found: dict[str, Any] = {}
+    for name in [n for n in Settings.model_fields if n in names]:  # in the model's order
+        given = name in raw
+        value = (
+            raw[name]
+            if given
+            else Settings.model_fields[name].get_default(call_default_factory=True)
+        )
+        try:
+            validator.validate_assignment(probe, name, value)
+        except ValidationError:
+            if not given:
+                raise
+            found[name] = str(raw[name])
+            continue
+        found[name] = probe.model_dump(mode="json", include={name})[name]
     return found

@@ -14,9 +14,12 @@ Run with `make bench` (or `.venv/bin/python -m tests.bench.bench_export [--rows 
    --format xlsx` in a child process: the Breaks sheet continues on "Breaks (2)" past Excel's
    1,048,576 rows. Target: the child's peak RSS (rusage) under 1 GB. This part takes several
    minutes (openpyxl writes some 6,000 rows a CPU second: 1,100,000 rows took 5-6 minutes on
-   a busy 2-core machine); `--big-rows 0` skips it. Most of the memory is DuckDB's (the sorted
-   breaks and the joins behind them, about 750 MB at 1.1M rows with no memory_limit; 470 MB
-   with `SET memory_limit='400MB'`, spilling), not the writer's.
+   a busy 2-core machine); `--big-rows 0` skips it. Most of the memory is DuckDB's, not the
+   writer's: the refresh before writing (the scope classified again) and the sorted breaks
+   with their joins. With the whole 1GB default memory_limit the refresh alone took the
+   process to 1.07 GB at 1.1M rows (1,119 MB peak); an export written in Python gives the
+   engine half the limit (`reconciliation.export.WRITER_ENGINE_SHARE`), spilling the rest:
+   700 MB peak.
 
 Exit 1 when a target is missed; the figures are printed either way.
 """
