@@ -658,7 +658,7 @@ WHERE e.business_date IS NOT NULL
 MIGRATIONS.append(("014_plain_matches", LATEST_RECORDS_014))
 
 
-# --- 015 (issue 14): the attributes of wide files are stored with ZSTD -------------------------
+# --- 016 (issue 14): the attributes of wide files are stored with ZSTD -------------------------
 # A file with hundreds of extra columns gives each row a JSON object of several KB. DuckDB's
 # default for text (dictionary + FSST) takes seconds per 100,000 such rows to checkpoint, longer
 # than loading the file; ZSTD writes them several times faster and smaller. The column keeps its
@@ -680,14 +680,14 @@ def _attributes_zstd(conn: Connection) -> None:
             continue
         steps += [
             created[table]
-            .replace(f"CREATE TABLE {table}(", f"CREATE TABLE {table}_015(", 1)
+            .replace(f"CREATE TABLE {table}(", f"CREATE TABLE {table}_016(", 1)
             .replace("attributes JSON,", "attributes JSON USING COMPRESSION ZSTD,"),
-            f"INSERT INTO {table}_015 SELECT * FROM {table};",
+            f"INSERT INTO {table}_016 SELECT * FROM {table};",
             f"DROP TABLE {table};",
-            f"ALTER TABLE {table}_015 RENAME TO {table};",
+            f"ALTER TABLE {table}_016 RENAME TO {table};",
         ]
     if steps:
         conn.execute("\n".join(steps))
 
 
-MIGRATIONS.append(("015_attributes_zstd", _attributes_zstd))
+MIGRATIONS.append(("016_attributes_zstd", _attributes_zstd))
