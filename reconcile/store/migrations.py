@@ -670,3 +670,38 @@ CREATE TABLE IF NOT EXISTS refresh_state (
 """
 
 MIGRATIONS.append(("015_refresh_state", REFRESH_STATE_015))
+
+
+# --- 016 (issue 14): the attributes of wide files are stored with ZSTD -------------------------
+# A file with hundreds of extra columns gives each row a JSON object of several KB. DuckDB's
+# default for text (dictionary + FSST) takes seconds per 100,000 such rows to checkpoint, longer
+# than loading the file; ZSTD writes them several times faster and smaller. The column keeps its
+# type (JSON) and its values: only how the blocks are compressed changes. DuckDB cannot alter a
+# column's compression, so each table is copied into one declared with it (the same columns,
+# constraints and order: its own CREATE statement, the one column amended).
+def _attributes_zstd(conn: Connection) -> None:
+    tables = ("transactions", "expected_transactions")
+    created = dict(
+        conn.execute(
+            "SELECT table_name, sql FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND NOT temporary AND list_contains(?, table_name)",
+            [list(tables)],
+        ).fetchall()
+    )
+    steps = []
+    for table in tables:
+        if "attributes JSON," not in created[table]:  # declared so already
+            continue
+        steps += [
+            created[table]
+            .replace(f"CREATE TABLE {table}(", f"CREATE TABLE {table}_016(", 1)
+            .replace("attributes JSON,", "attributes JSON USING COMPRESSION ZSTD,"),
+            f"INSERT INTO {table}_016 SELECT * FROM {table};",
+            f"DROP TABLE {table};",
+            f"ALTER TABLE {table}_016 RENAME TO {table};",
+        ]
+    if steps:
+        conn.execute("\n".join(steps))
+
+
+MIGRATIONS.append(("016_attributes_zstd", _attributes_zstd))
