@@ -33,7 +33,7 @@ CATEGORIES = ("matched", *BREAK_CATEGORIES)
 # A *plain match*: a record whose stored row would say nothing its manifest row does not. Only
 # the other records are stored in `record_results` (issue 14: a million rows saying "matched"
 # cost more than the classification); the `latest_record_results` view gives the plain ones
-# back from their manifest rows (reconcile/store/migrations.py, 014): expected by this run's
+# back from their manifest rows (reconcile/store/later_steps.py, 014): expected by this run's
 # manifest in its only row for the record (naming the run and a business date), processed once,
 # successfully, at exactly the expected amount and in the expected currency, with no note.
 PLAIN_SQL = (
