@@ -217,7 +217,7 @@ class Store:
             span = _day_range(session, date, since, until, source)
             if span is None:  # nothing loaded yet: an empty list with the list's columns
                 return _frame(session, *_failures_query(session, None, wanted, source))
-            _refresh(session, compare.Scope(source=source, since=span[0], until=span[1]))
+            _refresh_stored(session, compare.Scope(source=source, since=span[0], until=span[1]))
             frame = _frame(session, *_failures_query(session, span, wanted, source))
             first, last = span
             session.record_alone(
@@ -456,6 +456,11 @@ def _ingest_batch(
 def _refresh(session: Session, scope: compare.Scope) -> reconciliation.Outcome:
     """Reconcile `scope` and keep the results (audited by the library, once)."""
     return reconciliation.refresh(session, scope)
+
+
+def _refresh_stored(session: Session, scope: compare.Scope) -> None:
+    """Make the stored results of `scope` current, classifying only when its inputs changed."""
+    reconciliation.refresh_stored(session, scope)
 
 
 def _failures_query(

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.reconciliation.refresh import refresh
+from reconcile.reconciliation.refresh import refresh_stored
 from reconcile.reconciliation.scope import Scope
 from reconcile.session import Session
 from reconcile.store.db import Connection, fetch_dicts
@@ -81,7 +81,7 @@ def examine(session: Session, source: str, metric: str = "failure_rate") -> Shif
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}")
     if metric != "failure_rate":
-        refresh(session, Scope(source=source))
+        refresh_stored(session, Scope(source=source))
     return find(session.conn, source, metric)
 
 

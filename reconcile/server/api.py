@@ -353,7 +353,7 @@ def read(
             if what in ("reconciliation", "failures"):
                 # Reading commands reconcile first, as on the command line: a run posted a
                 # moment ago is in the answer (unchanged inputs add no version).
-                refresh.refresh(caller.session, Scope(source, since=day, until=day))
+                refresh.refresh_stored(caller.session, Scope(source, since=day, until=day))
             if what == "monitors":
                 # Every acknowledged ping counted, as `recon monitor list` counts them.
                 payload: dict[str, Any] = {"monitors": views.listing(caller.session, source)}

@@ -91,7 +91,7 @@ def run(sessions: notify.Sessions) -> TickReport:
         for source, since in alerts.gap_windows(conn, now):
             zones[source] = settings.source(source).timezone
             first, last = gap.dates(since, now, zones[source])
-            refresh.refresh(session, compare.Scope(source=source, since=first, until=last))
+            refresh.refresh_stored(session, compare.Scope(source=source, since=first, until=last))
         evaluation = alerts.evaluate(conn, now, targets, zones)
         first_claim = notify.claim(conn, clock(), limit=1)  # the rest one by one, after sending
         report.down = monitors.count_down(conn)
