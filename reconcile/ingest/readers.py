@@ -283,6 +283,9 @@ def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> Plan:
         "rejects_table = 'recon_rejects'",
         "rejects_scan = 'recon_rejects_scan'",
         f"max_line_size = {MAX_LINE_BYTES}",
+        # Without it DuckDB sizes its read buffer from max_line_size (16 x 16 MB), so a file
+        # under that size is one buffer read, typed and masked on one thread.
+        f"buffer_size = {2 * MAX_LINE_BYTES}",
         f"encoding = {sql_literal(encoding)}",
     ]
     if config.delimiter:
