@@ -319,10 +319,11 @@ _STATEMENTS = [
     UNION ALL SELECT * FROM runless
     """,
     # What the records need of their run, in one small table (one join). Its own statement, not
-    # a CTE of r_records: built there, its two scans of the scope's rows ran while the records'
-    # large join held its hash table, and DuckDB could not spill enough of either to go on
-    # (issue 14: the 30M-record reconcile ran out of memory at 1 GB; OutOfMemoryException at
-    # 3M records with 100 MB, the same ratio, and not with this table made first).
+    # a CTE of r_records: there, its two scans of r_exp and r_groups (this transaction's own
+    # temporary rows) ran while the records' large join held its hash table, and DuckDB could
+    # not pin a block to go on (OutOfMemoryException: 3M records failed at 1 GB and at 100 MB,
+    # even on one thread; 30M at 1 GB in issue 14). Made first, the same work fits: 3M records
+    # at 100 MB, 30M at the 1 GB default.
     """
     CREATE OR REPLACE TEMP TABLE r_run_info AS
     WITH manifests AS (SELECT DISTINCT source, run_id FROM r_exp),
