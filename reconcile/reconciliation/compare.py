@@ -143,6 +143,7 @@ def drop_temporaries(conn: Connection) -> None:
         "r_exp",
         "r_groups",
         "r_run_order",
+        "r_run_info",
         "r_records",
         "r_fine",
         "r_runs",
@@ -317,6 +318,27 @@ _STATEMENTS = [
     FROM latest WHERE run_id IS NOT NULL
     UNION ALL SELECT * FROM runless
     """,
+    # What the records need of their run, in one small table (one join). Its own statement, not
+    # a CTE of r_records: there, its two scans of r_exp and r_groups (this transaction's own
+    # temporary rows) ran while the records' large join held its hash table, and DuckDB could
+    # not pin a block to go on (OutOfMemoryException: 3M records failed at 1 GB and at 100 MB,
+    # even on one thread; 30M at 1 GB in issue 14). Made first, the same work fits: 3M records
+    # at 100 MB, 30M at the 1 GB default.
+    """
+    CREATE OR REPLACE TEMP TABLE r_run_info AS
+    WITH manifests AS (SELECT DISTINCT source, run_id FROM r_exp),
+    run_days AS (  -- a run's business date, for expected records that carry none
+        SELECT source, run_id, min(business_date) AS business_date FROM r_groups GROUP BY ALL)
+    SELECT s.source, s.run_id, m.run_id IS NOT NULL AS has_manifest,
+           d.business_date AS run_day, a.run_id IS NOT NULL AS arrived,
+           t.absolute, t.percent
+    FROM r_scope s
+    LEFT JOIN manifests m ON m.source = s.source AND m.run_id = s.run_id
+    LEFT JOIN run_days d ON d.source = s.source AND d.run_id = s.run_id
+    LEFT JOIN (SELECT DISTINCT source, run_id FROM runs) a
+         ON a.source = s.source AND a.run_id = s.run_id
+    LEFT JOIN r_tolerance t ON t.source = s.source
+    """,
     # One row per record, with what the category needs.
     """
     CREATE OR REPLACE TEMP TABLE r_records AS
@@ -342,19 +364,6 @@ _STATEMENTS = [
         LEFT JOIN r_run_order o USING (source, run_id)
         QUALIFY row_number() OVER (PARTITION BY e.source, e.txn_id
                                    ORDER BY o.run_at DESC NULLS LAST, e.run_id DESC) = 1),
-    manifests AS (SELECT DISTINCT source, run_id FROM r_exp),
-    run_days AS (  -- a run's business date, for expected records that carry none
-        SELECT source, run_id, min(business_date) AS business_date FROM r_groups GROUP BY ALL),
-    run_info AS (  -- what the records need of their run, in one small table (one join)
-        SELECT s.source, s.run_id, m.run_id IS NOT NULL AS has_manifest,
-               d.business_date AS run_day, a.run_id IS NOT NULL AS arrived,
-               t.absolute, t.percent
-        FROM r_scope s
-        LEFT JOIN manifests m ON m.source = s.source AND m.run_id = s.run_id
-        LEFT JOIN run_days d ON d.source = s.source AND d.run_id = s.run_id
-        LEFT JOIN (SELECT DISTINCT source, run_id FROM runs) a
-             ON a.source = s.source AND a.run_id = s.run_id
-        LEFT JOIN r_tolerance t ON t.source = s.source),
     quarantined AS (  -- the staged txn_id (older rows: the raw row's, if named so)
         SELECT source, run_id, coalesce(txn_id, json_extract_string(raw, '$.txn_id')) AS txn_id,
                min(line) AS line, arg_min(path, line) AS path, arg_min(reason, line) AS reason
@@ -423,7 +432,7 @@ _STATEMENTS = [
            coalesce(j.expected_single AND j.expected_business_date IS NOT NULL, false)
                AS plain_source
     FROM joined j
-    JOIN run_info s ON s.source = j.source AND s.run_id = j.run_id
+    JOIN r_run_info s ON s.source = j.source AND s.run_id = j.run_id
     LEFT JOIN owner o ON NOT j.is_expected AND o.source = j.source AND o.txn_id = j.txn_id
     LEFT JOIN quarantined q ON q.source = j.source AND q.run_id = j.run_id AND q.txn_id = j.txn_id
     """,
@@ -432,6 +441,7 @@ _STATEMENTS = [
     # the successful attempts of the transactions that have or will have such an open break;
     # the rest goes now, so that a large scope holds (or spills) less at once.
     "DROP TABLE IF EXISTS r_exp",
+    "DROP TABLE IF EXISTS r_run_info",
     "DROP TABLE IF EXISTS r_txns",
     """
     CREATE OR REPLACE TEMP TABLE r_groups AS
