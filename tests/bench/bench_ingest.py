@@ -80,7 +80,10 @@ class Run:
     stderr: str
 
 
-GENERATE_CODE = "import sys, duckdb; duckdb.connect().execute(sys.argv[1])"
+GENERATE_CODE = (  # no progress bar on stderr, as recon itself
+    "import sys, duckdb; c = duckdb.connect(); c.execute('SET enable_progress_bar = false'); "
+    "c.execute(sys.argv[1])"
+)
 
 
 def generate(path: Path, rows: int) -> None:

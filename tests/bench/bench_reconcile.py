@@ -143,6 +143,7 @@ import duckdb
 
 expected_path, processed_path, db = sys.argv[1:4]
 conn = duckdb.connect(db)
+conn.execute("SET enable_progress_bar = false")  # as recon itself
 types = "{'amount': 'DECIMAL(18,2)', 'txn_id': 'VARCHAR', 'run_id': 'VARCHAR'}"
 conn.execute(f"CREATE TABLE e AS FROM read_csv('{expected_path}', types={types})")
 conn.execute(f"CREATE TABLE p AS FROM read_csv('{processed_path}', types={types})")
@@ -172,7 +173,10 @@ print(len(rows))
 """
 
 
-GENERATE_CODE = "import sys, duckdb; duckdb.connect().execute(sys.argv[1])"
+GENERATE_CODE = (  # no progress bar on stderr, as recon itself
+    "import sys, duckdb; c = duckdb.connect(); c.execute('SET enable_progress_bar = false'); "
+    "c.execute(sys.argv[1])"
+)
 
 
 def generate(
