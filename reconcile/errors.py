@@ -30,6 +30,11 @@ class DatabaseLockedError(DatabaseError):
     """Another process kept the write lock for longer than the lock timeout."""
 
 
+class MemoryLimitError(DatabaseError):
+    """Work needed more memory than `memory_limit` allows, even on one thread; nothing was
+    stored."""
+
+
 class InputFileError(ReconError):
     """A file that cannot be read at all. Carries the path, the problem and what to do."""
 

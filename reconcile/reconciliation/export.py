@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import __version__, formats
-from reconcile.errors import DatabaseError
+from reconcile.errors import MemoryLimitError
 from reconcile.reconciliation import workbook
 from reconcile.reconciliation.refresh import Outcome, refresh
 from reconcile.reconciliation.scope import Scope
@@ -92,7 +92,7 @@ def _refresh_within(session: Session, scope: Scope, share: float) -> Outcome:
     try:
         with _engine_share(session, share):
             return refresh(session, scope)
-    except DatabaseError:
+    except MemoryLimitError:
         if share >= 1:
             raise
     return refresh(session, scope)

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from reconcile import __version__, audit, versions
-from reconcile.errors import DatabaseError
+from reconcile.errors import MemoryLimitError
 from reconcile.reconciliation import compare, currencies, fingerprint
 from reconcile.reconciliation.scope import Scope
 from reconcile.session import Session
@@ -210,7 +210,7 @@ def reconcile(
                 return once()
         except OutOfMemory:
             row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
-            raise DatabaseError(
+            raise MemoryLimitError(
                 f"reconciling {scope.text} needs more memory than memory_limit "
                 f"({row[0] if row else '?'}) allows, even on one thread; nothing was stored: "
                 "raise RECON_MEMORY_LIMIT (memory_limit in recon.toml, e.g. 4GB) or reconcile "
