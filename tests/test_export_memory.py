@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.errors import DatabaseError
+from reconcile.errors import DatabaseError, MemoryLimitError
 from reconcile.reconciliation import export
 from reconcile.reconciliation.scope import Scope
 from reconcile.session import open_session, trail_for
@@ -65,7 +65,7 @@ def test_a_scope_too_large_for_the_share_is_refreshed_with_the_whole_limit(
         limit = "SELECT current_setting('memory_limit')"
         limits.append(session.conn.execute(limit).fetchone()[0])
         if len(limits) == 1:
-            raise DatabaseError("reconciling needs more memory than memory_limit allows")
+            raise MemoryLimitError("reconciling needs more memory than memory_limit allows")
         return refresh(session, scope)
 
     monkeypatch.setattr(export, "refresh", too_large_for_the_share)
@@ -74,3 +74,25 @@ def test_a_scope_too_large_for_the_share_is_refreshed_with_the_whole_limit(
         exported = export.finance(session, Scope(None), "csv", tmp_path / "out")
     assert limits[1] == whole != limits[0]
     assert exported.written.paths
+
+
+def test_another_database_error_is_not_retried_with_the_whole_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("RECON_")]:
+        monkeypatch.delenv(name)
+    settings = load_settings(None, db=str(tmp_path / "recon.duckdb"), memory_limit="800MB")
+    calls: list[int] = []
+
+    def broken(session, scope):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        raise DatabaseError("the store is damaged")
+
+    monkeypatch.setattr(export, "refresh", broken)
+    with open_session(settings, trail_for(settings, "cli"), now=NOW) as session:
+        whole = session.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        with pytest.raises(DatabaseError, match="damaged"):
+            export.finance(session, Scope(None), "csv", tmp_path / "out")
+        after = session.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert calls == [1]  # refused once, not tried again
+    assert after == whole  # and the whole limit is back
