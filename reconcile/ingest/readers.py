@@ -24,9 +24,10 @@ from reconcile.errors import InputFileError
 from reconcile.ingest.kinds import kind_of
 from reconcile.redact import normalise_name as normalise_name
 from reconcile.settings import SourceConfig
-from reconcile.store.db import Connection, sql_ident, sql_literal
+from reconcile.store.db import Connection, QueryError, sql_ident, sql_literal
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a longer line is quarantined unread
+SNIFF_MAX_LINE_BYTES = 256 * 1024 * 1024  # past it, a long line in the sample refuses the file
 MAX_FIELD_BYTES = 1024 * 1024  # a longer field's row is quarantined, the value not kept
 GZIP_MAX_RATIO = 200  # a gzip file may expand to this many times its size ...
 GZIP_FREE_BYTES = 16 * 1024 * 1024  # ... or to this much, whichever is more
@@ -317,11 +318,26 @@ def _read_csv(conn: Connection, path: Path, config: SourceConfig) -> Plan:
 
 def _sniff_csv(conn: Connection, path: Path, options: list[str]) -> tuple[list[str], list[str]]:
     """The options of `read_csv` that read `path` as DuckDB's sniffer sees it (dialect, header,
-    every column as text), without sniffing again, and the file's column names."""
-    row = conn.execute(
+    every column as text), without sniffing again, and the file's column names.
+
+    A line over MAX_LINE_BYTES among the rows the sniffer samples would stop it, and with it
+    the whole file: it samples again allowing longer lines (up to SNIFF_MAX_LINE_BYTES), and the
+    reader then quarantines that line as it does past the sample."""
+    sniff = (
         "SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, HasHeader, "
-        f"Columns FROM sniff_csv({sql_literal(str(path))}, {', '.join(options)})"
-    ).fetchone()
+        f"Columns FROM sniff_csv({sql_literal(str(path))}, {{}})"
+    )
+    # On a cursor of its own: a failed sniff must not abort the file's transaction.
+    with conn.cursor() as sniffer:
+        try:
+            row = sniffer.execute(sniff.format(", ".join(options))).fetchone()
+        except QueryError as exc:
+            if "Maximum line size" not in str(exc):
+                raise
+            longest = min(path.stat().st_size + 1, SNIFF_MAX_LINE_BYTES)
+            wider = [o for o in options if not o.startswith(("max_line_size", "buffer_size"))]
+            wider += [f"max_line_size = {longest}", f"buffer_size = {2 * longest}"]
+            row = sniffer.execute(sniff.format(", ".join(wider))).fetchone()
     assert row is not None
     delim, quote, escape, new_line, comment, skip, header, described = row
 
