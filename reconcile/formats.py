@@ -24,10 +24,11 @@ import secrets
 import shutil
 import stat
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -274,19 +275,68 @@ def write_xlsx(
     path: Path, sheets: Sequence[Sheet], created: datetime, max_rows: int = XLSX_MAX_ROWS
 ) -> None:
     """Stream the sheets into a workbook (openpyxl's write-only mode: each row is written once,
-    in order, so time grows with the rows and memory does not), amounts exact."""
+    in order, so time grows with the rows and memory does not), amounts exact.
+
+    The same sheets and `created` give the same bytes: the document's times are `created`
+    (openpyxl's own save would stamp "modified" with the clock), and so is every zip entry's
+    date, with fixed permissions (see `_FixedZip`)."""
     from openpyxl import Workbook  # imported here: only exports need it
+    from openpyxl.writer.excel import ExcelWriter
 
     book = Workbook(write_only=True)
-    # Fixed document times, so the same inputs give the same workbook content.
-    book.properties.created = book.properties.modified = created.replace(tzinfo=None)
+    stamp = created.astimezone(UTC).replace(tzinfo=None) if created.tzinfo else created
+    book.properties.created = book.properties.modified = stamp
     book.properties.creator = "recon"
     for sheet in sheets:
         for number, (preamble, tables) in enumerate(_pages(sheet, max_rows), start=1):
             title = sheet.title if number == 1 else f"{sheet.title} ({number})"
             _write_sheet(book.create_sheet(title[:31]), preamble, tables)
+    if not book.worksheets:  # as Workbook.save: a workbook has at least one sheet
+        book.create_sheet()
     with private_file(path) as handle:
-        book.save(handle)
+        # What `book.save` does (save_workbook), minus its clock: ExcelWriter on our archive.
+        ExcelWriter(book, _FixedZip(handle, _zip_time(stamp))).save()
+
+
+def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
+    """A zip entry's date for `moment` (naive UTC): zip dates run from 1980 to 2107, to even
+    seconds."""
+    year = min(max(moment.year, 1980), 2107)
+    if year != moment.year:
+        return (year, 1, 1, 0, 0, 0)
+    return (year, moment.month, moment.day, moment.hour, moment.minute, moment.second // 2 * 2)
+
+
+class _FixedZip(zipfile.ZipFile):
+    """A deflated zip whose entries all carry one given date and mode 0600, whatever the clock
+    or the temporary files' times and modes: `writestr` by name would stamp the time of day,
+    and `write` (openpyxl adds each write-only worksheet from its temporary file) that file's
+    mtime and mode. Entries stay in the order written; `write` still streams the file."""
+
+    def __init__(self, handle: IO[bytes], when: tuple[int, int, int, int, int, int]) -> None:
+        super().__init__(handle, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+        self.when = when
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, date_time=self.when)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = (stat.S_IFREG | 0o600) << 16
+        return info
+
+    def writestr(  # type: ignore[override]
+        self, zinfo_or_arcname: str | zipfile.ZipInfo, data: str | bytes, *args: Any, **kw: Any
+    ) -> None:
+        if not isinstance(zinfo_or_arcname, zipfile.ZipInfo):
+            zinfo_or_arcname = self._info(zinfo_or_arcname)
+        super().writestr(zinfo_or_arcname, data, *args, **kw)
+
+    def write(  # type: ignore[override]
+        self, filename: str | os.PathLike[str], arcname: str | None = None, *args: Any, **kw: Any
+    ) -> None:
+        info = self._info(arcname if arcname is not None else os.fspath(filename))
+        info.file_size = os.path.getsize(filename)  # picks zip64 as ZipFile.write would
+        with open(filename, "rb") as source, self.open(info, "w") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
 
 
 def _write_sheet(ws: Any, preamble: Sequence[tuple[str, Any]], tables: Sequence[Table]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import stat
+import time
 import zipfile
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -111,6 +112,90 @@ def test_exporting_the_same_inputs_twice_gives_identical_files(
             [str(tmp_path / "parquet1" / "days.parquet")],
         ).fetchall()
     assert kind.startswith("DECIMAL")
+
+
+def _entries(path: Path) -> list[tuple[zipfile.ZipInfo, bytes]]:
+    with zipfile.ZipFile(path) as archive:
+        return [(info, archive.read(info)) for info in archive.infolist()]
+
+
+def _sheet_values(path: Path) -> list[list[tuple[object, ...]]]:
+    book = load_workbook(path)
+    return [list(ws.iter_rows(values_only=True)) for ws in book.worksheets]
+
+
+def test_xlsx_exports_are_the_same_bytes_at_another_time_of_day(
+    loaded: Recon, tmp_path: Path
+) -> None:
+    """A report stores each attachment's SHA-256 (issue 15): the same `now` and inputs give the
+    same workbook bytes, whatever the clock says when it is written."""
+    commands = {
+        "failed": ("failures", "--date", "2026-07-01", "--category", "all", "--format", "xlsx"),
+        "book": ("export", "--format", "xlsx"),
+    }
+    for name, command in commands.items():
+        first, second = tmp_path / f"{name}1.xlsx", tmp_path / f"{name}2.xlsx"
+        assert loaded(*command, "-o", first).code == 0
+        time.sleep(2.1)  # zip dates count even seconds: a clock-stamped entry would differ
+        assert loaded(*command, "-o", second).code == 0
+        assert first.read_bytes() == second.read_bytes(), name
+        values = _sheet_values(first)
+        assert values == _sheet_values(second) and len(values[-1]) > 1
+        book = load_workbook(first)
+        now = datetime(2026, 11, 24, 9, 0)  # the fixture's RECON_NOW, in UTC
+        assert book.properties.created == book.properties.modified == now
+        for info, _ in _entries(first):
+            assert info.date_time == (2026, 11, 24, 9, 0, 0), info.filename
+            assert stat.S_IMODE(info.external_attr >> 16) == 0o600, info.filename
+    # The rows are the failure list's, as its CSV gives them.
+    failed = _sheet_values(tmp_path / "failed1.xlsx")[0]
+    text = loaded(*commands["failed"][:-1], "csv").stdout
+    listed = list(csv.reader(io.StringIO(text)))
+    assert [str(v) for v in failed[0]] == listed[0] and len(failed) == len(listed)
+    assert sorted(str(r[0]) for r in failed[1:]) == sorted(r[0] for r in listed[1:])
+
+
+def test_xlsx_export_at_another_now_differs_only_where_the_time_is_written(
+    loaded: Recon, tmp_path: Path
+) -> None:
+    # Both after the fixture's `now`, the files' load time (which is written too, and stays).
+    first, second = tmp_path / "one.xlsx", tmp_path / "two.xlsx"
+    sooner = {"RECON_NOW": "2026-11-25T09:00:00+00:00"}
+    assert loaded("export", "--format", "xlsx", "-o", first, env=sooner).code == 0
+    later = {"RECON_NOW": "2026-12-01T00:00:00+00:00"}
+    assert loaded("export", "--format", "xlsx", "-o", second, env=later).code == 0
+    assert first.read_bytes() != second.read_bytes()
+    one, two = _entries(first), _entries(second)
+    assert [i.filename for i, _ in one] == [i.filename for i, _ in two]
+    changed = set()
+    for (a, data_a), (b, data_b) in zip(one, two, strict=True):
+        assert a.date_time == (2026, 11, 25, 9, 0, 0) and b.date_time == (2026, 12, 1, 0, 0, 0)
+        if data_a != data_b:
+            changed.add(a.filename)
+            same = data_a.decode().replace("2026-11-25T09:00:00", "NOW")
+            assert same == data_b.decode().replace("2026-12-01T00:00:00", "NOW"), a.filename
+    # The document's times, and the Summary's "generated at".
+    assert changed == {"docProps/core.xml", "xl/worksheets/sheet1.xml"}
+
+
+def test_xlsx_bytes_depend_only_on_the_rows_and_created(tmp_path: Path) -> None:
+    rows = [
+        {"n": i, "amount": Decimal(i) / 100, "day": datetime(2026, 7, 1).date()} for i in range(9)
+    ]
+    sheet = export.Sheet("Breaks", [export.Table(None, ["n", "amount", "day"], rows)])
+    created = datetime(2026, 7, 1, 10, 30, 5, tzinfo=UTC)
+    paths = [tmp_path / "a.xlsx", tmp_path / "b.xlsx"]
+    for path in paths:
+        export.write_xlsx(path, [sheet], created, max_rows=4)
+        time.sleep(1.1)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert [i.date_time for i, _ in _entries(paths[0])] == [(2026, 7, 1, 10, 30, 4)] * len(
+        _entries(paths[0])
+    )
+    assert load_workbook(paths[0]).sheetnames == ["Breaks", "Breaks (2)", "Breaks (3)"]
+    before = tmp_path / "old.xlsx"
+    export.write_xlsx(before, [sheet], datetime(1970, 1, 1, tzinfo=UTC))  # before zip dates
+    assert {i.date_time for i, _ in _entries(before)} == {(1980, 1, 1, 0, 0, 0)}
 
 
 def test_xlsx_workbook_has_summary_and_breaks_with_exact_numbers(
