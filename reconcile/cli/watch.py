@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -134,8 +135,14 @@ def _try_signal(app: App, name: str, kind: str, **details: Any) -> str | None:
 @cli.command("watch")
 @click.option("--once", is_flag=True, help="One tick, then exit (for cron).")
 @click.option("--interval", type=click.FloatRange(1), default=60, show_default=True)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="After each tick, write the Prometheus metrics there (node_exporter textfile "
+    "format, atomically: a name ending in .prom).",
+)
 @pass_app
-def watch_command(app: App, once: bool, interval: float) -> None:
+def watch_command(app: App, once: bool, interval: float, metrics_file: Path | None) -> None:
     """The watchdog: evaluate every monitor, record changes, deliver alerts from the outbox.
 
     Exit (with --once) 3 when a monitor is down, an alert could not be delivered, or a
@@ -145,17 +152,18 @@ def watch_command(app: App, once: bool, interval: float) -> None:
     Examples:
       recon watch --once          # from cron, every minute
       recon watch --interval 30   # as a service
+      recon watch --once --metrics-file /var/lib/node_exporter/recon.prom
     """
     if not once:
         _record_event(app, "watch.start", "watchdog", {"interval_seconds": interval})
     try:
-        _watch_loop(app, once, interval)
+        _watch_loop(app, once, interval, metrics_file)
     finally:
         if not once:
             _record_event(app, "watch.stop", "watchdog", {})
 
 
-def _watch_loop(app: App, once: bool, interval: float) -> None:
+def _watch_loop(app: App, once: bool, interval: float, metrics_file: Path | None) -> None:
     while True:
         try:
             report = tick.run(_sessions(app))
@@ -166,11 +174,29 @@ def _watch_loop(app: App, once: bool, interval: float) -> None:
             time.sleep(interval)
             continue
         _show_tick(report)
+        if metrics_file is not None:
+            try:
+                _write_metrics(app, metrics_file)
+            except ReconError as exc:
+                if once:
+                    raise
+                info(f"error: {exc}")  # the watchdog goes on; the next tick writes them again
         if app.json:  # one JSON line per tick
             emit_json(report.as_json())
         if once:
             sys.exit(EXIT_FINDINGS if report.needs_attention else EXIT_OK)
         time.sleep(interval)
+
+
+def _write_metrics(app: App, path: Path) -> None:
+    from reconcile.watch import metrics
+
+    with _sessions(app)() as session:
+        numbers = metrics.gather(session)
+    try:
+        metrics.write_textfile(numbers, path)
+    except OSError as exc:
+        raise ReconError(f"could not write the metrics file {path}: {exc.strerror}") from None
 
 
 def _show_tick(report: tick.TickReport) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from reconcile import audit, logs, tokens
 from reconcile import formats as export
@@ -316,6 +316,19 @@ def complete_run(
         return JSONResponse({**done, "completed_at": done["completed_at"].isoformat()})
 
     return _stored(work)
+
+
+def metrics(settings: Settings, client: str | None = None) -> Response | Refusal:
+    """`GET /metrics`: the Prometheus metrics (`watch.metrics`), for a scraper; no token (names
+    of monitors, sources and categories only, no record)."""
+    from reconcile.watch import metrics as gathered
+
+    def work() -> Response | Refusal:
+        with _session(settings, client) as opened:
+            numbers = gathered.gather(opened)
+        return Response(gathered.render(numbers), media_type=gathered.content_type())
+
+    return _stored(work)  # type: ignore[arg-type]
 
 
 def read(

@@ -372,6 +372,10 @@ def create_app(settings: Settings, on_stop: Callable[[], None] | None = None) ->
     async def health(request: Request) -> PlainTextResponse:
         return PlainTextResponse("OK\n")
 
+    async def metrics(request: Request) -> Response:
+        (client,) = await masked(_client(request))
+        return await in_store(client, "metrics", api.metrics, settings, client)
+
     def refuse(client: str | None, status: int, reason: str, answer: str, target: str) -> Any:
         refusals.note(client, status, reason, target, settings.current_time().isoformat())
         return api._error(status, answer)
@@ -526,6 +530,7 @@ def create_app(settings: Settings, on_stop: Callable[[], None] | None = None) ->
         lifespan=lifespan,
         routes=[
             Route("/health", health),
+            Route("/metrics", metrics),
             Route("/ping/{a}", ping, methods=methods),
             Route("/ping/{a}/{b}", ping, methods=methods),
             Route("/ping/{a}/{b}/{c}", ping, methods=methods),
