@@ -334,3 +334,15 @@ def _exit_code(code: object) -> int:
     if isinstance(code, int):
         return code
     return 1  # sys.exit("message") prints it and exits 1
+
+
+def ingest_sample_story(recon: Callable[..., Result], base: Path, source: str) -> None:
+    """The sample story's manifests, control totals and run logs (`base`: its source folder),
+    in that order, as `make demo` loads them; quarantined rows (exit 3) are part of the story."""
+    for kind, files in [
+        ("expected", sorted((base / "expected").iterdir())),
+        ("totals", [base / "control_totals.csv"]),
+        ("processed", sorted((base / "runs").iterdir())),
+    ]:
+        result = recon("--json", "ingest", "--source", source, "--kind", kind, *files)
+        assert result.code in (0, 3), result.stderr

@@ -18,7 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import SAMPLE, Recon
-from .support import serving
+from .support import ingest_sample_story, serving
 
 SOURCE = "payments-loader"
 NOW = "2026-11-16T08:00:00+00:00"
@@ -44,13 +44,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Recon:
         "RECON_LOCK_TIMEOUT": "5s",
     }
     recon = Recon(workdir=workdir, db=workdir / "recon.duckdb", env=env)
-    base = SAMPLE / SOURCE
-    for kind, files in [
-        ("expected", sorted((base / "expected").iterdir())),
-        ("totals", [base / "control_totals.csv"]),
-        ("processed", sorted((base / "runs").iterdir())),
-    ]:
-        assert recon("ingest", "--source", SOURCE, "--kind", kind, *files).code in (0, 3)
+    ingest_sample_story(recon, SAMPLE / SOURCE, SOURCE)
     assert recon("reconcile").code in (0, 3)
     added = recon(
         "--now",

@@ -17,6 +17,7 @@ import pytest
 from reconcile import redact
 
 from .conftest import SAMPLE, Recon
+from .support import ingest_sample_story
 
 EXPECTED = json.loads((SAMPLE / "EXPECTED.json").read_text())
 SOURCE = "payments-loader"
@@ -46,14 +47,7 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Recon:
         "RECON_PAN_KEY": "test-only-key",
     }
     recon = Recon(workdir=workdir, db=workdir / "recon.duckdb", env=env)
-    base = SAMPLE / SOURCE
-    for kind, files in [
-        ("expected", sorted((base / "expected").iterdir())),
-        ("totals", [base / "control_totals.csv"]),
-        ("processed", sorted((base / "runs").iterdir())),
-    ]:
-        result = recon("--json", "ingest", "--source", SOURCE, "--kind", kind, *files)
-        assert result.code in (0, 3), result.stderr
+    ingest_sample_story(recon, SAMPLE / SOURCE, SOURCE)
     return recon
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +159,6 @@ def _families(numbers: Numbers) -> Iterator[Any]:
         "The source's last reconciled business day (midnight UTC, Unix seconds).",
         labels=["source"],
     )
-    from datetime import UTC, datetime
-
     for row in numbers.last_days:
         day.add_metric([row["source"], row["status"]], 1.0)
         d = row["business_date"]
