@@ -100,6 +100,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "reconcile.cli.reconcile:reconcile_command",
         "Expected versus processed, per run and per business day; results and breaks are kept.",
     ),
+    "report": (
+        "reconcile.cli.report:report_group",
+        "The daily Failed Transactions report: built, sent, recorded and watched by recon.",
+    ),
     "run": (
         "reconcile.cli.watch:run_command",
         "Run a command, signalling its start and then its outcome (exit code, duration, output).",
