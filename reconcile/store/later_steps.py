@@ -97,3 +97,29 @@ def _attributes_zstd(conn: Connection) -> None:
 
 
 STEPS.append(("016_attributes_zstd", _attributes_zstd))
+
+
+# --- 017 (issue 15): the reports recon sends ---------------------------------------------------
+# One row per report and target: which business date and source scope it reported, which outbox
+# alert carries it, and the SHA-256 of every file it carried. Whether it arrived is the
+# delivery's status (`report_deliveries`), so a retry by the outbox needs no second record.
+REPORT_SENDS_017 = """
+CREATE TABLE IF NOT EXISTS report_sends (
+    alert_id      VARCHAR NOT NULL,   -- the outbox alert that carries it (alerts, deliveries)
+    target        VARCHAR NOT NULL,   -- the target's alias, never its URL
+    business_date DATE NOT NULL,
+    scope         VARCHAR NOT NULL,   -- a source's name, or '*' for every source
+    report_status VARCHAR NOT NULL,   -- balanced | breaks | down | pending
+    forced        BOOLEAN NOT NULL,   -- sent again with --force
+    created_at    TIMESTAMPTZ NOT NULL,
+    actor         VARCHAR NOT NULL,
+    attachments   JSON NOT NULL,      -- [{"name", "media_type", "bytes", "sha256"}]
+    PRIMARY KEY (alert_id, target)
+);
+
+CREATE OR REPLACE VIEW report_deliveries AS
+SELECT s.*, d.status AS delivery, d.attempts, d.next_attempt_at, d.delivered_at, d.last_error
+FROM report_sends s LEFT JOIN deliveries d USING (alert_id, target);
+"""
+
+STEPS.append(("017_report_sends", REPORT_SENDS_017))
