@@ -316,3 +316,63 @@ def test_write_chart_writes_a_private_png_and_records_the_access(
         "SELECT details FROM audit_events WHERE action = 'report.chart' ORDER BY seq DESC LIMIT 1"
     ).fetchall()
     assert expected.sha256 in str(details) and str(out) in str(details)
+
+
+# --- the command line: `recon report chart` ----------------------------------------------------
+
+
+def test_the_command_writes_a_private_png_of_the_range(story: Recon, tmp_path: Path) -> None:
+    out = tmp_path / "failures.png"
+    result = story("--json", "report", "chart", "--source", SOURCE, "-o", out)
+    assert result.code == 0, result.stderr
+    shown = result.json()
+    assert shown["output"] == str(out) and shown["sources"] == [SOURCE]
+    assert (shown["since"], shown["until"], shown["business_days"]) == (
+        "2026-10-26",
+        "2026-11-13",
+        STORY_DAYS,
+    )
+    content = out.read_bytes()
+    assert_valid_png(content)
+    assert out.stat().st_mode & 0o777 == 0o600
+    import hashlib
+
+    assert shown["sha256"] == hashlib.sha256(content).hexdigest()
+    week = tmp_path / "week.png"
+    result = story("report", "chart", "--since", "2026-11-09", "--until", "2026-11-13", "-o", week)
+    assert result.code == 0, result.stderr
+    assert "5 business day(s), 2026-11-09 to 2026-11-13" in result.stderr
+    assert_valid_png(week.read_bytes())
+    assert week.read_bytes() != content
+
+
+def test_the_command_says_what_to_do_when_nothing_is_reconciled_in_the_range(
+    story: Recon, tmp_path: Path
+) -> None:
+    out = tmp_path / "none.png"
+    result = story("report", "chart", "--since", "2020-01-06", "--until", "2020-01-31", "-o", out)
+    assert result.code == 1
+    assert "no reconciled results for business dates 2020-01-06 to 2020-01-31" in result.stderr
+    assert "recon reconcile --since 2020-01-06 --until 2020-01-31" in result.stderr
+    assert "recon ingest" in result.stderr
+    assert not out.exists()
+
+
+def test_the_command_on_an_empty_store_exits_1_and_writes_nothing(
+    recon: Recon, tmp_path: Path
+) -> None:
+    assert recon("init").code == 0
+    out = tmp_path / "empty.png"
+    result = recon("report", "chart", "-o", out)
+    assert result.code == 1, result.stderr
+    assert "no transactions loaded yet" in result.stderr and "recon ingest" in result.stderr
+    assert not out.exists()
+
+
+def test_the_command_refuses_an_unknown_source_by_name(story: Recon, tmp_path: Path) -> None:
+    out = tmp_path / "unknown.png"
+    result = story("report", "chart", "--source", "payments-loadr", "-o", out)
+    assert result.code == 2
+    assert "unknown source 'payments-loadr'" in result.stderr
+    assert "payments-loader" in result.stderr  # the sources there are
+    assert not out.exists()

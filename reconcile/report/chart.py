@@ -76,7 +76,13 @@ ORDER BY a.business_date, d.source
 
 
 class ChartError(ReconError):
-    """Nothing to draw for the range asked: the message names it and what to do."""
+    """Nothing to draw for the range asked: the message names it and what to do; `since` and
+    `until` are the range (None: nothing loaded at all), for a face to add its own hint."""
+
+    def __init__(self, message: str, since: date | None = None, until: date | None = None):
+        super().__init__(message)
+        self.since = since
+        self.until = until
 
 
 class UnknownSourceError(ReconError):
@@ -236,7 +242,9 @@ def write_chart(
         raise ChartError(
             f"no reconciled results{_of(source)} for business dates {first} to {until}: "
             "nothing to draw; load the run logs (and manifests) of those days and reconcile "
-            "them, then draw the chart again"
+            "them, then draw the chart again",
+            first,
+            until,
         )
     png = draw(series)
     with formats.private_file(out) as handle:
