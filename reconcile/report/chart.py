@@ -344,7 +344,12 @@ def _draw(figure: Any, series: Series, ticker: Any) -> None:
         colour = colours[index]
         values = [math.nan if v is None else v for v in series.rate[name]]
         (line,) = rates.plot(
-            positions, values, color=colour, marker="o", markersize=3, linewidth=1.5
+            positions,
+            values,
+            color=colour,
+            marker="o" if count <= 60 else None,  # a dot per day while there is room
+            markersize=3,
+            linewidth=1.5,
         )
         handles.append(line)
         heights = [0 if v is None else v for v in series.failed[name]]
