@@ -90,6 +90,7 @@ ARGS = {
     "monitor log": ["x"],
     "forget": ["1"],
     "token revoke": ["x"],
+    "report chart": ["-o", "chart.png"],
 }
 NO_STORE = {"monitor preview"}  # works on its arguments alone
 
