@@ -99,6 +99,7 @@ def send_report(
     """Build the report of `day` (None: the latest loaded) for `source` (None: every source)
     and deliver it (`deliver`)."""
     with sessions() as session:
+        _chosen(session, tag)  # no target, or none with the tag: refused before building
         report = build.build(session, day, source)
     return deliver(sessions, report, tag, force)
 
