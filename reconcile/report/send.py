@@ -174,9 +174,7 @@ def deliver(
     if attempt and ids:
         notify.deliver_due(sessions, targets, timeout, clock, only=ids)
     with sessions() as session:
-        outcomes = _outcomes(
-            session, report, [t.alias for t in chosen], set(skipped) | set(waiting), ids
-        )
+        outcomes = _outcomes(session, report, [t.alias for t in chosen], skipped, ids)
     return Sent(
         report.business_date,
         report.source,
@@ -248,10 +246,10 @@ def _queue(
 
 
 def _outcomes(
-    session: Session, report: Report, aliases: list[str], earlier: set[str], ids: list[str]
+    session: Session, report: Report, aliases: list[str], skipped: list[str], ids: list[str]
 ) -> list[TargetOutcome]:
-    """Each chosen target's outcome, as the store has it now: the delivery of this send (or of
-    the earlier one it retried), else the earlier delivered one."""
+    """Each chosen target's outcome, as the store has it now: for a target `skipped`, its
+    earlier delivered send; for the others, the delivery this send queued or retried."""
     rows = fetch_dicts(
         session.conn,
         """
@@ -260,17 +258,24 @@ def _outcomes(
         WHERE business_date = $day AND scope = $scope AND list_contains($targets, target)
         QUALIFY row_number() OVER (
             PARTITION BY target
-            ORDER BY list_contains($ids, alert_id) DESC, delivery = 'delivered' DESC,
+            ORDER BY CASE WHEN list_contains($skipped, target) THEN delivery = 'delivered'
+                          ELSE list_contains($ids, alert_id) END DESC,
                      created_at DESC, alert_id DESC) = 1
         """,
-        {"day": report.business_date, "scope": report.scope, "targets": aliases, "ids": ids},
+        {
+            "day": report.business_date,
+            "scope": report.scope,
+            "targets": aliases,
+            "ids": ids,
+            "skipped": skipped,
+        },
     )
     found = []
     for row in sorted(rows, key=lambda r: r["target"]):
-        if row["alert_id"] in ids:
-            outcome = "delivered" if row["delivery"] == "delivered" else "queued"
-        else:
+        if row["target"] in skipped:
             outcome = "already_sent"
+        else:
+            outcome = "delivered" if row["delivery"] == "delivered" else "queued"
         attachments = row["attachments"]
         found.append(
             TargetOutcome(
