@@ -128,9 +128,13 @@ def test_a_refused_report_arrives_once_after_the_watchdogs_retries_and_no_secret
         ("report", "failing"): 1.0,
     }
     listed = at(store, T0 + timedelta(seconds=45), "--json", "alerts").json()["alerts"]
-    assert [(r["alert_id"], r["kind"], r["status"]) for r in listed] == [
-        (mail.alert_id, "report_breaks", "pending")
+    assert [(r["alert_id"], r["kind"], r["status"], r["report_date"]) for r in listed] == [
+        (mail.alert_id, "report_breaks", "pending", DAY.isoformat())
     ]
+    shown = at(store, T0 + timedelta(seconds=45), "alerts")
+    assert shown.code == 3  # not delivered yet
+    [line] = [line for line in shown.stdout.splitlines() if mail.alert_id in line]
+    assert f"report {DAY} (*)" in line and "report_breaks" in line and "pending" in line
 
     done = watch(store, T0 + timedelta(minutes=3))
     later = watch(store, T0 + timedelta(minutes=30))

@@ -224,9 +224,10 @@ def _show_tick(report: tick.TickReport) -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @pass_app
 def alerts_command(app: App, limit: int) -> None:
-    """Alerts, newest first, with each target's delivery status and attempts.
+    """Alerts and reports (`recon report send`), newest first, with each target's delivery
+    status and attempts; a report's kind is report_<status>.
 
-    Exit 3 when an alert is not delivered yet.
+    Exit 3 when an alert or a report is not delivered yet.
 
     \b
     Example:
@@ -238,7 +239,12 @@ def alerts_command(app: App, limit: int) -> None:
         emit_json({"alerts": rows})
     elif rows:
         emit_table(
-            rows,
+            [
+                {**r, "monitor": f"report {r['report_date']} ({r['report_scope']})"}
+                if r["report_date"]
+                else r
+                for r in rows
+            ],
             [
                 "alert_id",
                 "created_at",

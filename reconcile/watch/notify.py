@@ -662,13 +662,17 @@ def confirm(
 
 
 def history(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
-    """Alerts, newest first, with each target's delivery status and attempts."""
+    """Alerts and reports, newest first, with each target's delivery status and attempts (a
+    report: its business date and scope)."""
     return fetch_dicts(
         conn,
         """
         SELECT a.alert_id, a.created_at, a.monitor, a.kind, d.target, d.status, d.attempts,
-               d.delivered_at, d.next_attempt_at, d.last_error
+               d.delivered_at, d.next_attempt_at, d.last_error,
+               r.business_date AS report_date, r.scope AS report_scope
         FROM alerts a JOIN deliveries d USING (alert_id)
+        LEFT JOIN (SELECT DISTINCT alert_id, business_date, scope FROM report_sends) r
+            USING (alert_id)
         WHERE a.alert_id IN (SELECT alert_id FROM alerts ORDER BY created_at DESC, alert_id DESC
                              LIMIT ?)
         ORDER BY a.created_at DESC, a.alert_id DESC, d.target
