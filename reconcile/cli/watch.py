@@ -224,8 +224,10 @@ def _show_tick(report: tick.TickReport) -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @pass_app
 def alerts_command(app: App, limit: int) -> None:
-    """Alerts and reports (`recon report send`), newest first, with each target's delivery
-    status and attempts; a report's kind is report_<status>.
+    """Alerts, newest first, with each target's delivery status and attempts.
+
+    Reports sent by `recon report send` are listed too: kind report_<status>, with the
+    report's business date and scope.
 
     Exit 3 when an alert or a report is not delivered yet.
 
