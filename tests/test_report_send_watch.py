@@ -234,7 +234,7 @@ def test_a_business_day_without_a_delivered_report_pages_and_a_delivered_one_end
     assert late.json()["alerts"] == []
     down = watch(store, monday + timedelta(hours=8, minutes=1))
 
-    assert down.code == 3
+    assert down.code == 3 and down.json()["errors"] == []
     changes = {(t["monitor"], t["to"]) for t in down.json()["transitions"]}
     assert ("failed-transactions-report", "down") in changes
     assert ("failed-transactions-report-payments", "down") in changes
