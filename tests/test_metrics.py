@@ -119,8 +119,16 @@ def _check_agreement(recon: Recon, text: str, story_time: bool) -> None:
     assert _by(samples["recon_last_day_status"], "source", "status") == {
         (SOURCE, last["status"]): 1.0
     }
-    deliveries = _by(samples["recon_alert_deliveries"], "state")
-    assert set(deliveries) == {"pending", "failing"}
+    deliveries = _by(samples["recon_alert_deliveries"], "state", "kind")
+    assert set(deliveries) == {(s, k) for s in ("pending", "failing") for k in ("alert", "report")}
+    waiting = Counter(
+        ("report" if row["kind"].startswith("report_") else "alert", bool(row["last_error"]))
+        for row in recon("--json", "alerts", "--limit", "1000").json()["alerts"]
+        if row["status"] != "delivered"
+    )
+    for kind in ("alert", "report"):
+        assert deliveries[("pending", kind)] == waiting[(kind, False)]
+        assert deliveries[("failing", kind)] == waiting[(kind, True)]
 
 
 def _days(payload: Any) -> list[dict[str, Any]]:

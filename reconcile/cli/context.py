@@ -46,6 +46,7 @@ CREATING_COMMANDS = frozenset(
         "daily",
         "expect",
         "monitor add",
+        "report schedule",
         "token create",
         "ping",
         "run",

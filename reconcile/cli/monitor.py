@@ -64,7 +64,8 @@ _EARLY_WARNING = (
 @click.option(
     "--hears",
     type=click.Choice(monitors.HEARS),
-    help="The signal: ping, run (of --source) or email (in --mailbox). "
+    help="The signal: ping, run (of --source), email (in --mailbox) or report (recon's own "
+    "report of --source, or of every source, delivered). "
     "Default: email with --mailbox, run with --source, else ping.",
 )
 @click.option("--mailbox", metavar="ALIAS", help="Watch this mailbox ([mailboxes.ALIAS]).")

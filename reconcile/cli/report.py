@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from reconcile.cli.context import App, cli, parse_day, pass_app
+from reconcile.cli.context import DURATION, EXIT_ERROR, EXIT_OK, App, cli, parse_day, pass_app
 from reconcile.cli.output import emit_json, info
+from reconcile.watch import monitors, notify
 
 
 @cli.group("report")
@@ -26,6 +29,132 @@ def report_group() -> None:
 # ----------------------------------------------------------------------------------------------
 # recon report send, recon report schedule (helper "send")
 # ----------------------------------------------------------------------------------------------
+
+
+def _send_parts() -> Any:
+    from reconcile.cli import watch as watch_cli  # `_sessions`: one `now` for every session
+    from reconcile.report import send
+
+    return watch_cli, send
+
+
+@report_group.command("send")
+@click.option(
+    "--date", "day", metavar="DATE|last", default="last", show_default=True,
+    help="The business date to report.",
+)  # fmt: skip
+@click.option("--source", help="One source's report (default: every source).")
+@click.option(
+    "--tag", help="Only the targets with this tag, and those without tags (default: every target)."
+)
+@click.option("--force", is_flag=True, help="Send again to targets that already got this report.")
+@pass_app
+def report_send(app: App, day: str, source: str | None, tag: str | None, force: bool) -> None:
+    """Build the report of a business date and deliver it to the notification targets.
+
+    Email targets get the HTML report (with a plain-text part) and its files (the failed list
+    as CSV and XLSX, the chart); chat and webhook targets get a short text. Each send is
+    recorded; a target that already got this date's report is skipped unless --force. A
+    delivery that fails stays queued: `recon watch` retries it. Exit 0 when every target has
+    the report (now or before), 1 when a delivery failed (queued for retry).
+
+    \b
+    Examples:
+      recon report send --date last --tag operations
+      recon report send --date 2026-11-13 --source payments-loader --force
+    """
+    watch_cli, send = _send_parts()
+    when = None if day == "last" else parse_day(day, "--date")
+    try:
+        sent = send.send_report(watch_cli._sessions(app), when, source, tag, force)
+    except notify.NoTargets:
+        raise click.UsageError(
+            'no notification targets: add [notify.targets.ALIAS] url = "..." to recon.toml'
+        ) from None
+    if app.json:
+        emit_json(sent.as_json())
+    else:
+        scope = sent.source or "every source"
+        info(f"report {sent.business_date.isoformat()} ({scope}): {sent.status}")
+        for item in sent.targets:
+            info(f"  {item.target}: {_outcome_line(item)}")
+        if sent.attachments:
+            info("attachments:")
+            for attached in sent.attachments:
+                info(
+                    f"  {attached['name']}  {attached['bytes']} bytes  sha256 {attached['sha256']}"
+                )
+        if sent.failed:
+            info("a delivery failed and stays queued: `recon watch` retries it")
+    sys.exit(EXIT_ERROR if sent.failed else EXIT_OK)
+
+
+def _outcome_line(item: Any) -> str:
+    if item.outcome == "delivered":
+        return f"delivered ({item.alert_id})"
+    if item.outcome == "already_sent":
+        when = item.delivered_at.isoformat() if item.delivered_at else "earlier"
+        return f"already sent on {when} ({item.alert_id}), use --force to send it again"
+    retry = f", next try after {item.next_attempt_at.isoformat()}" if item.next_attempt_at else ""
+    return f"queued for retry ({item.alert_id}): {item.error or 'not tried yet'}{retry}"
+
+
+@report_group.command("schedule")
+@click.option("--cron", "cron_expr", required=True, metavar="EXPR", help="When the report is due.")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the cron time.")
+@click.option("--grace", type=DURATION, required=True, help="How late the report may be.")
+@click.option("--early", type=DURATION, default=0, help="How early a report still counts.")
+@click.option("--tag", "tags", multiple=True, help="Routes its alerts to targets with this tag.")
+@click.option("--source", help="The report of one source (default: of every source).")
+@click.option("--name", help="The monitor's name (default: failed-transactions-report[-SOURCE]).")
+@click.option("--reason", help="Why (kept with the configuration version).")
+@pass_app
+def report_schedule(
+    app: App,
+    cron_expr: str,
+    tz: str,
+    grace: int,
+    early: int,
+    tags: tuple[str, ...],
+    source: str | None,
+    name: str | None,
+    reason: str | None,
+) -> None:
+    """Watch the report itself: a monitor that hears each delivered report of the scope, so a
+    business day with no report delivered by its due time plus grace pages on-call.
+
+    The same as `recon monitor add NAME --hears report [--source S] --cron ... --grace ...`.
+    Run `recon report send` at that time (jobs/ has a cron line and a systemd timer).
+
+    \b
+    Examples:
+      recon report schedule --cron "0 7 * * 1-5" --tz Europe/London --grace 1h --tag oncall
+      recon report schedule --cron "30 7 * * 1-5" --grace 30m --source payments-loader
+    """
+    _, send = _send_parts()
+    try:
+        with app.session() as session:
+            added = send.schedule(
+                session,
+                cron=cron_expr,
+                tz=tz,
+                grace_seconds=grace,
+                tags=tags,
+                source=source,
+                name=name,
+                early_seconds=early,
+                reason=reason,
+            )
+    except monitors.InvalidMonitor as refused:
+        raise click.UsageError(str(refused)) from None
+    if app.json:
+        emit_json({"monitor": added.name, "next_due": [d["utc"] for d in added.next_due]})
+        return
+    info(f"monitor {added.name} created: it hears the report of {source or 'every source'}")
+    info("next due:")
+    for item in added.next_due:
+        local = f"  ({item['local'].isoformat()})" if "local" in item else ""
+        info(f"  {item['utc'].isoformat()}{local}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -226,7 +226,10 @@ def _show_tick(report: tick.TickReport) -> None:
 def alerts_command(app: App, limit: int) -> None:
     """Alerts, newest first, with each target's delivery status and attempts.
 
-    Exit 3 when an alert is not delivered yet.
+    Reports sent by `recon report send` are listed too: kind report_<status>, with the
+    report's business date and scope.
+
+    Exit 3 when an alert or a report is not delivered yet.
 
     \b
     Example:
@@ -238,7 +241,12 @@ def alerts_command(app: App, limit: int) -> None:
         emit_json({"alerts": rows})
     elif rows:
         emit_table(
-            rows,
+            [
+                {**r, "monitor": f"report {r['report_date']} ({r['report_scope']})"}
+                if r["report_date"]
+                else r
+                for r in rows
+            ],
             [
                 "alert_id",
                 "created_at",

@@ -123,3 +123,29 @@ FROM report_sends s LEFT JOIN deliveries d USING (alert_id, target);
 """
 
 STEPS.append(("017_report_sends", REPORT_SENDS_017))
+
+
+# --- 018 (issue 15): what the outbox carries for a report --------------------------------------
+# A report travels through the alert outbox like any alert (`alerts` holds its title and its
+# plain text, `deliveries` one row per target); these tables add what only a report has, keyed
+# by its alert: the HTML body email targets get, the short text chat targets get, and the files
+# it carries (email targets only), kept until delivered so that a retry sends the same bytes.
+REPORT_OUTBOX_018 = """
+CREATE TABLE IF NOT EXISTS alert_bodies (
+    alert_id VARCHAR PRIMARY KEY,   -- the outbox alert (alerts)
+    html     VARCHAR NOT NULL,      -- the body of targets whose native format is HTML (email)
+    short    VARCHAR NOT NULL       -- the text every other target gets (chat, webhooks)
+);
+
+CREATE TABLE IF NOT EXISTS alert_attachments (
+    alert_id   VARCHAR NOT NULL,
+    position   INTEGER NOT NULL,    -- the order the files are attached in
+    name       VARCHAR NOT NULL,    -- the file name the recipient sees
+    media_type VARCHAR NOT NULL,
+    sha256     VARCHAR NOT NULL,    -- of `content`, as recorded with the send (report_sends)
+    content    BLOB NOT NULL,
+    PRIMARY KEY (alert_id, position)
+);
+"""
+
+STEPS.append(("018_report_outbox", REPORT_OUTBOX_018))

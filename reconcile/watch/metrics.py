@@ -4,9 +4,9 @@ node_exporter textfile (`recon watch --metrics-file`, atomically: a temporary fi
 rename). The only importer of prometheus_client, loaded on first use.
 
 Labels carry only monitor names, source names, break categories and fixed words (statuses, age
-buckets, delivery states): never a card number, a secret or free text. Names are the user's,
-so prometheus_client escapes them (a quote, a backslash or a newline in a name cannot end the
-label value or the line).
+buckets, delivery states, outbox kinds): never a card number, a secret or free text. Names are
+the user's, so prometheus_client escapes them (a quote, a backslash or a newline in a name
+cannot end the label value or the line).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from reconcile.store.db import fetch_dicts
 from reconcile.watch import views
 
 MONITOR_STATUSES = ("new", "up", "late", "down", "paused")
+OUTBOX_KINDS = ("alert", "report")  # an outbox alert of a `report_*` kind is a report
 AGE_BUCKETS = (("0-1d", 0, 1), ("2-7d", 2, 7), ("8-30d", 8, 30), ("31d+", 31, None))
 
 
@@ -34,7 +35,7 @@ class Numbers:
     sources: list[dict[str, Any]] = field(default_factory=list)
     open_breaks: list[dict[str, Any]] = field(default_factory=list)
     last_days: list[dict[str, Any]] = field(default_factory=list)
-    outbox: dict[str, int] = field(default_factory=dict)
+    outbox: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, state) -> count
     now_epoch: float = 0.0
 
 
@@ -85,11 +86,13 @@ def gather(session: Session) -> Numbers:
         """,
     )
     numbers.outbox = {
-        r["state"]: int(r["n"])
+        (r["kind"], r["state"]): int(r["n"])
         for r in fetch_dicts(
             conn,
-            "SELECT CASE WHEN last_error IS NULL THEN 'pending' ELSE 'failing' END AS state, "
-            "count(*) AS n FROM deliveries WHERE status <> 'delivered' GROUP BY state",
+            "SELECT CASE WHEN starts_with(a.kind, 'report_') THEN 'report' ELSE 'alert' END "
+            "AS kind, CASE WHEN d.last_error IS NULL THEN 'pending' ELSE 'failing' END AS state, "
+            "count(*) AS n FROM deliveries d JOIN alerts a USING (alert_id) "
+            "WHERE d.status <> 'delivered' GROUP BY ALL",
         )
     }
     return numbers
@@ -168,12 +171,13 @@ def _families(numbers: Numbers) -> Iterator[Any]:
 
     outbox = GaugeMetricFamily(
         "recon_alert_deliveries",
-        "Alert deliveries not done yet: pending (not tried or not failed yet) and failing "
-        "(the last attempt failed; retried with backoff).",
-        labels=["state"],
+        "Deliveries in the outbox not done yet, of alerts and of reports (kind): pending (not "
+        "tried or not failed yet) and failing (the last attempt failed; retried with backoff).",
+        labels=["state", "kind"],
     )
-    for state in ("pending", "failing"):
-        outbox.add_metric([state], float(numbers.outbox.get(state, 0)))
+    for kind in OUTBOX_KINDS:
+        for state in ("pending", "failing"):
+            outbox.add_metric([state, kind], float(numbers.outbox.get((kind, state), 0)))
     yield outbox
 
 

@@ -32,8 +32,9 @@ from reconcile.store.db import Connection, fetch_dicts
 from reconcile.watch.schedule import Cron
 
 # What a monitor hears: pings (HTTP, `recon ping`, `recon run`), the arrival of a run of its
-# source (files or HTTP), or a matching message in an IMAP mailbox.
-HEARS = ("ping", "run", "email")
+# source (files or HTTP), a matching message in an IMAP mailbox, or the delivery of recon's own
+# report of its source (no source: the report of every source; `recon report schedule`).
+HEARS = ("ping", "run", "email", "report")
 
 
 class MonitorError(ReconError):

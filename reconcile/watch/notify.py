@@ -18,6 +18,12 @@ lease (or a process killed mid-send) can repeat. The lease's end is the claim's 
 a watcher whose claim was taken over does not put it back to pending, and a delivery already
 confirmed is not confirmed again.
 
+A report (`report.send`) is an alert of a `report_*` kind with more parts (`outbox_parts`): a
+target whose service's native format is HTML (email) gets its HTML body (apprise adds the text
+part) and its files, written to a private temporary folder for the send only; every other target
+gets its short text. Its retries carry the same parts; its confirmed delivery signals the
+monitors hearing reports (`outbox_parts.delivered`, in `confirm`'s transaction).
+
 Every message carries its stable alert id, so a target can drop a repeat. Only a target's alias
 is ever stored, printed or logged; its URL carries secrets and stays in settings.
 """
@@ -29,7 +35,7 @@ import html
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +48,8 @@ from reconcile.errors import ConfigError
 from reconcile.session import Session
 from reconcile.settings import Settings
 from reconcile.store.db import Connection, fetch_dicts, transaction
+from reconcile.watch import outbox_parts
+from reconcile.watch.outbox_parts import File
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +82,11 @@ class Claim:
     body: str
     lease_until: datetime | None = None  # this claim's fencing token: the lease it set
     kind: str = "test"  # the alert's kind: its notification type (`NOTIFY_TYPES`)
+    # A report (`outbox_parts`): the HTML body of email targets, the short text of the others,
+    # and the files when this claim's target gets them (None: not loaded).
+    html: str | None = None
+    short: str | None = None
+    files: tuple[File, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -89,6 +102,11 @@ class NewAlert:
     body: str
     tags: tuple[str, ...] | list[str]
     everyone: bool = False  # to every target given, whatever their tags (a test alert)
+    # A report: `body` is its plain text; email targets get `html` and the `files`, every
+    # other target `short` (`outbox_parts`).
+    html: str | None = None
+    short: str | None = None
+    files: tuple[File, ...] = ()
 
 
 def enqueue(
@@ -130,6 +148,9 @@ def enqueue(
         "FROM (SELECT unnest($ids) AS alert_id, unnest($targets) AS target)",
         {"ids": [i for i, _ in pairs], "targets": [alias for _, alias in pairs], "now": now},
     )
+    for alert, alert_id in zip(alerts, ids, strict=True):
+        if alert.html is not None:
+            outbox_parts.store(conn, alert_id, alert.html, alert.short or "", alert.files)
     return [
         (i, [a for a in aliases if a != "(no target)"])
         for i, aliases in zip(ids, chosen, strict=True)
@@ -144,9 +165,11 @@ def claim(
     limit: int | None = None,
     skip: Sequence[str] = (),
     only: Sequence[str] | None = None,
+    with_files: Collection[str] | None = None,
 ) -> list[Claim]:
     """Take the deliveries that are due (or whose claim expired) for this process to send: at
-    most `limit`, none whose `Claim.key` is in `skip`, only alerts in `only` when given."""
+    most `limit`, none whose `Claim.key` is in `skip`, only alerts in `only` when given. A
+    report's files are loaded for the targets in `with_files` (default: every target)."""
     with transaction(conn):
         rows = conn.execute(
             """
@@ -180,10 +203,24 @@ def claim(
                 [sorted({r[0] for r in rows})],
             ).fetchall()
         }
-    return [
-        Claim(a, t, n, *texts[a][:2], lease_until=u, kind=texts[a][2])
-        for a, t, n, u in sorted(rows)
-    ]
+        parts = outbox_parts.load(
+            conn,
+            texts,
+            {a for a, t, *_ in rows if with_files is None or t in with_files},
+        )
+    claims = []
+    for a, t, n, u in sorted(rows):
+        part = parts.get(a)
+        report: dict[str, Any] = {}
+        if part:  # a report: its bodies, and its files when its target gets them
+            wanted = with_files is None or t in with_files
+            report = {
+                "html": part.html,
+                "short": part.short,
+                "files": part.files if wanted else None,
+            }
+        claims.append(Claim(a, t, n, *texts[a][:2], lease_until=u, kind=texts[a][2], **report))
+    return claims
 
 
 def running_clock(start: datetime) -> Callable[[], datetime]:
@@ -221,12 +258,21 @@ def deliver_due(
     tried: list[str] = []
     sent: list[tuple[Claim, str]] = []
     claims = claimed
+    with_files = file_targets(targets) if claims != [] else set()
     while True:
         if claims is None:
             with sessions() as session:
                 if sent:
                     confirm(session.conn, sent, clock(), targets)
-                claims = claim(session.conn, clock(), lease, limit=1, skip=tried, only=only)
+                claims = claim(
+                    session.conn,
+                    clock(),
+                    lease,
+                    limit=1,
+                    skip=tried,
+                    only=only,
+                    with_files=with_files,
+                )
         if not claims:
             return outcomes
         tried += [item.key for item in claims]
@@ -291,7 +337,16 @@ def send_test_alert(sessions: Sessions, tag: str | None) -> SentTestAlert:
 
 # The notification type of each kind of alert: chat tools colour them, mail clients may sort
 # them. An alert of any other kind is a warning.
-NOTIFY_TYPES = {"down": "failure", "still_down": "failure", "recovered": "success", "test": "info"}
+NOTIFY_TYPES = {
+    "down": "failure",
+    "still_down": "failure",
+    "recovered": "success",
+    "test": "info",
+    "report_balanced": "success",
+    "report_breaks": "warning",
+    "report_down": "failure",
+    "report_pending": "info",
+}
 
 
 def notify_type(kind: str) -> str:
@@ -355,14 +410,26 @@ def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tup
             )
             continue
         body_format = _native_format(sender[0])
-        with logs.correlate(alert_id=item.alert_id), _apprise_said() as said:
+        body, files = render(item.body, body_format), tuple[File, ...]()
+        if item.html is not None:  # a report: email gets the HTML and the files, chat the short
+            if body_format == "html":
+                body, files = item.html, item.files or ()
+            else:
+                body = render(item.short or "", body_format)
+        what = "report" if item.html is not None else "alert"
+        with (
+            logs.correlate(alert_id=item.alert_id),
+            outbox_parts.written(files) as written,
+            _apprise_said() as said,
+        ):
             try:
                 result = sender.notify(
-                    body=render(item.body, body_format),
+                    body=body,
                     title=item.title,
                     notify_type=apprise.NotifyType(notify_type(item.kind)),
                     body_format=apprise.NotifyFormat(body_format),
                     timeout=timeout,
+                    attach=_attachments(apprise, written),
                 )
                 status = result.status.name
                 error = "" if status == "SUCCESS" else f"apprise reported {status}"
@@ -373,13 +440,39 @@ def send(claims: list[Claim], targets: list[Target], timeout: float) -> list[tup
             logs.event(
                 log,
                 logging.WARNING if error else logging.INFO,
-                f"alert {'not ' if error else ''}delivered to {item.target}",
+                f"{what} {'not ' if error else ''}delivered to {item.target}",
                 target=item.target,
                 attempts=item.attempts,
                 error=error or None,
             )
         outcomes.append((item, error))
     return outcomes
+
+
+def _attachments(apprise: Any, written: list[tuple[Path, File]]) -> Any:
+    """The written files as apprise attachments, each under its name and media type."""
+    if not written:
+        return None
+    from apprise.attachment.file import AttachFile
+
+    attached = apprise.AppriseAttachment()
+    for path, item in written:
+        attached.add(AttachFile(str(path), name=path.name, mimetype=item.media_type))
+    return attached
+
+
+def file_targets(targets: list[Target]) -> set[str]:
+    """The aliases of the targets whose service's native format is HTML (email): those that
+    get a report's HTML body and its files."""
+    import apprise
+
+    found = set()
+    with _apprise_said():  # apprise logs the whole URL: kept out of the output
+        for target in targets:
+            service = apprise.Apprise.instantiate(target.url)
+            if service is not None and _native_format(service) == "html":
+                found.add(target.alias)
+    return found
 
 
 def _native_format(service: Any) -> str:
@@ -534,7 +627,9 @@ def confirm(
                     "WHERE alert_id = ? AND target = ? AND status <> 'delivered' RETURNING 1",
                     [now, item.alert_id, item.target],
                 ).fetchall()
-                if not changed:  # sent by two watchers: a send outlasted its lease
+                if changed:  # a report's monitors hear it (outbox_parts)
+                    outbox_parts.delivered(conn, item.alert_id, item.target, now)
+                else:  # sent by two watchers: a send outlasted its lease
                     logs.event(
                         log,
                         logging.WARNING,
@@ -567,13 +662,17 @@ def confirm(
 
 
 def history(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
-    """Alerts, newest first, with each target's delivery status and attempts."""
+    """Alerts and reports, newest first, with each target's delivery status and attempts (a
+    report: its business date and scope)."""
     return fetch_dicts(
         conn,
         """
         SELECT a.alert_id, a.created_at, a.monitor, a.kind, d.target, d.status, d.attempts,
-               d.delivered_at, d.next_attempt_at, d.last_error
+               d.delivered_at, d.next_attempt_at, d.last_error,
+               r.business_date AS report_date, r.scope AS report_scope
         FROM alerts a JOIN deliveries d USING (alert_id)
+        LEFT JOIN (SELECT DISTINCT alert_id, business_date, scope FROM report_sends) r
+            USING (alert_id)
         WHERE a.alert_id IN (SELECT alert_id FROM alerts ORDER BY created_at DESC, alert_id DESC
                              LIMIT ?)
         ORDER BY a.created_at DESC, a.alert_id DESC, d.target
