@@ -56,6 +56,11 @@ def esc(value: Any) -> str:
     return html.escape(clean(value), quote=True)
 
 
+def esc_line(line: str) -> str:
+    """A line of the report's own text (its values cleaned already) for HTML, never cut."""
+    return html.escape(_CONTROLS.sub("?", line), quote=True)
+
+
 def _amount(value: Any) -> str:
     return f"{Decimal(value):,.2f}"
 
@@ -182,7 +187,7 @@ def _text(facts: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     for found in facts["gaps"]:
         state = "DOWN" if found["down"] else f"{found['missed_slots']} missed slot(s)"
         lines.append(f"Monitor {clean(found['monitor'])}: {state}")
-        lines += [clean(line) for line in found["text"].splitlines()]
+        lines += [_CONTROLS.sub("?", line) for line in found["text"].splitlines()]
         lines.append("")
     for row in facts["upstream"]:
         lines += _upstream_lines(row)
@@ -353,7 +358,7 @@ def _html(facts: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         parts.append(_table(columns, [[row.get(c) for c in columns] for row in rows]))
     note = _list_note(facts)
     if note:
-        parts.append(f"<p>{esc(note)}</p>")
+        parts.append(f"<p>{esc_line(note)}</p>")
     earlier = facts["open_earlier"]
     parts.append(f"<h3>Breaks still open from earlier days: {earlier['total']}</h3>")
     if earlier["total"]:
@@ -392,10 +397,10 @@ def _html(facts: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     if not facts["upstream"]:
         parts.append("<p>None ingested for this day.</p>")
     for row in facts["upstream"]:
-        parts.append("<p>" + "<br>".join(esc(line) for line in _upstream_lines(row)) + "</p>")
+        parts.append("<p>" + "<br>".join(esc_line(line) for line in _upstream_lines(row)) + "</p>")
     files = _files_lines(facts)
     if files:
-        parts.append("<h3>Files</h3><p>" + "<br>".join(esc(line) for line in files) + "</p>")
+        parts.append("<h3>Files</h3><p>" + "<br>".join(esc_line(line) for line in files) + "</p>")
     if facts["link"]:
         url = esc(facts["link"])
         parts.append(f'<p><a href="{url}">{url}</a></p>')
@@ -404,7 +409,7 @@ def _html(facts: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 
 def esc_lines(text: str) -> str:
-    return "\n".join(esc(line) for line in text.splitlines())
+    return "\n".join(esc_line(line) for line in text.splitlines())
 
 
 def texts(facts: dict[str, Any], rows: list[dict[str, Any]]) -> Texts:
