@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from reconcile.report import build
+from reconcile.report import build, render
 from reconcile.session import Session, open_session, trail_for
 from reconcile.settings import load_settings
 from tests.support import RECON, SAMPLE, ingest_sample_story, recon_env, run_recon
@@ -56,7 +58,7 @@ def store(story_store: Path, tmp_path: Path) -> Path:
 
 
 def env_for(folder: Path, **extra: str) -> dict[str, str]:
-    return recon_env(folder / "recon.duckdb", RECON_NOW=NOW, **extra)
+    return recon_env(folder / "recon.duckdb", **{"RECON_NOW": NOW, **extra})
 
 
 def recon(folder: Path, *args: Any, **extra: str) -> subprocess.CompletedProcess[bytes]:
@@ -276,6 +278,38 @@ def test_hostile_values_are_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     )
     assert report.facts["link"] in report.short
     assert all("/" not in a.name and "<" not in a.name for a in report.attachments)
+
+
+def test_a_monitor_down_makes_the_report_down_with_the_gap(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    added = recon(store, "monitor", "add", "loader-runs", "--cron", "30 1 * * 1-5", "--tz",
+                  "Europe/London", "--grace", "1h", "--source", SOURCE)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    with session_in(store, monkeypatch) as session:  # Monday 08:00: nothing due yet
+        assert build.build(session, DAY, None).facts["gaps"] == []
+    later = "2026-11-17T09:00:00+00:00"  # Tuesday's 01:30 run never came
+    assert recon(store, "watch", "--once", RECON_NOW=later).returncode == 3
+    with session_in(store, monkeypatch, RECON_NOW=later) as session:
+        report = build.build(session, DAY, None)
+    assert report.status == "down" and report.alert_kind == "report_down"
+    (found,) = report.facts["gaps"]
+    assert (found["monitor"], found["down"], found["missed_slots"]) == ("loader-runs", True, 1)
+    assert (found["since"], found["until"]) == (date(2026, 11, 16), date(2026, 11, 17))
+    assert "MONITOR DOWN" in report.title
+    for text in (report.text, report.html, report.short):
+        assert "loader-runs" in text
+    assert "runs ingested: none" in report.text
+    assert report.facts["sources"][0]["status"] == "breaks"  # the day's own status stays
+
+
+@given(st.text())
+def test_values_from_the_store_cannot_become_markup_or_paths(value: str) -> None:
+    shown = render.esc(value)
+    assert not set(shown) & set("<>\"'") and not re.search(r"[\x00-\x1f\x7f-\x9f]", shown)
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", build.safe_name(value))
+    assert re.fullmatch(r"failed-transactions-2026-11-13-[A-Za-z0-9._-]+\.csv",
+                        build.file_name(DAY, value, "csv"))  # fmt: skip
 
 
 def test_nothing_loaded_is_a_clear_error(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:

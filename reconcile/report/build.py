@@ -168,7 +168,7 @@ def safe_name(source: str) -> str:
 
 def file_name(day: date, source: str | None, extension: str) -> str:
     """failed-transactions-<day>[-<source>].<extension>"""
-    scope = f"-{safe_name(source)}" if source else ""
+    scope = f"-{safe_name(source)}" if source is not None else ""
     return f"failed-transactions-{day}{scope}.{extension}"
 
 
