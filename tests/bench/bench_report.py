@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             if repeat:  # the first pair warms the caches
                 ours.append(a)
                 theirs.append(b)
-        rows = sum(1 for _ in (out / f"failed-transactions-{DAY}.csv").open("rb")) - 1
+        with (out / f"failed-transactions-{DAY}.csv").open("rb") as listed:
+            rows = sum(1 for _ in listed) - 1
         attached = sorted(p.name for p in out.iterdir())
     ratio = statistics.median(ours) / statistics.median(theirs)
     print(f"store: {args.rows:,} records; day {DAY}: {rows:,} failed records listed")
