@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DB := demo.duckdb
 
-.PHONY: setup bytecode demo demo-watchdog test lint bench clean
+.PHONY: setup bytecode demo demo-watchdog demo-report test lint bench clean
 
 setup: $(STAMP)
 
@@ -94,6 +94,27 @@ demo-watchdog: setup
 	$(BIN)/recon --now 2026-11-16T08:01:00Z monitor show daily-report | sed -n '/recent slots/,$$p' | head -n 11 || true; \
 	echo; echo "The alert's own command lists what failed while the report was silent."
 
+# The report recon sends itself: the last day's Failed Transactions report, built from the store
+# and delivered through apprise to a mailbox this demo runs on loopback, which saves it as an
+# .eml file any mail client opens. The report watches itself: a monitor hears each delivery.
+demo-report: export RECON_DB = $(DEMO_DB)
+demo-report: export RECON_CONFIG = sample_data/recon.toml
+demo-report: export RECON_AUDIT_KEY = demo-only-not-a-secret-either
+demo-report: export RECON_NOW = 2026-11-16T08:00:00+00:00
+demo-report: setup
+	@echo "== the daily report, sent and watched by recon itself (recon report schedule, recon report send) =="
+	@rm -rf demo-mail demo-mail.port; $(BIN)/python sample_data/mail_receiver.py demo-mail.port demo-mail & \
+	mail=$$!; trap 'kill $$mail 2>/dev/null' EXIT; \
+	while [ ! -s demo-mail.port ]; do sleep 0.1; done; \
+	export RECON_NOTIFY='{"targets": {"operations-mail": {"url": "mailto://127.0.0.1:'$$(cat demo-mail.port)'?from=recon@example.com&to=operations@example.com&mode=insecure", "tags": ["operations"]}}}'; \
+	$(BIN)/recon report schedule --cron "30 7 * * 1-5" --tz Europe/London --grace 1h --tag operations \
+	    | sed 's/^/  /'; \
+	$(BIN)/recon report send --date last --tag operations || true; \
+	sleep 0.5; echo; \
+	saved=$$(ls demo-mail/*.eml 2>/dev/null | head -n 1); \
+	if [ -n "$$saved" ]; then echo "Open the report in a mail client: $$saved"; \
+	else echo "no report arrived: see recon alerts"; fi
+
 # One worker per core (pytest-xdist), each taking whole files: a module's store built once
 # (the canary sweep, the sample story, the audit trail) is built on one worker, not on each.
 TEST_WORKERS ?= auto
@@ -123,4 +144,4 @@ bench: bytecode
 	exit $$(( a || b || c || d || e || f || g || h || i || j || k ))
 
 clean:
-	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor $(DEMO_DB).pankey demo-inbox.port .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor $(DEMO_DB).pankey demo-inbox.port demo-mail demo-mail.port .pytest_cache .mypy_cache .ruff_cache

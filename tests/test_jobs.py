@@ -15,15 +15,18 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from croniter import croniter
 
 from .conftest import HttpTarget
-from .support import ROOT, recon_env, run_recon
+from .support import ROOT, Result, ingest_sample_story, recon_env, run_recon
 
 JOBS = ROOT / "jobs"
+SAMPLE_SOURCE = "payments-loader"
 SERVER_ROOT = "/srv/recon"  # where the job files say recon is installed
 MONDAY = "2026-11-23"
 
@@ -183,7 +186,7 @@ def test_the_watch_service_runs_as_written_and_succeeds_while_another_monitor_is
     assert status(home, after, "watchdog") == "up"
 
 
-@pytest.mark.parametrize("name", ["recon-watch", "recon-reconcile"])
+@pytest.mark.parametrize("name", ["recon-watch", "recon-reconcile", "recon-report"])
 def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, name: str) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
@@ -215,3 +218,132 @@ def test_every_recon_job_counts_exit_3_as_a_finding() -> None:
     assert len(wrapped) == 5
     for command in wrapped:
         assert "recon run --ok-exit 3 " in command, command
+
+
+# --- the daily report: a crontab line and a systemd service-and-timer pair ----------------------
+
+REPORT_SEND = ["report", "send", "--date", "last", "--tag", "operations"]
+
+
+def report_schedules(path: Path) -> list[list[str]]:
+    """The `recon report schedule ...` commands a job file's comments say to run once."""
+    found = re.findall(r"^#\s+recon (report schedule .*)$", path.read_text(), re.MULTILINE)
+    return [shlex.split(line) for line in found]
+
+
+def option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def recon_args(command: str) -> list[str]:
+    """The arguments a job gives recon (after the last `recon` executable it names)."""
+    words = shlex.split(command)
+    last = max(i for i, word in enumerate(words) if word.endswith("/recon"))
+    return words[last + 1 :]
+
+
+def report_jobs() -> tuple[str, str, str]:
+    """The crontab's report line (schedule, command) and the service's ExecStart."""
+    tab = read_crontab(JOBS / "recon.cron")
+    [(schedule, command)] = [(s, c) for s, c in tab.lines if "report send" in c]
+    [service] = read_unit(JOBS / "recon-report.service")["ExecStart"]
+    return schedule, command, service
+
+
+def test_the_report_jobs_send_the_last_days_report_when_its_monitor_expects_it() -> None:
+    """Both jobs run `recon report send --date last --tag operations`, unwrapped (the report's
+    monitor hears its delivery), at the time the report's monitor is scheduled for; the timer
+    elapses exactly when that monitor's cron is due, daylight saving time included."""
+    schedule, command, service = report_jobs()
+    assert recon_args(command) == REPORT_SEND
+    assert recon_args(service) == REPORT_SEND
+    assert "recon run" not in command and "recon run" not in service
+    [setup] = report_schedules(JOBS / "recon.cron")
+    assert report_schedules(JOBS / "recon-report.service") == [setup]
+    assert setup[:2] == ["report", "schedule"]
+    assert option(setup, "--cron") == schedule == "0 7 * * 1-5"
+    [calendar] = read_unit(JOBS / "recon-report.timer")["OnCalendar"]
+    assert calendar.endswith(" " + option(setup, "--tz"))
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    base = datetime(2027, 3, 22, tzinfo=UTC)  # London moves to summer time on 28 March 2027
+    shown = subprocess.run(
+        [
+            analyze,
+            "calendar",
+            "--iterations=12",
+            f"--base-time={base:%Y-%m-%d %H:%M:%S} UTC",
+            calendar,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TZ": "UTC", "LC_ALL": "C"},
+        timeout=60,
+        check=True,
+    )
+    elapses = [
+        datetime.strptime(found, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        for found in re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+) UTC", shown.stdout)
+    ]
+    zone = ZoneInfo(option(setup, "--tz"))
+    due = croniter(schedule, base.astimezone(zone))
+    expected = [due.get_next(datetime).astimezone(UTC) for _ in range(12)]
+    assert elapses == expected, shown.stdout
+    assert expected[4].hour == 7 and expected[5].hour == 6  # 07:00 London, before and after
+
+
+def test_the_report_jobs_run_as_written_and_deliver_once(
+    tmp_path: Path, http_target: HttpTarget
+) -> None:
+    """The crontab line through /bin/sh, then the systemd unit's ExecStart: the story's last
+    business day reported once to the target tagged `operations` (the second run finds it sent),
+    and the report's monitor, created as the files say, is up."""
+    home = install(tmp_path)
+    probe = recon_at(home, f"{MONDAY}T06:00:00Z", "report", "send", "--help")
+    if probe.returncode != 0:
+        pytest.skip("recon report send is not on this branch yet")
+    config = (ROOT / "sample_data" / "recon.toml").read_text()
+    config += f'\n[notify.targets.operations]\nurl = "{http_target.url}"\ntags = ["operations"]\n'
+    (home / "recon.toml").write_text(config)
+    when = f"{MONDAY}T06:00:00Z"
+
+    def recon(*args: str | Path) -> Result:
+        ran = recon_at(home, when, *map(str, args))
+        return Result(ran.returncode, ran.stdout, ran.stderr)
+
+    ingest_sample_story(recon, ROOT / "sample_data" / SAMPLE_SOURCE, SAMPLE_SOURCE)
+    [setup] = report_schedules(JOBS / "recon.cron")
+    made = recon_at(home, when, *setup)
+    assert made.returncode == 0, made.stderr
+    _, command, service = report_jobs()
+    now = f"{MONDAY}T07:00:00Z"
+    tab = read_crontab(JOBS / "recon.cron")
+    env = {**base_env(home, now), **{k: moved(v, home) for k, v in tab.variables.items()}}
+    ran = subprocess.run(
+        [tab.variables.get("SHELL", "/bin/sh"), "-c", moved(command, home)],
+        env=env,
+        cwd=env["HOME"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert len(http_target.answered_ok) == 1, http_target.received
+    assert "2026-11-13" in json.dumps(http_target.answered_ok[0])
+    unit = read_unit(JOBS / "recon-report.service")
+    env = base_env(home, f"{MONDAY}T07:05:00Z")
+    for assignments in unit["Environment"]:
+        env.update(item.split("=", 1) for item in shlex.split(moved(assignments, home)))
+    again = subprocess.run(
+        shlex.split(moved(service, home)),
+        env=env,
+        cwd=moved(unit["WorkingDirectory"][0], home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert len(http_target.answered_ok) == 1, "sent twice"
+    name = option(setup, "--name") if "--name" in setup else "failed-transactions-report"
+    assert status(home, f"{MONDAY}T08:30:00Z", name) == "up"

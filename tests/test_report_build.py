@@ -146,6 +146,201 @@ def test_attachments_are_the_bytes_recon_failures_writes(
     sheet = book.active
     assert sheet is not None
     cells = [
-        ["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)
+        [("" if v is None else str(v)) for v in row] for row in sheet.iter_rows(values_only=True)
     ]
     book.close()
+    rows = list(csv.reader(io.StringIO(csv_out.stdout.decode())))
+    assert len(cells) == len(rows) == 26 and cells[0] == rows[0]
+    assert [r[0] for r in cells] == [r[0] for r in rows]
+    chart = name.replace(".csv", "-chart.png")  # the chart helper's, when days have results
+    files = {"report.html", "report.txt", name, name.replace(".csv", ".xlsx"), chart}
+    assert {p.name for p in out.iterdir()} == files
+    for path in out.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert shown.stdout.decode() == (out / "report.txt").read_text()
+    # The read is audited as `recon failures`'s is.
+    events = recon(store, "--json", "audit", "log", "--action", "report.preview").stdout
+    assert b'"report.preview"' in events
+
+
+def _report_file(folder: Path, txns: list[str]) -> Path:
+    path = folder / "upstream.csv"
+    lines = ["txn_id,run_id,amount,currency,error_code,error_message"]
+    lines += [f"{txn},PL-20261113,10.00,GBP,E512,Field mapping" for txn in txns]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_upstream_comparison_names_the_differences(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours = [
+        r["txn_id"]
+        for r in json.loads(recon(store, "--json", "failures", "--date", DAY).stdout)["failures"]
+    ]
+    theirs = [*ours[1:], "T20261113-9999"]  # one of ours left out, one extra
+    path = _report_file(store, theirs)
+    done = recon(store, "ingest", "--source", SOURCE, "--kind", "report", "--date", DAY, path)
+    assert done.returncode == 0, done.stderr
+    with session_in(store, monkeypatch) as session:
+        report = build.build(session, DAY, SOURCE)
+    (upstream,) = report.facts["upstream"]
+    assert not upstream["agrees"]
+    assert upstream["only_upstream_ids"] == ["T20261113-9999"]
+    assert upstream["only_ours_ids"] == [ours[0]]
+    assert (upstream["upstream"], upstream["ours"]) == (25, 25)
+    for text in (report.text, report.html):
+        assert "T20261113-9999" in text and ours[0] in text
+    assert "differs" in report.short
+
+
+def test_upstream_comparison_agrees_on_the_story_report(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = date(2026, 11, 6)
+    path = SAMPLE / SOURCE / "reports" / f"failed-transactions-{day}.csv"
+    done = recon(store, "ingest", "--source", SOURCE, "--kind", "report", "--date", day, path)
+    assert done.returncode == 0, done.stderr
+    with session_in(store, monkeypatch) as session:
+        report = build.build(session, day, None)
+    (upstream,) = report.facts["upstream"]
+    assert upstream["agrees"], upstream
+    assert upstream["upstream"] == 7
+    assert "agrees" in report.text
+
+
+def test_caps_leave_files_out_and_the_body_says_so(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caps = {
+        "RECON_REPORT__BODY_ROWS": "5",
+        "RECON_REPORT__XLSX_MAX_ROWS": "10",
+        "RECON_REPORT__ATTACH_MAX_BYTES": "1000",
+    }
+    with session_in(store, monkeypatch, **caps) as session:
+        report = build.build(session, DAY, SOURCE)
+    assert [a.name for a in report.attachments if not a.name.endswith(".png")] == []
+    omitted = {o["name"]: o for o in report.facts["omitted"]}
+    csv_name, xlsx_name = (build.file_name(DAY, SOURCE, ext) for ext in ("csv", "xlsx"))
+    assert set(omitted) == {csv_name, xlsx_name}
+    assert "report.attach_max_bytes" in omitted[csv_name]["reason"]
+    assert "25 rows, over the 10-row limit" in omitted[xlsx_name]["reason"]
+    assert omitted[xlsx_name]["command"] == (
+        f"recon failures --date {DAY} --source {SOURCE} --format xlsx -o {xlsx_name}"
+    )
+    for text in (report.text, report.html):
+        assert "and 20 more in the full list" in text
+    for o in omitted.values():
+        assert o["command"] in report.text and html.escape(o["command"]) in report.html
+    assert report.text.count("T20261113-") == 5
+
+
+def test_no_card_number_anywhere(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    day = date(2026, 11, 4)  # the log carried full card numbers, also in error messages
+    with session_in(store, monkeypatch) as session:
+        report = build.build(session, day, None)
+    assert report.facts["sources"][0]["failed"] == 4
+    assert "************1117" in report.text  # masked, as stored
+    blobs = [report.title, report.text, report.html, report.short,
+             json.dumps(report.facts, default=str)]  # fmt: skip
+    blobs += [a.content.decode("latin-1") for a in report.attachments]
+    for blob in blobs:
+        digits = re.sub(r"[ \-]", "", blob)
+        for pan in PANS:
+            assert pan not in digits
+
+
+def test_hostile_values_are_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = "evil<b>\"src'"
+    day = "2026-11-13"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "txn_id,amount,currency,business_date,run_id\n"
+        f'"<script>alert(1)</script>",10.00,GBP,{day},R1\n'
+        f"T2,5.00,GBP,{day},R1\n"
+    )
+    log = tmp_path / "log.csv"
+    log.write_text(
+        "txn_id,run_id,amount,currency,status,processed_at,business_date,error_code,error_message\n"
+        f'"<script>alert(1)</script>",R1,10.00,GBP,FAILED,{day}T01:00:00,{day},E1,"<img src=x onerror=y> & ""q"""\n'
+        f"T2,R1,5.00,GBP,PROCESSED,{day}T01:00:01,{day},,\n"
+    )
+    for kind, path in (("expected", manifest), ("processed", log)):
+        done = recon(tmp_path, "ingest", "--source", source, "--kind", kind, path)
+        assert done.returncode in (0, 3), done.stderr
+    with session_in(tmp_path, monkeypatch, RECON_BASE_URL="https://recon.example/x y/") as session:
+        report = build.build(session, date(2026, 11, 13), source)
+    assert report.facts["sources"][0]["failed"] == 1
+    for raw in ("<script>", "<img", "<b>", 'src"'):
+        assert raw not in report.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report.html
+    assert "evil&lt;b&gt;&quot;src&#x27;" in report.html
+    assert "<script>alert(1)</script>" in report.text  # plain text is not HTML
+    assert report.facts["link"] == "https://recon.example/x y/api/v1/failures?date=2026-11-13" or (
+        report.facts["link"].endswith("/api/v1/failures?date=2026-11-13")
+    )
+    assert report.facts["link"] in report.short
+    assert all("/" not in a.name and "<" not in a.name for a in report.attachments)
+
+
+def test_a_monitor_down_makes_the_report_down_with_the_gap(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    added = recon(store, "monitor", "add", "loader-runs", "--cron", "30 1 * * 1-5", "--tz",
+                  "Europe/London", "--grace", "1h", "--source", SOURCE)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    with session_in(store, monkeypatch) as session:  # Monday 08:00: nothing due yet
+        assert build.build(session, DAY, None).facts["gaps"] == []
+    later = "2026-11-17T09:00:00+00:00"  # Tuesday's 01:30 run never came
+    assert recon(store, "watch", "--once", RECON_NOW=later).returncode == 3
+    with session_in(store, monkeypatch, RECON_NOW=later) as session:
+        report = build.build(session, DAY, None)
+    assert report.status == "down" and report.alert_kind == "report_down"
+    (found,) = report.facts["gaps"]
+    assert (found["monitor"], found["down"], found["missed_slots"]) == ("loader-runs", True, 1)
+    assert (found["since"], found["until"]) == (date(2026, 11, 16), date(2026, 11, 17))
+    assert "MONITOR DOWN" in report.title
+    for text in (report.text, report.html, report.short):
+        assert "loader-runs" in text
+    assert "runs ingested: none" in report.text
+    assert report.facts["sources"][0]["status"] == "breaks"  # the day's own status stays
+
+
+@given(st.text())
+def test_values_from_the_store_cannot_become_markup_or_paths(value: str) -> None:
+    shown = render.esc(value)
+    assert not set(shown) & set("<>\"'") and not re.search(r"[\x00-\x1f\x7f-\x9f]", shown)
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", build.safe_name(value))
+    assert re.fullmatch(r"failed-transactions-2026-11-13-[A-Za-z0-9._-]+\.csv",
+                        build.file_name(DAY, value, "csv"))  # fmt: skip
+
+
+def test_nothing_loaded_is_a_clear_error(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with session_in(store, monkeypatch) as session, pytest.raises(build.ReportError) as caught:
+        build.build(session, date(2026, 12, 1), None)
+    assert "nothing is loaded for business date 2026-12-01" in str(caught.value)
+    with session_in(store, monkeypatch) as session, pytest.raises(build.ReportError) as caught:
+        build.build(session, None, "no-such-source")
+    assert "no-such-source" in str(caught.value)
+    done = recon(store, "report", "preview", "--date", "2026-12-01")
+    assert done.returncode == 1
+    assert b"nothing is loaded for business date 2026-12-01" in done.stderr
+
+
+def test_empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with session_in(tmp_path, monkeypatch) as session, pytest.raises(build.ReportError) as caught:
+        build.build(session, None, None)
+    assert "no transactions loaded yet" in str(caught.value)
+
+
+def test_preview_json_shape(store: Path) -> None:
+    done = recon(store, "--json", "report", "preview", "--date", "last", "--source", SOURCE)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert set(shown) == {"title", "status", "alert_kind", "short", "facts", "written"}
+    facts = shown["facts"]
+    assert facts["business_date"] == "2026-11-13" and facts["scope"] == SOURCE
+    assert set(facts) >= {"sources", "totals", "failed_list", "open_earlier", "gaps",
+                          "upstream", "attachments", "omitted", "link", "status"}  # fmt: skip
+    assert shown["written"] == {"stdout": None}
+    assert datetime.fromisoformat(facts["generated_at"]) == datetime(2026, 11, 16, 8, tzinfo=UTC)

@@ -205,8 +205,9 @@ def _resolve_day(conn: Connection, day: date | None, source: str | None) -> date
 
 
 def _days(conn: Connection, day: date, source: str | None) -> list[dict[str, Any]]:
-    """Each source's latest result of the day, with its runs' rows and the failure rate
-    (failed records per expected record; per processed record where no manifest came)."""
+    """Each source's latest result of the day, with its runs' rows and the failure rate: failed
+    records per record processed (at least one attempt), in percent, as the chart draws it
+    (None when nothing was processed)."""
     return fetch_dicts(
         conn,
         """
@@ -218,8 +219,7 @@ def _days(conn: Connection, day: date, source: str | None) -> list[dict[str, Any
                d.expected_count, d.processed_count, d.matched, d.failed, d.missing,
                d.duplicated, d.unexpected, d.amount_mismatch, d.pending_records,
                d.expected_amount, d.processed_amount, d.amount_difference,
-               round(100.0 * d.failed / nullif(CASE WHEN d.expected_count > 0
-                   THEN d.expected_count ELSE d.processed_count END, 0), 2) AS failure_rate
+               round(100.0 * d.failed / nullif(d.processed_count, 0), 2) AS failure_rate
         FROM latest_day_results d
         WHERE d.business_date = $day AND ($source IS NULL OR d.source = $source)
         ORDER BY d.source
@@ -277,8 +277,7 @@ def _trend(conn: Connection, day: date, source: str | None) -> list[dict[str, An
         """
         WITH earlier AS (
             SELECT source, business_date, failed,
-                   100.0 * failed / nullif(CASE WHEN expected_count > 0 THEN expected_count
-                                               ELSE processed_count END, 0) AS rate,
+                   100.0 * failed / nullif(processed_count, 0) AS rate,
                    row_number() OVER (PARTITION BY source ORDER BY business_date DESC) AS n
             FROM latest_day_results
             WHERE business_date < $day AND ($source IS NULL OR source = $source))
