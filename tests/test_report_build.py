@@ -327,6 +327,31 @@ def test_nothing_loaded_is_a_clear_error(store: Path, monkeypatch: pytest.Monkey
     assert b"nothing is loaded for business date 2026-12-01" in done.stderr
 
 
+def test_a_day_with_only_its_manifest_is_pending(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = store / "PL-20261116.csv"
+    manifest.write_text(
+        "txn_id,amount,currency,business_date,run_id\n"
+        "T20261116-0001,10.00,GBP,2026-11-16,PL-20261116\n"
+    )
+    done = recon(store, "ingest", "--source", SOURCE, "--kind", "expected", manifest)
+    assert done.returncode == 0, done.stderr
+    with session_in(store, monkeypatch) as session:
+        report = build.build(session, date(2026, 11, 16), SOURCE)
+    assert report.status == "pending" and report.alert_kind == "report_pending"
+    assert report.facts["sources"][0]["status"] == "pending"
+    assert report.title.endswith("(payments-loader) - PENDING")
+
+
+def test_preview_usage_errors(store: Path) -> None:
+    done = recon(store, "report", "preview", "--date", "13/11/2026")
+    assert done.returncode == 2 and b"--date" in done.stderr
+    (store / "a-file").write_text("")
+    done = recon(store, "report", "preview", "--date", DAY, "-o", store / "a-file")
+    assert done.returncode == 2 and b"a-file" in done.stderr
+
+
 def test_empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with session_in(tmp_path, monkeypatch) as session, pytest.raises(build.ReportError) as caught:
         build.build(session, None, None)

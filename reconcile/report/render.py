@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 # The failure list's columns the body shows (the attachment has every column).
 BODY_COLUMNS = ["txn_id", "run_id", "amount", "currency", "error_code", "error_message"]
@@ -71,7 +71,7 @@ def link(base_url: str | None, day: date) -> str | None:
     if not base_url:
         return None
     base = base_url.rstrip("/")
-    return f"{base}/api/v1/{quote('failures')}?{urlencode({'date': day.isoformat()})}"
+    return f"{base}/api/v1/failures?{urlencode({'date': day.isoformat()})}"
 
 
 def _scope(facts: dict[str, Any]) -> str:
