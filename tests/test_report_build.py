@@ -212,6 +212,11 @@ def test_upstream_comparison_agrees_on_the_story_report(
 def test_caps_leave_files_out_and_the_body_says_so(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    with session_in(store, monkeypatch, RECON_REPORT__BODY_ROWS="5") as session:
+        report = build.build(session, DAY, SOURCE)
+    attached = build.file_name(DAY, SOURCE, "csv")
+    assert attached in [a.name for a in report.attachments]
+    assert f"and 20 more in the attachment {attached}" in report.text
     caps = {
         "RECON_REPORT__BODY_ROWS": "5",
         "RECON_REPORT__XLSX_MAX_ROWS": "10",
@@ -276,9 +281,7 @@ def test_hostile_values_are_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report.html
     assert "evil&lt;b&gt;&quot;src&#x27;" in report.html
     assert "<script>alert(1)</script>" in report.text  # plain text is not HTML
-    assert report.facts["link"] == "https://recon.example/x y/api/v1/failures?date=2026-11-13" or (
-        report.facts["link"].endswith("/api/v1/failures?date=2026-11-13")
-    )
+    assert report.facts["link"] == "https://recon.example/x%20y/api/v1/failures?date=2026-11-13"
     assert report.facts["link"] in report.short
     assert all("/" not in a.name and "<" not in a.name for a in report.attachments)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 # The failure list's columns the body shows (the attachment has every column).
 BODY_COLUMNS = ["txn_id", "run_id", "amount", "currency", "error_code", "error_message"]
@@ -70,8 +70,10 @@ def link(base_url: str | None, day: date) -> str | None:
     picks the source) under RECON_BASE_URL, or None when no base URL is set."""
     if not base_url:
         return None
-    base = base_url.rstrip("/")
-    return f"{base}/api/v1/failures?{urlencode({'date': day.isoformat()})}"
+    parts = urlsplit(base_url.strip())
+    path = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=~-._") + "/api/v1/failures"
+    query = urlencode({"date": day.isoformat()})
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
 
 
 def _scope(facts: dict[str, Any]) -> str:
