@@ -140,7 +140,8 @@ bench: bytecode
 	$(BIN)/python -m tests.bench.bench_small; h=$$?; \
 	$(BIN)/python -m tests.bench.bench_startup; i=$$?; \
 	$(BIN)/python -m tests.bench.bench_width; j=$$?; \
-	exit $$(( a || b || c || d || e || f || g || h || i || j ))
+	$(BIN)/python -m tests.bench.bench_report; k=$$?; \
+	exit $$(( a || b || c || d || e || f || g || h || i || j || k ))
 
 clean:
 	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB).wal $(DEMO_DB).spool $(DEMO_DB).anchor $(DEMO_DB).pankey demo-inbox.port demo-mail demo-mail.port .pytest_cache .mypy_cache .ruff_cache

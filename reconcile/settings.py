@@ -401,6 +401,24 @@ class MailboxConfig(BaseModel):
             ) from None
 
 
+class ReportConfig(BaseModel):
+    """`[report]`: what the daily report (`recon report send|preview`) carries, and its caps.
+
+    Mail servers refuse large messages and openpyxl writes about 7,000 rows a second, so a large
+    day's files are left out of the report (the body names each, with why and the command that
+    writes it). Environment: RECON_REPORT__BODY_ROWS, RECON_REPORT__XLSX_MAX_ROWS,
+    RECON_REPORT__ATTACH_MAX_BYTES."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Failed records listed in the report's text and HTML (the rest: in the attachments).
+    body_rows: int = Field(default=25, ge=0, le=1000)
+    # The XLSX is attached only for a list of at most this many records (0: never).
+    xlsx_max_rows: int = Field(default=20_000, ge=0, le=1_000_000)
+    # The CSV is attached only up to this many bytes (0: never); the XLSX too.
+    attach_max_bytes: int = Field(default=20_000_000, ge=0)
+
+
 class Settings(BaseSettings):
     """Everything a command may need, validated once."""
 
@@ -431,6 +449,7 @@ class Settings(BaseSettings):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     mailboxes: dict[str, MailboxConfig] = Field(default_factory=dict)  # by alias
+    report: ReportConfig = Field(default_factory=ReportConfig)  # the daily report's caps
     # Watching the watchdog: every `recon watch` tick fetches this URL (healthchecks-style), so
     # an outside service notices when the watchdog itself stops.
     watchdog_ping_url: SecretStr | None = None

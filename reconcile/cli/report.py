@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import click
 
 from reconcile.cli.context import DURATION, EXIT_ERROR, EXIT_OK, App, cli, parse_day, pass_app
-from reconcile.cli.output import emit_json, info
+from reconcile.cli.output import emit_json, info, terminal_text
+from reconcile.reconciliation.scope import LAST, ScopeError, parse_date
+from reconcile.report import build
 from reconcile.watch import monitors, notify
 
 
@@ -160,6 +163,60 @@ def report_schedule(
 # ----------------------------------------------------------------------------------------------
 # recon report preview (helper "build")
 # ----------------------------------------------------------------------------------------------
+
+
+@report_group.command("preview")
+@click.option("--date", "day", metavar="DATE|last", help="The business date (default: last).")
+@click.option("--source", "-s", metavar="NAME", help="Only this source (default: every source).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write report.html, report.txt and the attachments into this folder.",
+)
+@pass_app
+def preview_command(app: App, day: str | None, source: str | None, output: Path | None) -> None:
+    """Build the report of a business date without sending it, and print its text.
+
+    The day is reconciled first, as `recon failures` does. With -o, the HTML body, the text
+    and the attachments (the failed list as CSV and XLSX, the chart) are written into the
+    folder, private (0600). --json prints what the report says (its facts) instead.
+
+    \b
+    Examples:
+      recon report preview --date 2026-11-13
+      recon report preview --source payments-loader -o report-preview/
+      recon --json report preview --date last
+    """
+    when = _report_day(day)
+    with app.session() as session:
+        previewed = build.preview(session, when, source, output)
+    report = previewed.report
+    if app.json:
+        emit_json(
+            {
+                "title": report.title,
+                "status": report.status,
+                "alert_kind": report.alert_kind,
+                "short": report.short,
+                "facts": report.facts,
+                "written": previewed.written,
+            }
+        )
+        return
+    click.echo(terminal_text(report.text), nl=False)
+    if output is not None:
+        info(f"wrote {', '.join(p for p in previewed.written if p != 'stdout')}")
+
+
+def _report_day(day: str | None) -> date | None:
+    """--date: a business date, or `last` (or none) for the latest loaded."""
+    if day is None or day == LAST:
+        return None
+    try:
+        return parse_date(day)
+    except ScopeError as exc:
+        raise click.BadParameter(exc.text({"date": "--date"}), param_hint="--date") from None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ access recorded in the same session, with the SHA-256 of what was written.
 from __future__ import annotations
 
 import io
+import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -191,8 +192,7 @@ def list_for(
     else:
         rows = fetch_dicts(conn, sql, params)
     if fmt == "xlsx" and output is not None:
-        sheet = formats.Sheet("Failures", [formats.Table(None, COLUMNS, rows)])
-        formats.write_xlsx(output, [sheet], now)
+        write_xlsx(rows, output, now)
     elif fmt in TEXT_WRITERS and output is not None:
         with (
             formats.private_file(output) as handle,
@@ -212,6 +212,32 @@ def list_for(
         },
     )
     return Listing(days, categories, fmt, rows, output, written, status, latest, hidden)
+
+
+def write_xlsx(rows: list[dict[str, Any]], output: Path, created: datetime) -> None:
+    """The list as `--format xlsx` writes it (one sheet, the CSV's columns)."""
+    formats.write_xlsx(
+        output, [formats.Sheet("Failures", [formats.Table(None, COLUMNS, rows)])], created
+    )
+
+
+def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """The bytes `--format csv` writes to stdout for these rows (UTF-8, CRLF line ends): the
+    daily report attaches the same file."""
+    buffer = io.BytesIO()
+    with io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True) as text:
+        formats.write_csv(rows, COLUMNS, text)
+        text.flush()
+        return buffer.getvalue()
+
+
+def xlsx_bytes(rows: list[dict[str, Any]], created: datetime) -> bytes:
+    """The bytes `--format xlsx -o FILE` writes for these rows under the same `--now`, through
+    a private temporary folder (openpyxl writes to a file)."""
+    with tempfile.TemporaryDirectory(prefix="recon-xlsx-") as folder:
+        path = Path(folder) / "failures.xlsx"
+        write_xlsx(rows, path, created)
+        return path.read_bytes()
 
 
 def latest_per_source(conn: Connection) -> dict[str, date]:
