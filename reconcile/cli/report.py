@@ -34,11 +34,10 @@ def report_group() -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _send_parts() -> Any:
-    from reconcile.cli import watch as watch_cli  # `_sessions`: one `now` for every session
+def _send_parts() -> Any:  # imported when a send or schedule command runs
     from reconcile.report import send
 
-    return watch_cli, send
+    return send
 
 
 @report_group.command("send")
@@ -66,10 +65,10 @@ def report_send(app: App, day: str, source: str | None, tag: str | None, force: 
       recon report send --date last --tag operations
       recon report send --date 2026-11-13 --source payments-loader --force
     """
-    watch_cli, send = _send_parts()
+    send = _send_parts()
     when = None if day == "last" else parse_day(day, "--date")
     try:
-        sent = send.send_report(watch_cli._sessions(app), when, source, tag, force)
+        sent = send.send_report(app.session, when, source, tag, force)
     except notify.NoTargets:
         raise click.UsageError(
             'no notification targets: add [notify.targets.ALIAS] url = "..." to recon.toml'
@@ -134,7 +133,7 @@ def report_schedule(
       recon report schedule --cron "0 7 * * 1-5" --tz Europe/London --grace 1h --tag oncall
       recon report schedule --cron "30 7 * * 1-5" --grace 30m --source payments-loader
     """
-    _, send = _send_parts()
+    send = _send_parts()
     try:
         with app.session() as session:
             added = send.schedule(
