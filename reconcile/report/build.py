@@ -65,7 +65,9 @@ def build(session: Session, day: date | None, source: str | None) -> Report:
     """The report of `day` (None: the latest loaded) for `source` (None: every source)."""
     conn, now, config = session.conn, session.now, session.settings.report
     day = _resolve_day(conn, day, source)
-    refresh_stored(session, Scope(source, since=day, until=day))
+    # The days the trend and the chart read are reconciled too (unchanged days cost a lookup):
+    # a run log replaced last week shows in this morning's report as `recon reconcile` says.
+    refresh_stored(session, Scope(source, since=chart.first_loaded(conn, day, source), until=day))
     days = _days(conn, day, source)
     if not days:
         where = f"source {source!r}" if source else "any source"

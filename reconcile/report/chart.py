@@ -202,6 +202,15 @@ class Drawn:
         }
 
 
+def first_loaded(conn: Connection, until: date, source: str | None, days: int = DAYS) -> date:
+    """The first of the last `days` business dates loaded (of `source`) up to `until`: where a
+    chart of those days starts, so the range to reconcile before drawing it."""
+    row = conn.execute(
+        FIRST_LOADED_SQL, {"until": until, "source": source, "days": days}
+    ).fetchone()
+    return row[0] if row and row[0] is not None else until
+
+
 def write_chart(
     session: Session, since: date | None, until: date | None, source: str | None, out: Path
 ) -> Drawn:
@@ -228,12 +237,7 @@ def write_chart(
                 "and reconcile them first"
             )
         until = latest.until
-    first = since
-    if first is None:
-        row = conn.execute(
-            FIRST_LOADED_SQL, {"until": until, "source": source, "days": DAYS}
-        ).fetchone()
-        first = row[0] if row and row[0] is not None else until
+    first = since if since is not None else first_loaded(conn, until, source)
     if first > until:
         raise ChartError(f"the range starts on {first}, after its end {until}: swap them")
     refresh_stored(session, Scope(source, since=first, until=until))
