@@ -284,6 +284,14 @@ def _html(facts: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"{esc(facts['business_date'])} ({esc(_scope(facts))})</h2>",
         f'<p>Status: <strong style="color:{colour}">{esc(facts["status"].upper())}</strong></p>',
     ]
+    # Each source's counts as a sentence too: apprise derives the email's plain-text part from
+    # this HTML, and puts every table cell on a line of its own there.
+    for item in facts["sources"]:
+        parts.append(
+            f"<p><strong>{esc(item['source'])}</strong>: {esc(item['status'])}; "
+            f"rows loaded: {item['rows_loaded']}; {esc(_counts_line(item))}; "
+            f"failure rate {esc(_rate(item['failure_rate']))}</p>"
+        )
     headers = [
         "source",
         "status",
