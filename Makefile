@@ -55,6 +55,8 @@ demo: bytecode
 	@echo
 	@$(MAKE) --no-print-directory demo-watchdog
 	@echo
+	@$(MAKE) --no-print-directory demo-report
+	@echo
 	@echo "== the audit trail: who did what (recon audit log), intact (recon audit verify) =="
 	@$(BIN)/recon audit log --limit 6 | cut -c 1-150
 	@$(BIN)/recon audit verify
