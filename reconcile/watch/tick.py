@@ -93,7 +93,10 @@ def run(sessions: notify.Sessions) -> TickReport:
             first, last = gap.dates(since, now, zones[source])
             refresh.refresh_stored(session, compare.Scope(source=source, since=first, until=last))
         evaluation = alerts.evaluate(conn, now, targets, zones)
-        first_claim = notify.claim(conn, clock(), limit=1)  # the rest one by one, after sending
+        # The rest one by one, after sending; a report's files only for the email targets.
+        first_claim = notify.claim(
+            conn, clock(), limit=1, with_files=notify.file_targets(targets) if targets else ()
+        )
         report.down = monitors.count_down(conn)
     report.transitions, report.queued = evaluation.transitions, evaluation.alerts
     report.errors = evaluation.errors + report.errors
